@@ -1,0 +1,114 @@
+"""resilience: circuit breakers, retries, fallbacks, failover, offline queues and CRDTs.
+
+Every public name is importable from here; modules load on first use, so
+`import resilience` stays cheap and pydantic, prometheus_client, structlog and sqlite3 load
+only when something needs them.
+
+Example:
+    >>> import resilience as rs
+    >>> breaker = rs.CircuitBreaker("payments", minimum_calls=5)
+    >>> breaker.state.name
+    'CLOSED'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    AllFallbacksFailed,
+    AllTiersFailed,
+    BulkheadFull,
+    CircuitOpenError,
+    ConfigError,
+    CRDTError,
+    QueueError,
+    QueueFull,
+    RateLimited,
+    ResilienceError,
+    RetryExhausted,
+    TimeoutExceeded,
+)
+
+if TYPE_CHECKING:
+    from .breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
+    from .classify import (
+        DEFAULT_CLASSIFIER,
+        Classification,
+        Classifier,
+        Verdict,
+        parse_retry_after,
+    )
+
+# public name -> the module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "Verdict": "classify",
+    "Classification": "classify",
+    "Classifier": "classify",
+    "DEFAULT_CLASSIFIER": "classify",
+    "parse_retry_after": "classify",
+    "CircuitBreaker": "breaker",
+    "CountWindow": "breaker",
+    "TimeWindow": "breaker",
+    "CircuitState": "breaker",
+    "Retry": "retry",
+    "Backoff": "retry",
+    "RetryBudget": "retry",
+    "Timeout": "timeout",
+    "Bulkhead": "bulkhead",
+    "RateLimiter": "ratelimit",
+    "DegradationLevel": "fallback",
+    "FallbackChain": "fallback",
+    "Step": "fallback",
+    "StaleCache": "fallback",
+    "Default": "fallback",
+    "Served": "fallback",
+    "Pipeline": "pipeline",
+    "Policy": "pipeline",
+    "resilient": "_resilient",
+    "Failover": "failover",
+    "Tier": "failover",
+    "OfflineQueue": "queue",
+    "Priority": "queue",
+    "DrainReport": "queue",
+    "MetricsCollector": "metrics",
+    "health": "metrics",
+    "FaultInjection": "chaos",
+}
+
+__all__ = sorted(
+    [
+        *_LAZY,
+        "AllFallbacksFailed",
+        "AllTiersFailed",
+        "BulkheadFull",
+        "CRDTError",
+        "CircuitOpenError",
+        "ConfigError",
+        "QueueError",
+        "QueueFull",
+        "RateLimited",
+        "ResilienceError",
+        "RetryExhausted",
+        "TimeoutExceeded",
+        "__version__",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name == "__version__":
+        from ._version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'resilience' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

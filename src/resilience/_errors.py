@@ -1,0 +1,257 @@
+"""The library's exceptions: every one derives from `ResilienceError`.
+
+All of them live here, so the hierarchy reads in one place and the primitives share it.
+Rejections raised on hot paths (`CircuitOpenError`, `BulkheadFull`, `RateLimited`) build their
+message lazily, in `__str__`, so raising one costs little; each raise is a fresh object, so no
+traceback grows across rejections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "AllFallbacksFailed",
+    "AllTiersFailed",
+    "BulkheadFull",
+    "CRDTError",
+    "CircuitOpenError",
+    "ConfigError",
+    "QueueError",
+    "QueueFull",
+    "RateLimited",
+    "ResilienceError",
+    "RetryExhausted",
+    "TimeoutExceeded",
+]
+
+
+class ResilienceError(Exception):
+    """Base of every error this library raises.
+
+    `operation` names what was being protected (a breaker's or pipeline's name), when known.
+
+    Example:
+        >>> try:
+        ...     raise ResilienceError("something broke", operation="payments")
+        ... except ResilienceError as e:
+        ...     e.operation
+        'payments'
+    """
+
+    operation: str | None
+
+    def __init__(self, message: str = "", *, operation: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+class ConfigError(ResilienceError, ValueError):
+    """Bad configuration: lists every bad field with its location, not only the first.
+
+    `errors` is a list of `(location, message)`; `str()` shows them all.
+
+    Example:
+        >>> e = ConfigError([("breaker.minimum_calls", "must be >= 1, got 0")])
+        >>> print(e)
+        1 invalid setting:
+          breaker.minimum_calls: must be >= 1, got 0
+    """
+
+    errors: list[tuple[str, str]]
+
+    def __init__(
+        self,
+        errors: Iterable[tuple[str, str]] | str,
+        *,
+        operation: str | None = None,
+    ) -> None:
+        if isinstance(errors, str):
+            errors = [("", errors)]
+        self.errors = list(errors)
+        n = len(self.errors)
+        lines = [f"{n} invalid setting{'s' if n != 1 else ''}:"]
+        lines += [f"  {loc}: {msg}" if loc else f"  {msg}" for loc, msg in self.errors]
+        super().__init__("\n".join(lines), operation=operation)
+
+
+class CircuitOpenError(ResilienceError):
+    """A circuit breaker rejected the call without running it.
+
+    Attributes:
+        name: the breaker's name.
+        remaining: seconds until the breaker lets a trial call through (HALF_OPEN); `inf`
+            for FORCED_OPEN; 0.0 when HALF_OPEN and all trial slots are taken.
+        state: the breaker's state name ("open", "forced_open", "half_open").
+
+    Example:
+        >>> e = CircuitOpenError("payments", 12.5, "open", "6 of 10 calls failed")
+        >>> str(e)
+        "circuit 'payments' is open after 6 of 10 calls failed; next trial in 12.5 s"
+    """
+
+    __slots__ = ("name", "reason", "remaining", "state")
+
+    def __init__(self, name: str, remaining: float, state: str = "open", reason: str = "") -> None:
+        # Deliberately skip the message formatting on the hot path: see __str__.
+        Exception.__init__(self, name)
+        self.operation = name
+        self.name = name
+        self.remaining = remaining
+        self.state = state
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if self.state == "forced_open":
+            return f"circuit '{self.name}' is forced open; it rejects calls until reset()"
+        if self.state == "half_open":
+            return (
+                f"circuit '{self.name}' is half-open and all its trial calls are taken; "
+                "retry shortly"
+            )
+        why = f" after {self.reason}" if self.reason else ""
+        return f"circuit '{self.name}' is open{why}; next trial in {self.remaining:.1f} s"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.remaining, self.state, self.reason))
+
+
+class RetryExhausted(ResilienceError):
+    """The last attempt *returned* a result the classifier called retryable.
+
+    (When the last attempt raised, that error itself is re-raised, with a note.)
+
+    Attributes:
+        attempts: how many attempts were made.
+        last_result: what the last attempt returned.
+    """
+
+    def __init__(self, attempts: int, last_result: object, *, operation: str | None = None) -> None:
+        self.attempts = attempts
+        self.last_result = last_result
+        what = f"'{operation}'" if operation else "the call"
+        super().__init__(
+            f"{what} still returned a retryable result after {attempts} attempt"
+            f"{'s' if attempts != 1 else ''}: {last_result!r:.200}",
+            operation=operation,
+        )
+
+
+class TimeoutExceeded(ResilienceError, TimeoutError):
+    """The call did not finish within its timeout.
+
+    A `TimeoutError`, so code (and the default classifier) that handles timeouts handles it.
+
+    Attributes:
+        timeout: the limit, in seconds.
+    """
+
+    def __init__(self, timeout: float, *, operation: str | None = None) -> None:
+        self.timeout = timeout
+        what = f"'{operation}'" if operation else "the call"
+        super().__init__(f"{what} did not finish within {timeout:g} s", operation=operation)
+
+
+class BulkheadFull(ResilienceError):
+    """A bulkhead had no free slot and no room in its waiting line.
+
+    Attributes:
+        max_concurrent, max_waiting: the bulkhead's limits.
+    """
+
+    __slots__ = ("max_concurrent", "max_waiting")
+
+    def __init__(self, max_concurrent: int, max_waiting: int, *, operation: str | None = None):
+        Exception.__init__(self, operation)
+        self.operation = operation
+        self.max_concurrent = max_concurrent
+        self.max_waiting = max_waiting
+
+    def __str__(self) -> str:
+        what = f"bulkhead '{self.operation}'" if self.operation else "bulkhead"
+        return (
+            f"{what} is full: {self.max_concurrent} calls running and "
+            f"{self.max_waiting} waiting; shed load or raise max_concurrent"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.max_concurrent, self.max_waiting), self.operation))
+
+
+class RateLimited(ResilienceError):
+    """A rate limiter had no token for this call.
+
+    Attributes:
+        retry_after: seconds until a token is available.
+    """
+
+    __slots__ = ("retry_after",)
+
+    def __init__(self, retry_after: float, *, operation: str | None = None) -> None:
+        Exception.__init__(self, operation)
+        self.operation = operation
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        what = f"'{self.operation}'" if self.operation else "the call"
+        return f"rate limit reached for {what}; next token in {self.retry_after:.3f} s"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.retry_after,), self.operation))
+
+
+class AllFallbacksFailed(ResilienceError):
+    """Every step of a fallback chain failed.
+
+    Attributes:
+        errors: one exception per step that was tried, in order.
+    """
+
+    def __init__(self, errors: Sequence[BaseException], *, operation: str | None = None) -> None:
+        self.errors = list(errors)
+        what = f"fallback chain '{operation}'" if operation else "fallback chain"
+        detail = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(
+            f"{what}: all {len(self.errors)} steps failed ({detail})", operation=operation
+        )
+
+
+class AllTiersFailed(ResilienceError):
+    """Every tier of a failover client failed or was unavailable for this call.
+
+    Attributes:
+        errors: tier name -> the exception that tier raised (or its CircuitOpenError).
+    """
+
+    def __init__(self, errors: dict[str, BaseException], *, operation: str | None = None) -> None:
+        self.errors = dict(errors)
+        what = f"failover '{operation}'" if operation else "failover"
+        detail = "; ".join(f"{t}: {type(e).__name__}: {e}" for t, e in self.errors.items())
+        super().__init__(f"{what}: every tier failed ({detail})", operation=operation)
+
+
+class QueueError(ResilienceError):
+    """The offline queue's file is corrupt, foreign, of a newer schema, or unusable."""
+
+
+class QueueFull(QueueError):
+    """The offline queue holds `max_items` items already; nothing was stored.
+
+    Attributes:
+        max_items: the limit.
+    """
+
+    def __init__(self, max_items: int, *, operation: str | None = None) -> None:
+        self.max_items = max_items
+        super().__init__(
+            f"queue is full ({max_items} items); nothing was stored", operation=operation
+        )
+
+
+class CRDTError(ResilienceError):
+    """CRDT data that cannot be trusted: tampered, foreign, or of a future version."""
+
+
+def _rebuild(cls: type[Any], args: tuple[Any, ...], operation: str | None) -> Any:
+    return cls(*args, operation=operation)
