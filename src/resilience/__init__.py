@@ -32,7 +32,6 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from .breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
     from .classify import (
         DEFAULT_CLASSIFIER,
         Classification,
@@ -65,7 +64,7 @@ _LAZY: dict[str, str] = {
     "Default": "fallback",
     "Served": "fallback",
     "Pipeline": "pipeline",
-    "Policy": "pipeline",
+    "Policy": "_policy",
     "resilient": "_resilient",
     "Failover": "failover",
     "Tier": "failover",
@@ -77,24 +76,53 @@ _LAZY: dict[str, str] = {
     "FaultInjection": "chaos",
 }
 
-__all__ = sorted(
-    [
-        *_LAZY,
-        "AllFallbacksFailed",
-        "AllTiersFailed",
-        "BulkheadFull",
-        "CRDTError",
-        "CircuitOpenError",
-        "ConfigError",
-        "QueueError",
-        "QueueFull",
-        "RateLimited",
-        "ResilienceError",
-        "RetryExhausted",
-        "TimeoutExceeded",
-        "__version__",
-    ]
-)
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "AllFallbacksFailed",
+    "AllTiersFailed",
+    "Backoff",
+    "Bulkhead",
+    "BulkheadFull",
+    "CRDTError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "Classification",
+    "Classifier",
+    "ConfigError",
+    "CountWindow",
+    "Default",
+    "DegradationLevel",
+    "DrainReport",
+    "Failover",
+    "FallbackChain",
+    "FaultInjection",
+    "MetricsCollector",
+    "OfflineQueue",
+    "Pipeline",
+    "Policy",
+    "Priority",
+    "QueueError",
+    "QueueFull",
+    "RateLimited",
+    "RateLimiter",
+    "ResilienceError",
+    "Retry",
+    "RetryBudget",
+    "RetryExhausted",
+    "Served",
+    "StaleCache",
+    "Step",
+    "Tier",
+    "TimeWindow",
+    "Timeout",
+    "TimeoutExceeded",
+    "Verdict",
+    "__version__",
+    "health",
+    "parse_retry_after",
+    "resilient",
+]
 
 
 def __getattr__(name: str) -> Any:

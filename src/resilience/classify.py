@@ -368,7 +368,9 @@ class Classifier:
             return remember(exc_type, foreign, exc_type.__name__)
         return remember(exc_type, Verdict.PERMANENT, "unknown error")
 
-    def _remember(self, exc_type: type[BaseException], verdict: Verdict, why: str) -> Classification:
+    def _remember(
+        self, exc_type: type[BaseException], verdict: Verdict, why: str
+    ) -> Classification:
         hit = Classification(verdict, None, why)
         if len(self._cache) < 1024:
             self._cache[exc_type] = hit

@@ -60,7 +60,13 @@ class Store(Protocol):
         ...
 
     def take_tokens(
-        self, key: str, *, capacity: float, refill_per_second: float, now: float, tokens: float = 1.0
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        tokens: float = 1.0,
     ) -> float:
         """Token bucket: take `tokens` from the bucket at `key` if it holds them.
 
@@ -118,7 +124,13 @@ class MemoryStore:
             self._buckets.pop(key, None)
 
     def take_tokens(
-        self, key: str, *, capacity: float, refill_per_second: float, now: float, tokens: float = 1.0
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        tokens: float = 1.0,
     ) -> float:
         with self._lock:
             level, stamp = self._buckets.get(key, (capacity, now))

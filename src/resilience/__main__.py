@@ -1,0 +1,64 @@
+"""The `resilience` command (also `python -m resilience`).
+
+Subcommands are implemented in the modules they belong to and imported only when used, so
+`resilience demo` does not load the config machinery and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resilience", description="Resilience primitives: demo, config, migration."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="show the primitives working against a flaky local service")
+    demo.add_argument("--fast", action="store_true", help="shorter phases (for tests)")
+    demo.add_argument("--plain", action="store_true", help="no live view; plain text lines")
+
+    config = sub.add_parser("config", help="show, validate or explain the configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_sub.add_parser("show", help="print the effective configuration")
+    show.add_argument("--operation", "-o", default=None)
+    show.add_argument("--file", "-f", default=None, help="config file (default: discovered)")
+    validate = config_sub.add_parser("validate", help="validate a config file")
+    validate.add_argument("file")
+    explain = config_sub.add_parser("explain", help="where each value of an operation came from")
+    explain.add_argument("operation")
+    explain.add_argument("--file", "-f", default=None)
+
+    sub.add_parser("presets", help="list the built-in presets")
+
+    migrate = sub.add_parser("migrate", help="convert a legacy resilience config")
+    migrate.add_argument("legacy_file")
+    migrate.add_argument("--format", default="auto")
+    migrate.add_argument("-o", "--output", default=None)
+    migrate.add_argument("--check", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(fast=args.fast, plain=args.plain)
+    if args.command in ("config", "presets"):
+        from .config import _cli as config_cli
+
+        return config_cli.run(args)
+    if args.command == "migrate":
+        from . import migrate as migrate_module
+
+        return int(getattr(migrate_module, "cli")(args))
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""What every policy shares: the call protocol and the decorator that dispatches sync/async once.
+
+A policy is anything with `call(fn, *args, **kwargs)` and `await acall(fn, *args, **kwargs)`
+that runs `fn` under its rule. `decorate(policy, fn)` turns one into a decorator that keeps the
+function's signature (ParamSpec) and picks the sync or async path once, at decoration time.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkable
+
+__all__ = ["Policy", "decorate"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """The protocol a policy implements to be used alone, as a decorator, or in a Pipeline.
+
+    Example:
+        >>> class Log:
+        ...     def call(self, fn, /, *args, **kwargs):
+        ...         print("calling"); return fn(*args, **kwargs)
+        ...     async def acall(self, fn, /, *args, **kwargs):
+        ...         print("calling"); return await fn(*args, **kwargs)
+        >>> isinstance(Log(), Policy)
+        True
+    """
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def acall(
+        self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> Any: ...
+
+
+@overload
+def decorate(policy: Policy, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+@overload
+def decorate(policy: Policy, fn: Callable[P, R]) -> Callable[P, R]: ...
+def decorate(policy: Policy, fn: Callable[P, Any]) -> Callable[P, Any]:
+    """Wrap `fn` so every call goes through `policy` (async functions through `acall`)."""
+    if inspect.iscoroutinefunction(fn):
+        acall = policy.acall
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await acall(fn, *args, **kwargs)
+
+        return async_wrapper
+
+    call = policy.call
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        return call(fn, *args, **kwargs)
+
+    return wrapper
