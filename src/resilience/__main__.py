@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="resilience", description="Resilience primitives: demo, config, migration."
+        prog="resilience", description="Resilience primitives: demo and configuration."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -34,11 +34,6 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the built-in presets")
 
-    migrate = sub.add_parser("migrate", help="convert a legacy resilience config")
-    migrate.add_argument("legacy_file")
-    migrate.add_argument("--format", default="auto")
-    migrate.add_argument("-o", "--output", default=None)
-    migrate.add_argument("--check", action="store_true")
     return parser
 
 
@@ -53,10 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .config import _cli as config_cli
 
         return config_cli.run(args)
-    if args.command == "migrate":
-        from . import migrate as migrate_module
-
-        return int(getattr(migrate_module, "cli")(args))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

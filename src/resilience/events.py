@@ -94,9 +94,8 @@ def emit(event: Event) -> None:
         except Exception as exc:  # a broken listener must not break the protected call
             import sys
 
-            sys.unraisablehook(
-                _Unraisable(exc, f"resilience event listener {listener!r} failed", event)
-            )
+            hook_args = _Unraisable(exc, f"resilience event listener {listener!r} failed", event)
+            sys.unraisablehook(hook_args)  # type: ignore[arg-type]
 
 
 class _Unraisable:
