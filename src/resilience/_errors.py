@@ -71,7 +71,8 @@ class ConfigError(ResilienceError, ValueError):
             errors = [("", errors)]
         self.errors = list(errors)
         n = len(self.errors)
-        lines = [f"{n} invalid setting{'s' if n != 1 else ''}:"]
+        where = f" for '{operation}'" if operation else ""
+        lines = [f"{n} invalid setting{'s' if n != 1 else ''}{where}:"]
         lines += [f"  {loc}: {msg}" if loc else f"  {msg}" for loc, msg in self.errors]
         super().__init__("\n".join(lines), operation=operation)
 

@@ -85,6 +85,7 @@ DEFAULT_HTTP_STATUS: Mapping[int, Verdict] = {
 """Status codes with a verdict other than the rule (other 4xx and 5xx are PERMANENT)."""
 
 _SUCCESS = Classification(Verdict.SUCCESS, None, "returned")
+_STATUS_ATTRS = frozenset(("status_code", "response", "status"))
 _FS_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     FileExistsError,
@@ -140,19 +141,20 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
     text = value.strip()
     if not text:
         return None
-    if text[0].isdigit() or text[0] in "+-.":
-        try:
-            seconds = float(text)
-        except ValueError:
+    if text[0] in "0123456789+-.":
+        # delay-seconds: ASCII digits, with an optional fraction. No sign, exponent, "_" or
+        # non-ASCII digits (float() would take "1_0", "1e3" and "\u0663").
+        whole, _, fraction = text.partition(".")
+        digits = whole + fraction
+        if not (digits.isascii() and digits.isdigit()):
             return None
-        if not math.isfinite(seconds) or seconds < 0:
-            return None
-        return seconds
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None  # 400 digits -> inf
     from email.utils import parsedate_to_datetime  # ~10 ms to import: only for dates
 
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except Exception:  # the email parser raises several types across Python versions
         return None
     if when is None or when.tzinfo is None:  # an HTTP-date is always GMT; refuse naive forms
         return None
@@ -297,11 +299,17 @@ class Classifier:
     def classify(self, outcome: object) -> Classification:
         """Classify an exception (or a returned result). Total: never raises for any input
         (a `result=` callable that raises is the one exception: its error propagates)."""
-        if isinstance(outcome, BaseException):
-            hit = self._cache.get(type(outcome))
-            if hit is not None:
-                return hit
-            return self._classify_exception(outcome)
+        outcome_type = type(outcome)  # not isinstance(): a hostile __class__ could raise
+        if issubclass(outcome_type, BaseException):
+            try:
+                hit = self._cache.get(outcome_type)
+                # The cache is per type; an instance given a status attribute of its own
+                # (`exc.status_code = 503`) must be looked at, not answered from the cache.
+                if hit is not None and _STATUS_ATTRS.isdisjoint(outcome.__dict__):
+                    return hit
+                return self._classify_exception(outcome)  # type: ignore[arg-type]
+            except Exception:  # attribute access raised, in ways _status_of could not catch
+                return Classification(Verdict.PERMANENT, None, "unclassifiable error")
         return self.classify_result(outcome)
 
     def classify_result(self, value: object) -> Classification:
@@ -347,9 +355,11 @@ class Classifier:
             return remember(exc_type, Verdict.TRANSIENT, "transient type")
         if isinstance(exc, ResilienceError):
             if isinstance(exc, CircuitOpenError):
-                return Classification(Verdict.RATE_LIMITED, exc.remaining, "circuit open")
+                wait = _finite_wait(exc.remaining)  # inf when forced open: no wait to honour
+                return Classification(Verdict.RATE_LIMITED, wait, "circuit open")
             if isinstance(exc, RateLimited):
-                return Classification(Verdict.RATE_LIMITED, exc.retry_after, "rate limited")
+                wait = _finite_wait(exc.retry_after)
+                return Classification(Verdict.RATE_LIMITED, wait, "rate limited")
             if isinstance(exc, TimeoutError | BulkheadFull | AllTiersFailed | AllFallbacksFailed):
                 return remember(exc_type, Verdict.TRANSIENT, exc_type.__name__)
             return remember(exc_type, Verdict.PERMANENT, exc_type.__name__)
@@ -381,6 +391,14 @@ class Classifier:
             f"Classifier(transient={self._transient!r}, permanent={self._permanent!r}, "
             f"result={self.result!r})"
         )
+
+
+def _finite_wait(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        wait = float(value)
+        if math.isfinite(wait) and wait >= 0:
+            return wait
+    return None
 
 
 def _fresh(exc_type: type[BaseException], verdict: Verdict, why: str) -> Classification:

@@ -74,12 +74,22 @@ def subscribe(callback: Listener) -> Callable[[], None]:
         _listeners = (*_listeners, callback)
         enabled = True
 
+    done = False
+
     def unsubscribe() -> None:
+        # Idempotent: calling it twice must not remove a second subscription of the same
+        # callback made by someone else.
+        nonlocal done
         global _listeners, enabled
         with _lock:
+            if done:
+                return
+            done = True
             items = list(_listeners)
-            if callback in items:
-                items.remove(callback)
+            for i, listener in enumerate(items):
+                if listener is callback:
+                    del items[i]
+                    break
             _listeners = tuple(items)
             enabled = bool(_listeners)
 

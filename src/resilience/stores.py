@@ -113,8 +113,8 @@ class MemoryStore:
             if expected is None:
                 if current is not None:
                     return False
-            elif current is None or json.loads(current) != dict(expected):
-                return False
+            elif current is None or current != _encode(expected):
+                return False  # both sides in canonical JSON: (1, 2) and [1, 2] compare equal
             self._data[key] = raw
             return True
 
@@ -157,8 +157,12 @@ def _take(
 ) -> float:
     """Token-bucket arithmetic shared by the stores that keep buckets in a dict."""
     if now > stamp:
-        level = min(capacity, level + (now - stamp) * rate)
+        level = level + (now - stamp) * rate
         stamp = now
+    level = min(level, capacity)  # also when the caller lowered the capacity
+    if tokens > capacity:
+        buckets[key] = (level, stamp)
+        return math.inf  # can never be satisfied: say so instead of a wait that will not help
     if level >= tokens:
         buckets[key] = (level - tokens, stamp)
         return 0.0
@@ -170,6 +174,21 @@ def _take(
 
 def _encode(value: Mapping[str, Any]) -> str:
     try:
-        return json.dumps(dict(value), allow_nan=False, separators=(",", ":"), sort_keys=True)
+        record = dict(value)
+        raw = json.dumps(record, allow_nan=False, separators=(",", ":"), sort_keys=True)
+        _check_keys(record)  # after dumps, which has refused circular records
+        return raw
     except (TypeError, ValueError) as exc:
         raise TypeError(f"store records must be JSON-safe dicts: {exc}") from None
+
+
+def _check_keys(value: object) -> None:
+    # json.dumps would turn {1: x} into {"1": x}: what was stored would not be what get() returns.
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str, got {type(key).__name__} {key!r}")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 
 import anyio.lowlevel
@@ -50,14 +51,27 @@ class VirtualClock:
         return self.wall_start + self._now
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by `seconds` (>= 0)."""
-        if seconds < 0:
-            raise ValueError(f"cannot move time backwards (advance({seconds!r}))")
+        """Move time forward by `seconds` (>= 0, finite).
+
+        Raises:
+            ValueError: `seconds` is negative, NaN or infinite.
+        """
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"cannot move time by {seconds!r} (advance() takes finite s >= 0)")
         with self._lock:
             self._now += seconds
 
     def sleep(self, seconds: float) -> None:
-        seconds = max(float(seconds), 0.0)
+        """Advance by `seconds` at once and record it in `sleeps` (negative counts as 0).
+
+        Raises:
+            ValueError: `seconds` is NaN or infinite (a real sleep would fail too).
+        """
+        seconds = float(seconds)
+        if not math.isfinite(seconds):
+            raise ValueError(f"cannot sleep for {seconds!r} seconds")
+        seconds = max(seconds, 0.0)
         with self._lock:
             self.sleeps.append(seconds)
             self._now += seconds
