@@ -1,0 +1,1206 @@
+"""A durable offline priority queue (an outbox) on SQLite, with leases, dead letters and drain.
+
+`OfflineQueue` stores JSON payloads in one SQLite file in WAL mode. A `put` that returned has
+been committed with `synchronous=FULL`: it survives a crash of the process (and of the machine).
+Items come out by priority (CRITICAL, HIGH, NORMAL, LOW) and, within a priority, in the order
+they were put (their `seq`). A consumer *leases* items for a visibility timeout: if it crashes,
+its items come back when the lease expires. `drain(send)` delivers everything to a sink, within
+item-rate and bandwidth budgets, and dead-letters what cannot be delivered.
+
+Example:
+    >>> import resilience as rs
+    >>> q = rs.OfflineQueue(":memory:")
+    >>> q.put({"op": "a"}, priority=rs.Priority.LOW)
+    1
+    >>> q.put({"op": "b"}, priority=rs.Priority.CRITICAL)
+    2
+    >>> sent = []
+    >>> q.drain(lambda item: sent.append(item.payload["op"])).delivered
+    2
+    >>> sent
+    ['b', 'a']
+
+The file's layout (schema version 1; `PRAGMA application_id` = 0x52534C51 "RSLQ" and
+`PRAGMA user_version` = 1, checked on every open):
+
+    items(seq INTEGER PRIMARY KEY AUTOINCREMENT, rank INTEGER, payload TEXT (JSON),
+          key TEXT UNIQUE, attempts INTEGER, state INTEGER (0 ready, 1 leased, 2 dead),
+          lease_until REAL (wall time), lease_id INTEGER, created_at REAL, error TEXT,
+          dead_at REAL)
+    counts(bucket INTEGER PRIMARY KEY, n INTEGER)   -- ranks 0..3 (live items), 4 (dead);
+                                                     -- kept by triggers
+    index items_ready(rank, seq) WHERE state = 0    -- serves every lease: no scan, no sort
+    index items_leased(lease_until) WHERE state = 1 -- finds expired leases
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import random
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from . import events
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import QueueError, QueueFull
+from ._validate import Errors, raise_if
+from .classify import DEFAULT_CLASSIFIER, Classifier
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "DrainReport",
+    "Item",
+    "Lease",
+    "OfflineQueue",
+    "Priority",
+    "QueueStats",
+]
+
+APPLICATION_ID = 0x52534C51
+"""`PRAGMA application_id` of an OfflineQueue file ("RSLQ")."""
+
+SCHEMA_VERSION = 1
+"""`PRAGMA user_version` of the files this version writes; newer files are refused."""
+
+_READY, _LEASED, _DEAD = 0, 1, 2
+_DEAD_BUCKET = 4
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rank INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    key TEXT UNIQUE,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    lease_id INTEGER,
+    created_at REAL NOT NULL,
+    error TEXT,
+    dead_at REAL
+);
+CREATE INDEX IF NOT EXISTS items_ready ON items(rank, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS items_leased ON items(lease_until) WHERE state = 1;
+CREATE TABLE IF NOT EXISTS counts (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+INSERT OR IGNORE INTO counts(bucket, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0), (4, 0);
+CREATE TRIGGER IF NOT EXISTS items_counted_in AFTER INSERT ON items BEGIN
+    UPDATE counts SET n = n + 1
+    WHERE bucket = CASE WHEN NEW.state = 2 THEN 4 ELSE NEW.rank END;
+END;
+CREATE TRIGGER IF NOT EXISTS items_counted_out AFTER DELETE ON items BEGIN
+    UPDATE counts SET n = n - 1
+    WHERE bucket = CASE WHEN OLD.state = 2 THEN 4 ELSE OLD.rank END;
+END;
+CREATE TRIGGER IF NOT EXISTS items_counted_moved AFTER UPDATE OF state ON items
+WHEN (OLD.state = 2) <> (NEW.state = 2) BEGIN
+    UPDATE counts SET n = n - 1
+    WHERE bucket = CASE WHEN OLD.state = 2 THEN 4 ELSE OLD.rank END;
+    UPDATE counts SET n = n + 1
+    WHERE bucket = CASE WHEN NEW.state = 2 THEN 4 ELSE NEW.rank END;
+END;
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class Priority(enum.IntEnum):
+    """How urgent an item is: CRITICAL > HIGH > NORMAL > LOW.
+
+    Example:
+        >>> Priority.CRITICAL > Priority.HIGH > Priority.NORMAL > Priority.LOW
+        True
+    """
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+_BY_RANK = (Priority.CRITICAL, Priority.HIGH, Priority.NORMAL, Priority.LOW)
+_RANK_OF: dict[object, int] = {p: 3 - int(p) for p in Priority}
+
+
+def _rank(priority: object) -> int:
+    rank = _RANK_OF.get(priority)
+    if rank is not None and not isinstance(priority, bool):
+        return rank
+    if isinstance(priority, str):
+        try:
+            return _RANK_OF[Priority[priority.upper()]]
+        except KeyError:
+            pass
+    raise TypeError(
+        f"priority must be a Priority (CRITICAL, HIGH, NORMAL, LOW), got "
+        f"{type(priority).__name__} {priority!r}"
+    )
+
+
+_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _encode(payload: object) -> str:
+    try:
+        return _dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"payload must be JSON-serialisable; got {type(payload).__name__} ({exc})"
+        ) from None
+
+
+def _check_key(key: object) -> None:
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"key must be a str or None, got {type(key).__name__} {key!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One queued item, as a lease or `items()` returns it.
+
+    Attributes:
+        seq: its sequence number (unique, increasing in put order, never reused).
+        payload: the JSON value that was put.
+        priority: its `Priority`.
+        attempts: how many deliveries of it failed so far.
+        key: its idempotency key, or None.
+        size: the length of its JSON encoding in bytes (what `bytes_per_second` counts).
+    """
+
+    seq: int
+    payload: Any
+    priority: Priority
+    attempts: int
+    key: str | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An item that will not be delivered again unless requeued (`requeue_dead`).
+
+    Attributes:
+        seq, payload, priority, attempts, key: as in `Item`.
+        reason: why: "max_attempts: <error>" or "permanent: <error>".
+        failed_at: wall-clock time (seconds since the epoch) when it was dead-lettered.
+    """
+
+    seq: int
+    payload: Any
+    priority: Priority
+    attempts: int
+    key: str | None
+    reason: str
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    """What one `drain` did.
+
+    Attributes:
+        delivered: items sent and acked.
+        dead_lettered: items moved to the dead letters during this drain.
+        remaining: live items left in the queue when it returned (leased ones included).
+        duration: seconds it took (on the queue's clock).
+        error: the TRANSIENT error that stopped it (None when it emptied the queue).
+    """
+
+    delivered: int
+    dead_lettered: int
+    remaining: int
+    duration: float
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A snapshot of a queue.
+
+    Attributes:
+        depth: live items (ready and leased), as `len(q)`.
+        by_priority: live items per priority name.
+        leased: items currently leased to a consumer (expired leases included until reclaimed).
+        dead_letters: items in the dead letters.
+        max_items: the queue's limit (None: unbounded).
+    """
+
+    depth: int
+    by_priority: dict[str, int]
+    leased: int
+    dead_letters: int
+    max_items: int | None
+
+
+class _Backoff(Protocol):
+    def delay(self, attempt: int, previous: float | None = None) -> float: ...
+
+
+class _Pacer:
+    """Sans-I/O pacing for the item-rate and bandwidth budgets of a drain."""
+
+    __slots__ = ("_bytes_ready", "_items_ready", "bytes_per_second", "rate")
+
+    def __init__(self, rate: float | None, bytes_per_second: float | None) -> None:
+        self.rate = rate
+        self.bytes_per_second = bytes_per_second
+        self._items_ready = float("-inf")
+        self._bytes_ready = float("-inf")
+
+    def reserve(self, now: float, size: int) -> float:
+        """Book the next send of `size` bytes; return how long to wait before it."""
+        start = max(now, self._items_ready, self._bytes_ready)
+        if self.rate is not None:
+            self._items_ready = start + 1.0 / self.rate
+        if self.bytes_per_second is not None:
+            self._bytes_ready = start + size / self.bytes_per_second
+        return start - now
+
+
+class Lease:
+    """A context manager over leased items: acks them on a clean exit, returns them on error.
+
+    `with q.lease(n) as batch:` gives a list of `Item`. On a clean exit every item still held
+    by this lease is acked (deleted). If the block raises an `Exception`, its items are nacked
+    (attempts + 1; available again at once, or dead-lettered at `max_attempts`); on any other
+    exit (KeyboardInterrupt, cancellation) they are released without counting an attempt.
+    Items you `ack` or `nack` yourself inside the block are left as you set them.
+    """
+
+    __slots__ = ("_lease_id", "_n", "_queue", "_visibility", "items")
+
+    def __init__(self, queue: OfflineQueue, n: int, visibility: float) -> None:
+        self._queue = queue
+        self._n = n
+        self._visibility = visibility
+        self._lease_id = 0
+        self.items: list[Item] = []
+
+    def __enter__(self) -> list[Item]:
+        self._lease_id, self.items = self._queue._lease(self._n, self._visibility)
+        return self.items
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        if not self.items:
+            return
+        seqs = [item.seq for item in self.items]
+        if exc_type is None:
+            self._queue._ack_leased(seqs, self._lease_id)
+        elif issubclass(exc_type, Exception):
+            self._queue._fail(seqs, f"{exc_type.__name__}: {exc}", self._lease_id)
+        else:
+            self._queue._release(seqs, self._lease_id)
+
+
+_DrainOp = tuple[str, Any]
+
+
+class OfflineQueue:
+    """A durable priority outbox in one SQLite file.
+
+    Args:
+        path: the SQLite file (created 0600 if missing), or ":memory:" for tests.
+        max_items: the most live items it may hold; a put beyond it raises `QueueFull` and
+            stores nothing. None: unbounded.
+        max_attempts: failed deliveries after which an item moves to the dead letters.
+        clock: time source for lease deadlines (wall time, stored in the file) and for
+            drain's rate, bandwidth and backoff waits.
+        name: the queue's name in events and errors.
+        busy_timeout: seconds to wait for another process's write lock.
+
+    Raises:
+        ConfigError: a bad argument.
+        QueueError: the file is corrupt, not a queue, or of a newer schema (it is left
+            untouched).
+
+    Safe to share between threads; several processes may open the same file. From async code
+    use `adrain`, or call the other methods through `anyio.to_thread.run_sync`.
+
+    Example:
+        >>> import resilience as rs
+        >>> q = rs.OfflineQueue(":memory:", max_items=100)
+        >>> q.put("hello", key="msg-1"), q.put("hello again", key="msg-1")
+        (1, 1)
+        >>> with q.lease(n=10, visibility=30.0) as batch:
+        ...     [item.payload for item in batch]
+        ['hello']
+        >>> len(q)
+        0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        max_items: int | None = None,
+        max_attempts: int = 10,
+        clock: Clock = SYSTEM_CLOCK,
+        name: str = "queue",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        raise_if(
+            self.validate(
+                max_items=max_items, max_attempts=max_attempts, busy_timeout=busy_timeout
+            ),
+            name,
+        )
+        self.path = os.fspath(path)
+        self.max_items = max_items
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.name = name
+        self._lock = threading.RLock()
+        self._durable = True
+        self._closed = False
+        self._db = self._open(self.path, busy_timeout)
+
+    @staticmethod
+    def validate(
+        *,
+        max_items: object = None,
+        max_attempts: object = 10,
+        busy_timeout: object = 30.0,
+        **_: object,
+    ) -> list[tuple[str, str]]:
+        """Check the constructor's arguments; returns every (argument, message) found wrong."""
+        errors = Errors()
+        if max_items is not None:
+            errors.integer("max_items", max_items, minimum=1)
+        errors.integer("max_attempts", max_attempts, minimum=1)
+        errors.positive("busy_timeout", busy_timeout)
+        return errors
+
+    # --- opening -------------------------------------------------------------------------
+
+    def _open(self, path: str, busy_timeout: float) -> sqlite3.Connection:
+        memory = path == ":memory:" or path.startswith("file::memory:")
+        if not memory:
+            self._check_existing(path)
+        try:
+            db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"cannot open queue file {path!r}: {exc}", operation=self.name
+            ) from exc
+        try:
+            self._initialise(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check_existing(self, path: str) -> None:
+        """Refuse a corrupt, foreign or newer file without writing to it; create a new file
+        with mode 0600 (SQLite gives its -wal and -shm files the same mode)."""
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise QueueError(
+                f"cannot create queue file {path!r}: {exc}", operation=self.name
+            ) from exc
+        else:
+            os.close(fd)
+            return
+        if os.path.getsize(path) == 0:
+            return
+        from urllib.parse import quote
+
+        try:
+            ro = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"cannot open queue file {path!r}: {exc}", operation=self.name
+            ) from exc
+        try:
+            self._check_header(ro, path)
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"{path!r} is not a usable queue file ({exc}); it was left untouched",
+                operation=self.name,
+            ) from exc
+        finally:
+            ro.close()
+
+    def _check_header(self, db: sqlite3.Connection, path: str) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and version == 0 and tables == 0:
+            return  # an empty database (a creation that did not finish): ours to initialise
+        if app_id != APPLICATION_ID:
+            raise QueueError(
+                f"{path!r} is a SQLite file of another application (application_id "
+                f"{app_id:#x}, expected {APPLICATION_ID:#x}); it was left untouched",
+                operation=self.name,
+            )
+        if version > SCHEMA_VERSION:
+            raise QueueError(
+                f"{path!r} has queue schema version {version}, newer than this library's "
+                f"{SCHEMA_VERSION}; upgrade resilience to open it (the file was left untouched)",
+                operation=self.name,
+            )
+        if version < 1:
+            raise QueueError(
+                f"{path!r} has an unknown queue schema version {version}; it was left untouched",
+                operation=self.name,
+            )
+
+    def _initialise(self, db: sqlite3.Connection, path: str) -> None:
+        try:
+            self._check_header(db, path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    # Another process may have created it since we looked: check again.
+                    self._check_header(db, path)
+                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                        for statement in _split_sql(_SCHEMA):
+                            db.execute(statement)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"{path!r} is not a usable queue file ({exc})", operation=self.name
+            ) from exc
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise QueueError(f"queue '{self.name}' is closed", operation=self.name)
+        return self._db
+
+    def _set_durable(self, db: sqlite3.Connection, durable: bool) -> None:
+        # WAL + synchronous=NORMAL commits without fsync; the next FULL commit fsyncs the
+        # whole WAL, earlier frames included. Only changes that are safe to lose in a power
+        # cut (a lease, a release: the lease just expires) are committed without fsync.
+        if durable != self._durable:
+            db.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._durable = durable
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any], durable: bool = True) -> Any:
+        with self._lock:
+            db = self._conn()
+            try:
+                self._set_durable(db, durable)
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            return result
+
+    def _error(self, exc: sqlite3.Error) -> QueueError:
+        return QueueError(
+            f"queue '{self.name}' ({self.path}): {exc}; nothing was changed", operation=self.name
+        )
+
+    def _check_room(self, db: sqlite3.Connection) -> None:
+        if self.max_items is not None:
+            live = db.execute("SELECT sum(n) FROM counts WHERE bucket < 4").fetchone()[0]
+            if live > self.max_items:
+                raise QueueFull(self.max_items, operation=self.name)
+
+    # --- putting --------------------------------------------------------------------------
+
+    def put(
+        self, payload: Any, priority: Priority = Priority.NORMAL, key: str | None = None
+    ) -> int:
+        """Store one item durably; returns its seq.
+
+        Args:
+            payload: any JSON-serialisable value.
+            priority: a `Priority` (or its name).
+            key: an idempotency key: if an item (live or dead) with this key is present,
+                nothing is stored and its seq is returned.
+
+        Raises:
+            TypeError: the payload is not JSON-serialisable (nothing stored).
+            QueueFull: the queue holds `max_items` live items (nothing stored).
+            QueueError: the file could not be written (disk full, ...; nothing stored).
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> q.put({"id": 7}, priority=Priority.HIGH)
+            1
+        """
+        rank = _rank(priority)
+        text = _encode(payload)
+        _check_key(key)
+        now = self.clock.time()
+        if key is None and self.max_items is None:
+            # One statement: its own transaction, no BEGIN/COMMIT round trips.
+            with self._lock:
+                db = self._conn()
+                try:
+                    self._set_durable(db, True)
+                    seq: int = db.execute(
+                        "INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)",
+                        (rank, text, now),
+                    ).lastrowid  # type: ignore[assignment]
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from exc
+            new = True
+        else:
+            seq, new = self._write(lambda db: self._insert_keyed(db, rank, text, key, now))
+        if new and events.enabled:
+            events.emit(events.QueueEnqueued(self.name, 1, _BY_RANK[rank].name))
+            self._emit_depth()
+        return seq
+
+    def _insert_keyed(
+        self, db: sqlite3.Connection, rank: int, text: str, key: str | None, now: float
+    ) -> tuple[int, bool]:
+        seq, new = self._insert_keyed_unchecked(db, rank, text, key, now)
+        if new:
+            self._check_room(db)
+        return seq, new
+
+    def put_many(self, entries: Iterable[Sequence[Any]]) -> list[int]:
+        """Store several items in one transaction: all of them or none.
+
+        Args:
+            entries: `(payload, priority)` or `(payload, priority, key)` tuples.
+
+        Returns:
+            Their seqs, in the order given (an entry whose key is present gets the seq of the
+            item already stored).
+
+        Raises:
+            TypeError: an entry's payload, priority or key is bad (nothing stored).
+            QueueFull: the items would take the queue over `max_items` (nothing stored).
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> q.put_many([("a", Priority.LOW), ("b", Priority.HIGH, "k-b")])
+            [1, 2]
+        """
+        rows: list[tuple[int, str, str | None]] = []
+        for entry in entries:
+            if not isinstance(entry, tuple | list) or len(entry) not in (2, 3):
+                raise TypeError(
+                    "put_many takes (payload, priority) or (payload, priority, key) tuples, "
+                    f"got {type(entry).__name__} {entry!r:.80}"
+                )
+            key = entry[2] if len(entry) == 3 else None
+            _check_key(key)
+            rows.append((_rank(entry[1]), _encode(entry[0]), key))
+        if not rows:
+            return []
+        now = self.clock.time()
+        keyed = any(r[2] is not None for r in rows)
+
+        def insert(db: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            if keyed:
+                seqs, fresh = [], []
+                for rank, text, key in rows:
+                    seq, new = self._insert_keyed_unchecked(db, rank, text, key, now)
+                    seqs.append(seq)
+                    if new:
+                        fresh.append(rank)
+                self._check_room(db)
+                return seqs, fresh
+            db.executemany(
+                "INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)",
+                [(rank, text, now) for rank, text, _ in rows],
+            )
+            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self._check_room(db)
+            # The write lock is held: the rows took consecutive seqs.
+            return list(range(last - len(rows) + 1, last + 1)), [r[0] for r in rows]
+
+        seqs: list[int]
+        fresh: list[int]
+        seqs, fresh = self._write(insert)
+        if fresh and events.enabled:
+            for rank in sorted(set(fresh)):
+                events.emit(events.QueueEnqueued(self.name, fresh.count(rank), _BY_RANK[rank].name))
+            self._emit_depth()
+        return seqs
+
+    def _insert_keyed_unchecked(
+        self, db: sqlite3.Connection, rank: int, text: str, key: str | None, now: float
+    ) -> tuple[int, bool]:
+        if key is not None:
+            row = db.execute("SELECT seq FROM items WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return row[0], False
+        cur = db.execute(
+            "INSERT INTO items(rank, payload, key, created_at) VALUES (?, ?, ?, ?)",
+            (rank, text, key, now),
+        )
+        return cur.lastrowid, True  # type: ignore[return-value]
+
+    # --- leasing --------------------------------------------------------------------------
+
+    def lease(self, n: int = 10, visibility: float = 30.0) -> Lease:
+        """Take up to `n` items, highest priority first, for `visibility` seconds.
+
+        Use it as `with q.lease(n) as batch:`; see `Lease`. Items whose lease expired (a
+        consumer that crashed or took too long) are available again to the next lease.
+
+        Raises:
+            ConfigError: `n` < 1 or `visibility` <= 0.
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> _ = q.put_many([("low", Priority.LOW), ("high", Priority.HIGH)])
+            >>> with q.lease(n=1) as batch:
+            ...     [item.payload for item in batch]
+            ['high']
+        """
+        errors = Errors()
+        errors.integer("n", n, minimum=1)
+        errors.positive("visibility", visibility)
+        raise_if(errors, self.name)
+        return Lease(self, n, float(visibility))
+
+    def _lease(self, n: int, visibility: float) -> tuple[int, list[Item]]:
+        lease_id = random.getrandbits(62) + 1
+        now = self.clock.time()
+
+        def take(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            db.execute(
+                "UPDATE items SET state = 0, lease_until = NULL, lease_id = NULL "
+                "WHERE state = 1 AND lease_until <= ?",
+                (now,),
+            )
+            return db.execute(
+                "UPDATE items SET state = 1, lease_until = ?, lease_id = ? WHERE seq IN "
+                "(SELECT seq FROM items WHERE state = 0 ORDER BY rank, seq LIMIT ?) "
+                "RETURNING rank, seq, payload, attempts, key",
+                (now + visibility, lease_id, n),
+            ).fetchall()
+
+        rows = self._write(take, durable=False)
+        rows.sort()
+        return lease_id, [
+            Item(seq, _loads(text), _BY_RANK[rank], attempts, key, len(text))
+            for rank, seq, text, attempts, key in rows
+        ]
+
+    def _ack_leased(self, seqs: Sequence[int], lease_id: int) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            cur = db.executemany(
+                "DELETE FROM items WHERE seq = ? AND lease_id = ?", [(s, lease_id) for s in seqs]
+            )
+            return cur.rowcount
+
+        done: int = self._write(delete)
+        if done and events.enabled:
+            events.emit(events.QueueDelivered(self.name, done))
+            self._emit_depth()
+        return done
+
+    def ack(self, seqs: int | Iterable[int]) -> int:
+        """Delete delivered items (live ones: dead letters are left alone); returns how many.
+
+        The delete is durable when `ack` returns: an acked item is never delivered again.
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> seq = q.put("x")
+            >>> q.ack([seq]), len(q)
+            (1, 0)
+        """
+        todo = _seqs(seqs)
+
+        def delete(db: sqlite3.Connection) -> int:
+            return db.executemany(
+                "DELETE FROM items WHERE seq = ? AND state <> 2", [(s,) for s in todo]
+            ).rowcount
+
+        done: int = self._write(delete)
+        if done and events.enabled:
+            events.emit(events.QueueDelivered(self.name, done))
+            self._emit_depth()
+        return done
+
+    def nack(self, seqs: int | Iterable[int], error: str = "nacked") -> int:
+        """Record a failed delivery: attempts + 1 and available again at once, or moved to
+        the dead letters when attempts reach `max_attempts`. Returns how many were dead-lettered.
+
+        Example:
+            >>> q = OfflineQueue(":memory:", max_attempts=1)
+            >>> seq = q.put("x")
+            >>> q.nack([seq]), len(q), len(q.dead_letters())
+            (1, 0, 1)
+        """
+        return self._fail(_seqs(seqs), error, None)
+
+    def _fail(self, seqs: Sequence[int], error: str, lease_id: int | None) -> int:
+        now = self.clock.time()
+        limit = self.max_attempts
+        reason = f"max_attempts: {error}"
+        owned = "" if lease_id is None else " AND lease_id = ?"
+
+        def fail(db: sqlite3.Connection) -> list[int]:
+            dead = []
+            for seq in seqs:
+                args: tuple[Any, ...] = (limit, limit, reason, limit, now, seq)
+                if lease_id is not None:
+                    args += (lease_id,)
+                row = db.execute(
+                    "UPDATE items SET attempts = attempts + 1, lease_until = NULL, "
+                    "lease_id = NULL, state = CASE WHEN attempts + 1 >= ? THEN 2 ELSE 0 END, "
+                    "error = CASE WHEN attempts + 1 >= ? THEN ? ELSE error END, "
+                    "dead_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE dead_at END "
+                    f"WHERE seq = ? AND state <> 2{owned} RETURNING state",
+                    args,
+                ).fetchone()
+                if row is not None and row[0] == _DEAD:
+                    dead.append(seq)
+            return dead
+
+        dead: list[int] = self._write(fail)
+        if dead and events.enabled:
+            for seq in dead:
+                events.emit(events.QueueDeadLettered(self.name, seq, reason))
+            self._emit_depth()
+        return len(dead)
+
+    def _release(self, seqs: Sequence[int], lease_id: int | None) -> None:
+        owned = "" if lease_id is None else " AND lease_id = ?"
+        args = [(s,) if lease_id is None else (s, lease_id) for s in seqs]
+
+        def release(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE items SET state = 0, lease_until = NULL, lease_id = NULL "
+                f"WHERE seq = ? AND state = 1{owned}",
+                args,
+            )
+
+        self._write(release, durable=False)
+
+    def _dead_letter(self, seq: int, reason: str, lease_id: int | None) -> bool:
+        now = self.clock.time()
+        owned = "" if lease_id is None else " AND lease_id = ?"
+        args: tuple[Any, ...] = (
+            (reason, now, seq) if lease_id is None else (reason, now, seq, lease_id)
+        )
+
+        def dead(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE items SET state = 2, attempts = attempts + 1, error = ?, dead_at = ?, "
+                f"lease_until = NULL, lease_id = NULL WHERE seq = ? AND state <> 2{owned}",
+                args,
+            )
+            return cur.rowcount == 1
+
+        moved: bool = self._write(dead)
+        if moved and events.enabled:
+            events.emit(events.QueueDeadLettered(self.name, seq, reason))
+            self._emit_depth()
+        return moved
+
+    # --- dead letters ---------------------------------------------------------------------
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest seq first.
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> q.dead_letters()
+            []
+        """
+        with self._lock:
+            try:
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT seq, payload, rank, attempts, key, error, dead_at FROM items "
+                        "WHERE state = 2 ORDER BY seq LIMIT ?",
+                        (-1 if limit is None else limit,),
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return [
+            DeadLetter(seq, _loads(text), _BY_RANK[rank], attempts, key, error or "", dead_at)
+            for seq, text, rank, attempts, key, error, dead_at in rows
+        ]
+
+    def requeue_dead(self, seqs: int | Iterable[int] | None = None) -> int:
+        """Put dead letters back in the queue (all of them by default) with attempts reset
+        to 0, keeping their seq (so their place in the order). Returns how many.
+
+        Raises:
+            QueueFull: they would take the queue over `max_items` (none requeued).
+        """
+        todo = None if seqs is None else _seqs(seqs)
+        sql = (
+            "UPDATE items SET state = 0, attempts = 0, error = NULL, dead_at = NULL WHERE state = 2"
+        )
+
+        def requeue(db: sqlite3.Connection) -> int:
+            if todo is None:
+                n = db.execute(sql).rowcount
+            else:
+                n = db.executemany(sql + " AND seq = ?", [(s,) for s in todo]).rowcount
+            self._check_room(db)
+            return n
+
+        n: int = self._write(requeue)
+        if n and events.enabled:
+            self._emit_depth()
+        return n
+
+    def purge_dead(self, seqs: int | Iterable[int] | None = None) -> int:
+        """Delete dead letters (all of them by default); returns how many."""
+        todo = None if seqs is None else _seqs(seqs)
+
+        def purge(db: sqlite3.Connection) -> int:
+            if todo is None:
+                return db.execute("DELETE FROM items WHERE state = 2").rowcount
+            return db.executemany(
+                "DELETE FROM items WHERE state = 2 AND seq = ?", [(s,) for s in todo]
+            ).rowcount
+
+        n: int = self._write(purge)
+        return n
+
+    # --- looking --------------------------------------------------------------------------
+
+    def items(self, start: int | None = None, stop: int | None = None) -> list[Item]:
+        """Live items with `start <= seq < stop`, in seq order, without leasing them (e.g. to
+        replay a range a client missed).
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> _ = q.put_many([(i, Priority.NORMAL) for i in range(5)])
+            >>> [item.payload for item in q.items(2, 4)]
+            [1, 2]
+        """
+        lo = -(2**63) if start is None else start
+        hi = 2**63 - 1 if stop is None else stop
+        with self._lock:
+            try:
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT seq, payload, rank, attempts, key FROM items "
+                        "WHERE seq >= ? AND seq < ? AND state <> 2 ORDER BY seq",
+                        (lo, hi),
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return [
+            Item(seq, _loads(text), _BY_RANK[rank], attempts, key, len(text))
+            for seq, text, rank, attempts, key in rows
+        ]
+
+    def _counts(self) -> list[int]:
+        with self._lock:
+            try:
+                rows = self._conn().execute("SELECT bucket, n FROM counts").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        counts = [0] * 5
+        for bucket, n in rows:
+            counts[bucket] = n
+        return counts
+
+    def __len__(self) -> int:
+        """Live items: ready and leased (dead letters not included)."""
+        return sum(self._counts()[:4])
+
+    def stats(self) -> QueueStats:
+        """A snapshot: depth per priority, leased items, dead letters.
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> _ = q.put("x", priority=Priority.HIGH)
+            >>> q.stats().by_priority["HIGH"]
+            1
+        """
+        counts = self._counts()
+        with self._lock:
+            try:
+                leased = (
+                    self._conn().execute("SELECT count(*) FROM items WHERE state = 1").fetchone()[0]
+                )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return QueueStats(
+            depth=sum(counts[:4]),
+            by_priority={_BY_RANK[r].name: counts[r] for r in range(4)},
+            leased=leased,
+            dead_letters=counts[_DEAD_BUCKET],
+            max_items=self.max_items,
+        )
+
+    def _emit_depth(self) -> None:
+        counts = self._counts()
+        events.emit(events.QueueDepth(self.name, {_BY_RANK[r].name: counts[r] for r in range(4)}))
+
+    # --- draining -------------------------------------------------------------------------
+
+    def drain(
+        self,
+        send: Callable[[Item], object],
+        batch: int = 50,
+        rate: float | None = None,
+        bytes_per_second: float | None = None,
+        backoff: _Backoff | None = None,
+        *,
+        classifier: Classifier = DEFAULT_CLASSIFIER,
+        visibility: float = 60.0,
+    ) -> DrainReport:
+        """Deliver queued items with `send(item)`, highest priority first.
+
+        Items are leased `batch` at a time; the delivered ones are acked (one durable commit)
+        at the end of each batch, so a crash mid-batch redelivers at most that batch
+        (at-least-once: give items a `key` and make the sink idempotent). What `send` raises is
+        classified: TRANSIENT (or RATE_LIMITED) leaves the item queued with attempts + 1 and,
+        with `backoff=None`, ends this drain (one pass); with a `backoff`, the drain waits
+        `backoff.delay(n)` (or the error's Retry-After, if longer) on the queue's clock and
+        resumes, until the queue is empty. PERMANENT, or attempts reaching `max_attempts`,
+        moves the item to the dead letters and draining goes on.
+
+        Args:
+            send: delivers one `Item`; raises to refuse it.
+            batch: items leased at a time.
+            rate: at most this many items per second (None: unlimited).
+            bytes_per_second: at most this many payload bytes per second (None: unlimited).
+            backoff: anything with `delay(attempt, previous=None) -> float`, e.g.
+                `Backoff.exponential(...)`; None: stop at the first TRANSIENT error.
+            classifier: classifies what `send` raises.
+            visibility: the lease of each batch, in seconds (items held longer by a stuck
+                drain become available to others).
+
+        Returns:
+            A `DrainReport`.
+
+        Example:
+            >>> q = OfflineQueue(":memory:")
+            >>> _ = q.put_many([(i, Priority.NORMAL) for i in range(3)])
+            >>> q.drain(print, rate=100.0).delivered  # doctest: +ELLIPSIS
+            Item(seq=1, payload=0, ...
+            3
+        """
+        core = self._drain_core(batch, rate, bytes_per_second, backoff, classifier, visibility)
+        result: object = None
+        try:
+            while True:
+                kind, arg = core.send(result)
+                if kind == "send":
+                    try:
+                        send(arg)
+                        result = None
+                    except Exception as exc:
+                        result = exc
+                elif kind == "sleep":
+                    self.clock.sleep(arg)
+                    result = None
+                else:
+                    result = arg()
+        except StopIteration as stop:
+            report: DrainReport = stop.value
+            return report
+        finally:
+            core.close()
+
+    async def adrain(
+        self,
+        send: Callable[[Item], Awaitable[object]],
+        batch: int = 50,
+        rate: float | None = None,
+        bytes_per_second: float | None = None,
+        backoff: _Backoff | None = None,
+        *,
+        classifier: Classifier = DEFAULT_CLASSIFIER,
+        visibility: float = 60.0,
+    ) -> DrainReport:
+        """`drain` for an async `send`: the same logic; database work runs in worker threads
+        (anyio, so asyncio and trio), waits on the queue's clock.
+
+        Example:
+            >>> import anyio
+            >>> q = OfflineQueue(":memory:")
+            >>> _ = q.put("x")
+            >>> async def send(item): pass
+            >>> anyio.run(q.adrain, send).delivered
+            1
+        """
+        import anyio.to_thread
+
+        core = self._drain_core(batch, rate, bytes_per_second, backoff, classifier, visibility)
+        result: object = None
+        try:
+            while True:
+                kind, arg = core.send(result)
+                if kind == "send":
+                    try:
+                        await send(arg)
+                        result = None
+                    except Exception as exc:
+                        result = exc
+                elif kind == "sleep":
+                    await self.clock.asleep(arg)
+                    result = None
+                else:
+                    result = await anyio.to_thread.run_sync(arg)
+        except StopIteration as stop:
+            report: DrainReport = stop.value
+            return report
+        finally:
+            core.close()
+
+    def _drain_core(
+        self,
+        batch: int,
+        rate: float | None,
+        bytes_per_second: float | None,
+        backoff: _Backoff | None,
+        classifier: Classifier,
+        visibility: float,
+    ) -> Generator[_DrainOp, object, DrainReport]:
+        """The one drain loop, sans-I/O: it yields ("db", fn) / ("send", item) /
+        ("sleep", seconds) and the sync and async shells carry them out."""
+        errors = Errors()
+        errors.integer("batch", batch, minimum=1)
+        if rate is not None:
+            errors.positive("rate", rate)
+        if bytes_per_second is not None:
+            errors.positive("bytes_per_second", bytes_per_second)
+        errors.positive("visibility", visibility)
+        if backoff is not None and not callable(getattr(backoff, "delay", None)):
+            errors.append(("backoff", f"must have a delay(attempt) method, got {backoff!r}"))
+        raise_if(errors, self.name)
+
+        clock = self.clock
+        started = clock.monotonic()
+        pacer = _Pacer(rate, bytes_per_second)
+        delivered = dead = failures = 0
+        previous: float | None = None
+        error: BaseException | None = None
+        held: list[Item] = []  # leased and not yet settled
+        done: list[int] = []  # sent, not yet acked
+        lease_id = 0
+        try:
+            while True:
+                leased = yield ("db", partial(self._lease, batch, visibility))
+                lease_id, held = leased  # type: ignore[misc]
+                if not held:
+                    break
+                stop = False
+                pause = 0.0
+                while held:
+                    item = held[0]
+                    wait = pacer.reserve(clock.monotonic(), item.size)
+                    if wait > 0:
+                        yield ("sleep", wait)
+                    outcome = yield ("send", item)
+                    held.pop(0)
+                    if outcome is None:
+                        done.append(item.seq)
+                        failures = 0
+                        previous = None
+                        continue
+                    exc: BaseException = outcome  # type: ignore[assignment]
+                    verdict = classifier.classify(exc)
+                    text = f"{type(exc).__name__}: {exc}"
+                    if verdict.retryable:
+                        n_dead = yield ("db", partial(self._fail, [item.seq], text, lease_id))
+                        if n_dead:
+                            dead += 1
+                            continue
+                        error = exc
+                        stop = backoff is None
+                        if backoff is not None:
+                            failures += 1
+                            pause = backoff.delay(failures, previous)
+                            previous = pause
+                            if verdict.retry_after is not None:
+                                pause = max(pause, verdict.retry_after)
+                        break
+                    moved = yield (
+                        "db",
+                        partial(self._dead_letter, item.seq, f"permanent: {text}", lease_id),
+                    )
+                    if moved:
+                        dead += 1
+                if done:
+                    acked = yield ("db", partial(self._ack_leased, done, lease_id))
+                    delivered += acked  # type: ignore[operator]
+                    done = []
+                if held:
+                    yield ("db", partial(self._release, [i.seq for i in held], lease_id))
+                    held = []
+                if stop:
+                    break
+                if pause > 0:
+                    yield ("sleep", pause)
+                if error is not None and not stop:
+                    error = None  # resumed after a backoff: that error did not stop us
+        finally:
+            # Interrupted (KeyboardInterrupt, cancellation): keep what was sent, return the rest.
+            # If the file itself failed, the leases simply expire.
+            with contextlib.suppress(QueueError):
+                if done:
+                    self._ack_leased(done, lease_id)
+                if held:
+                    self._release([i.seq for i in held], lease_id)
+        remaining = len(self)
+        return DrainReport(delivered, dead, remaining, clock.monotonic() - started, error)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file (idempotent). Leased items stay leased until their lease expires."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> OfflineQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OfflineQueue({self.path!r}, name={self.name!r}, max_items={self.max_items!r})"
+
+
+def _seqs(seqs: int | Iterable[int]) -> list[int]:
+    if isinstance(seqs, int):
+        return [seqs]
+    return [int(s) for s in seqs]
+
+
+def _split_sql(script: str) -> Iterator[str]:
+    """Statements of a script, keeping each trigger body whole (executescript would COMMIT)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer.strip()
+            buffer = ""
