@@ -102,10 +102,25 @@ def emit(event: Event) -> None:
         try:
             listener(event)
         except Exception as exc:  # a broken listener must not break the protected call
-            import sys
+            _report(exc, f"Exception ignored in resilience event listener {listener!r}", event)
 
-            hook_args = _Unraisable(exc, f"resilience event listener {listener!r} failed", event)
-            sys.unraisablehook(hook_args)  # type: ignore[arg-type]
+
+def _report(exc: BaseException, message: str, event: Event) -> None:
+    import sys
+
+    try:
+        hook = sys.unraisablehook
+        if hook is sys.__unraisablehook__:
+            # The interpreter's own hook accepts only its private UnraisableHookArgs type,
+            # which Python code cannot build: print what it would print.
+            import traceback
+
+            text = "".join(traceback.format_exception(exc))
+            sys.stderr.write(f"{message}: {event!r}\n{text}")
+        else:  # pytest's, Sentry's or the user's hook: they read the same attributes
+            hook(_Unraisable(exc, message, event))  # type: ignore[arg-type]
+    except Exception:  # pragma: no cover - a broken hook or stderr: nothing more to do
+        pass
 
 
 class _Unraisable:

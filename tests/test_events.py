@@ -1,0 +1,198 @@
+"""The event stream: subscribe/unsubscribe, delivery, broken listeners, frozen events."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from resilience import events
+from resilience.events import CallCompleted, CallRejected, Event, StateTransition
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_listeners() -> Iterator[None]:
+    assert not events.enabled, "a listener leaked in from another test"
+    yield
+    assert not events.enabled, "this test leaked a listener"
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What reached sys.unraisablehook (instead of pytest's hook, which fails the test)."""
+    seen: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    return seen
+
+
+def test_subscribe_delivers_and_unsubscribe_stops() -> None:
+    seen: list[Event] = []
+    stop = events.subscribe(seen.append)
+    assert events.enabled
+    first = CallRejected("payments", "circuit_open", 3.0)
+    events.emit(first)
+    stop()
+    assert not events.enabled
+    events.emit(CallRejected("payments", "circuit_open", 1.0))
+    assert seen == [first]
+    assert seen[0] is first  # the object itself, not a copy
+
+
+def test_multiple_listeners_in_subscription_order() -> None:
+    order: list[str] = []
+    stops = [events.subscribe(lambda e, n=n: order.append(n)) for n in "abc"]
+    events.emit(Event("x"))
+    assert order == ["a", "b", "c"]
+    stops[1]()
+    events.emit(Event("x"))
+    assert order == ["a", "b", "c", "a", "c"]
+    assert events.enabled
+    stops[0]()
+    stops[2]()
+    assert not events.enabled
+
+
+def test_unsubscribe_is_idempotent_and_removes_only_its_own_subscription() -> None:
+    seen: list[Event] = []
+    first = events.subscribe(seen.append)
+    second = events.subscribe(seen.append)  # the same callback, subscribed twice
+    first()
+    first()  # a second call must not remove `second`
+    events.emit(Event("x"))
+    assert len(seen) == 1
+    second()
+    assert not events.enabled
+
+
+def test_a_raising_listener_does_not_break_emit_and_is_reported(unraisable: list[Any]) -> None:
+    seen: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    stops = [events.subscribe(broken), events.subscribe(seen.append)]
+    try:
+        event = StateTransition("payments", "closed", "open", "6 of 10 calls failed")
+        events.emit(event)  # does not raise
+    finally:
+        for stop in stops:
+            stop()
+    assert seen == [event]  # the next listener still ran
+    assert len(unraisable) == 1
+    report = unraisable[0]
+    assert report.exc_type is RuntimeError
+    assert str(report.exc_value) == "listener bug"
+    assert report.exc_traceback is not None
+    assert "listener" in report.err_msg
+    assert report.object is event
+
+
+def test_the_default_unraisable_hook_accepts_the_report(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report object must be something the interpreter's own hook can print.
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    stop = events.subscribe(lambda e: 1 / 0)
+    try:
+        events.emit(Event("payments"))
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err
+    assert "resilience event listener" in err
+
+
+def test_enabled_toggles_with_subscriptions() -> None:
+    assert events.enabled is False
+    stop_a = events.subscribe(lambda e: None)
+    stop_b = events.subscribe(lambda e: None)
+    assert events.enabled is True
+    stop_a()
+    assert events.enabled is True
+    stop_b()
+    assert events.enabled is False
+
+
+def test_emit_with_no_listener_is_a_no_op() -> None:
+    events.emit(Event("nobody listens"))
+
+
+def test_a_listener_may_unsubscribe_itself_while_being_called() -> None:
+    seen: list[Event] = []
+    stop: list[Any] = []
+
+    def once(event: Event) -> None:
+        seen.append(event)
+        stop[0]()
+
+    stop.append(events.subscribe(once))
+    events.emit(Event("a"))
+    events.emit(Event("b"))
+    assert [e.operation for e in seen] == ["a"]
+
+
+def test_concurrent_subscribe_and_unsubscribe_lose_nothing() -> None:
+    counts = [0] * 8
+
+    def work(i: int) -> None:
+        for _ in range(200):
+            stop = events.subscribe(lambda e: None)
+            counts[i] += 1
+            stop()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    keeper = events.subscribe(lambda e: None)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert events.enabled
+    assert len(events._listeners) == 1
+    keeper()
+
+
+ALL_EVENT_TYPES = [
+    getattr(events, name)
+    for name in events.__all__
+    if isinstance(getattr(events, name), type) and issubclass(getattr(events, name), Event)
+]
+
+
+def test_every_event_type_is_listed() -> None:
+    assert len(ALL_EVENT_TYPES) == 17
+    assert Event in ALL_EVENT_TYPES
+
+
+@pytest.mark.parametrize("cls", ALL_EVENT_TYPES, ids=lambda c: c.__name__)
+def test_events_are_frozen_slotted_dataclasses(cls: type[Event]) -> None:
+    assert dataclasses.is_dataclass(cls)
+    assert "__slots__" in cls.__dict__
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            continue
+        values[field.name] = {"str": "x", "int": 1, "float": 1.0, "bool": True}.get(
+            str(field.type), {"a": 1}
+        )
+    event = cls(**values)
+    assert not hasattr(event, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.operation = "other"  # type: ignore[misc]
+    assert event == cls(**values)
+    assert event.operation == "x"
+
+
+def test_event_fields() -> None:
+    done = CallCompleted("db", "success", 0.012)
+    assert (done.outcome, done.duration, done.slow) == ("success", 0.012, False)
+    assert CallRejected("db", "bulkhead_full").retry_after is None
+    t = StateTransition("db", "open", "half_open")
+    assert (t.from_state, t.to_state, t.reason) == ("open", "half_open", "")
+    assert (
+        repr(t)
+        == "StateTransition(operation='db', from_state='open', to_state='half_open', reason='')"
+    )
