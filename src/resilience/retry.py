@@ -714,6 +714,10 @@ class _Run:
     def operation(self) -> str:
         if self.rt.name:
             return self.rt.name
+        # inside a Pipeline, fn is the pipeline's next stage: name the pipeline's operation
+        owner_name = getattr(getattr(self.fn, "__self__", None), "_operation_name", None)
+        if isinstance(owner_name, str):
+            return owner_name
         return str(getattr(self.fn, "__qualname__", None) or "call")
 
     # -- the core --------------------------------------------------------------------------

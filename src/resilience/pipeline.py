@@ -1,0 +1,181 @@
+"""Pipeline: several policies around one call, outermost first (like Polly's pipelines).
+
+`Pipeline(Timeout(10), Retry(), CircuitBreaker("llm"), Bulkhead(20))` runs a call as
+`Timeout(Retry(CircuitBreaker(Bulkhead(call))))`. The order is a decision, not a detail:
+
+* **Timeout (total)** outermost: one limit for the whole call, retries and waits included.
+* **Retry** outside the breaker: each attempt is seen by the breaker, so it counts every
+  attempt; when the breaker is open its `CircuitOpenError` is RATE_LIMITED with the time left
+  until the trial, so the retry waits for the half-open trial instead of hammering.
+* **CircuitBreaker** outside the bulkhead and the attempt timeout: a call the breaker rejects
+  takes no slot; a per-attempt timeout counts as a failure.
+* **Bulkhead** next: bounds concurrency of what actually goes out.
+* **Timeout (per attempt)** innermost: bounds each try.
+
+The recommended default is `Pipeline.standard(...)`, which puts what you give it in that order:
+Timeout(total) > Retry > RateLimiter > CircuitBreaker > Bulkhead > Timeout(attempt).
+
+Any object with `call(fn, /, *args, **kwargs)` and `async acall(fn, /, *args, **kwargs)`
+(`resilience.Policy`) can be a stage, so your own policies mix with ours.
+
+Example:
+    >>> import resilience as rs
+    >>> pipe = rs.Pipeline(rs.Retry(max_attempts=2), rs.Bulkhead(4), name="demo")
+    >>> pipe.call(max, 3, 7)
+    7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ._policy import Policy, decorate
+from ._validate import Errors, raise_if
+
+__all__ = ["Pipeline", "Policy"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Pipeline:
+    """Policies applied around a call, the first given outermost.
+
+    `None` stages are skipped (handy when a configuration turns a policy off). A pipeline is
+    itself a policy, so pipelines nest.
+
+    Args:
+        *policies: stages, outermost first; each has `call` and `acall`.
+        name: the operation's name (shown in events of stages that have no name).
+
+    Raises:
+        ConfigError: a stage is not a policy.
+
+    Example:
+        >>> import resilience as rs
+        >>> pipe = rs.Pipeline(rs.Timeout(5), rs.Retry(max_attempts=3), name="llm")
+        >>> @pipe
+        ... def generate(prompt: str) -> str:
+        ...     return prompt.upper()
+        >>> generate("hi")
+        'HI'
+    """
+
+    __slots__ = ("__weakref__", "_acalls", "_astep", "_calls", "_n", "_step", "name", "policies")
+
+    def __init__(self, *policies: Policy | None, name: str | None = None) -> None:
+        stages = tuple(p for p in policies if p is not None)
+        raise_if(Pipeline.validate(policies=stages, name=name), name)
+        self.policies: tuple[Policy, ...] = stages
+        self.name = name
+        self._n = len(stages)
+        self._calls = tuple(p.call for p in stages)
+        self._acalls = tuple(getattr(p, "acall", None) for p in stages)
+        # bound once: the per-call path creates no closures
+        self._step = self._run
+        self._astep = self._arun
+
+    @staticmethod
+    def validate(*, policies: object = (), name: object = None) -> list[tuple[str, str]]:
+        """Every problem with these arguments, as (argument, message)."""
+        e = Errors()
+        if not isinstance(policies, tuple | list):
+            e.append(("policies", "must be a sequence of policies"))
+        else:
+            for i, p in enumerate(policies):
+                if p is not None and not callable(getattr(p, "call", None)):
+                    e.append(
+                        (
+                            f"policies[{i}]",
+                            f"{type(p).__name__} is not a policy: it needs call(fn, *args, "
+                            "**kwargs) and async acall(fn, *args, **kwargs)",
+                        )
+                    )
+        if name is not None and not isinstance(name, str):
+            e.append(("name", f"must be a string, got {type(name).__name__}"))
+        return e
+
+    @classmethod
+    def standard(
+        cls,
+        *,
+        timeout: Policy | None = None,
+        retry: Policy | None = None,
+        rate_limit: Policy | None = None,
+        breaker: Policy | None = None,
+        bulkhead: Policy | None = None,
+        attempt_timeout: Policy | None = None,
+        name: str | None = None,
+    ) -> Pipeline:
+        """The recommended order for the policies you give (None = leave out):
+        Timeout(total) > Retry > RateLimiter > CircuitBreaker > Bulkhead > Timeout(attempt).
+
+        Example:
+            >>> import resilience as rs
+            >>> pipe = rs.Pipeline.standard(bulkhead=rs.Bulkhead(5), retry=rs.Retry())
+            >>> [type(p).__name__ for p in pipe.policies]
+            ['Retry', 'Bulkhead']
+        """
+        return cls(timeout, retry, rate_limit, breaker, bulkhead, attempt_timeout, name=name)
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def _operation_name(self) -> str | None:
+        return self.name
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run `fn(*args, **kwargs)` through every stage."""
+        if not self._n:
+            return fn(*args, **kwargs)
+        out: R = self._calls[0](self._step, 1, fn, args, kwargs)
+        return out
+
+    def _run(
+        self, i: int, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Any:
+        if i == self._n:
+            return fn(*args, **kw)
+        return self._calls[i](self._step, i + 1, fn, args, kw)
+
+    async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+        """Await `fn(*args, **kwargs)` through every stage."""
+        if not self._n:
+            return await fn(*args, **kwargs)
+        first = self._acalls[0]
+        if first is None:
+            raise self._no_async(0)
+        out: R = await first(self._astep, 1, fn, args, kwargs)
+        return out
+
+    async def _arun(
+        self, i: int, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Any:
+        if i == self._n:
+            return await fn(*args, **kw)
+        stage = self._acalls[i]
+        if stage is None:
+            raise self._no_async(i)
+        return await stage(self._astep, i + 1, fn, args, kw)
+
+    def _no_async(self, i: int) -> TypeError:
+        return TypeError(
+            f"pipeline {self.name!r}: stage {i} ({type(self.policies[i]).__name__}) has no "
+            "acall(); it can only protect sync calls"
+        )
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a sync or async function."""
+        return decorate(self, fn)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(p) for p in self.policies)
+        return f"Pipeline({inner}, name={self.name!r})"

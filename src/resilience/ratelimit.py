@@ -1,0 +1,223 @@
+"""RateLimiter: a token bucket in front of a call.
+
+The bucket holds up to `burst` tokens and refills at `rate` tokens per `per` seconds; each call
+takes one. With none left, the call is refused with `RateLimited(.retry_after)` or, with
+`wait=True`, waits for its token (sleeping on the injected clock; async callers await). The
+bucket lives in a store (`resilience.stores`), so a shared store (Redis) makes one limit for
+many processes.
+
+Example:
+    >>> import resilience as rs
+    >>> from resilience.testing import VirtualClock
+    >>> clock = VirtualClock()
+    >>> limiter = rs.RateLimiter(rate=2, per=1.0, clock=clock)
+    >>> [limiter.try_acquire() for _ in range(3)]
+    [True, True, False]
+    >>> clock.advance(0.5); limiter.try_acquire()
+    True
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from . import events
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import RateLimited
+from ._policy import decorate
+from ._validate import Errors, raise_if
+from .stores import MemoryStore, Store
+
+__all__ = ["RateLimiter"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ids = itertools.count(1)
+
+
+class RateLimiter:
+    """Admit at most `burst` calls at once and `rate` calls per `per` seconds on average.
+
+    Args:
+        rate: tokens added per `per` seconds (> 0).
+        per: the period, in seconds (> 0).
+        burst: the bucket's size (>= 1); default `rate` (at least 1).
+        store: where the bucket lives; default a private `MemoryStore`. Limiters that share
+            a store and a `name` share one bucket.
+        wait: False (default): refuse a call with no token (`RateLimited`); True: wait for it.
+        max_wait: with `wait=True`, refuse instead when the token is further away than this.
+        name: the operation's name (also the bucket's key in the store).
+        clock: where time is read and waits happen. With a shared store (`store.shared`) the
+            bucket runs on wall-clock time (`clock.time()`), which every host agrees on.
+
+    Raises:
+        ConfigError: bad arguments.
+        RateLimited: (from call/acall) no token now (and `wait=False`, or beyond `max_wait`).
+
+    Example:
+        >>> import resilience as rs
+        >>> limiter = rs.RateLimiter(rate=100, per=1.0, burst=10, name="search")
+        >>> limiter.call(len, "abc")
+        3
+    """
+
+    __slots__ = (
+        "_key",
+        "_now",
+        "_refill",
+        "burst",
+        "clock",
+        "max_wait",
+        "name",
+        "per",
+        "rate",
+        "store",
+        "wait",
+    )
+
+    def __init__(
+        self,
+        rate: float = 100,
+        per: float = 1.0,
+        burst: float | None = None,
+        store: Store | None = None,
+        *,
+        wait: bool = False,
+        max_wait: float | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        raise_if(
+            RateLimiter.validate(
+                rate=rate,
+                per=per,
+                burst=burst,
+                store=store,
+                wait=wait,
+                max_wait=max_wait,
+                name=name,
+            ),
+            name,
+        )
+        self.rate = float(rate)
+        self.per = float(per)
+        self.burst = float(burst) if burst is not None else max(self.rate, 1.0)
+        self.store: Store = store if store is not None else MemoryStore()
+        self.wait = wait
+        self.max_wait = max_wait
+        self.name = name
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self._refill = self.rate / self.per
+        self._key = f"ratelimit:{name if name is not None else f'#{next(_ids)}'}"
+        self._now = (
+            self.clock.time if getattr(self.store, "shared", False) else self.clock.monotonic
+        )
+
+    @staticmethod
+    def validate(
+        *,
+        rate: object = 100,
+        per: object = 1.0,
+        burst: object = None,
+        store: object = None,
+        wait: object = False,
+        max_wait: object = None,
+        name: object = None,
+    ) -> list[tuple[str, str]]:
+        """Every problem with these arguments, as (argument, message)."""
+        e = Errors()
+        e.positive("rate", rate)
+        e.positive("per", per)
+        if burst is not None:
+            e.positive("burst", burst)
+            e.at_least("burst", burst, "1", 1)
+        if store is not None and not isinstance(store, Store):
+            e.append(("store", "must implement resilience.stores.Store"))
+        if not isinstance(wait, bool):
+            e.append(("wait", f"must be True or False, got {wait!r}"))
+        if max_wait is not None:
+            e.non_negative("max_wait", max_wait)
+        if name is not None and not isinstance(name, str):
+            e.append(("name", f"must be a string, got {type(name).__name__}"))
+        return e
+
+    # -- the core ------------------------------------------------------------------------
+
+    def _take(self, tokens: float = 1.0) -> float:
+        """0.0 if `tokens` were taken, else the seconds until they will be there."""
+        return self.store.take_tokens(
+            self._key,
+            capacity=self.burst,
+            refill_per_second=self._refill,
+            now=self._now(),
+            tokens=tokens,
+        )
+
+    def _refuse(self, retry_after: float) -> RateLimited:
+        if events.enabled:
+            events.emit(events.CallRejected(self.name or "ratelimit", "rate_limited", retry_after))
+        return RateLimited(retry_after, operation=self.name)
+
+    def _check(self, tokens: float) -> None:
+        if tokens > self.burst:
+            raise_if([("tokens", f"must be <= burst ({self.burst:g}), got {tokens!r}")], self.name)
+
+    def _too_far(self, retry_after: float) -> bool:
+        return not self.wait or (self.max_wait is not None and retry_after > self.max_wait)
+
+    def try_acquire(self, tokens: float = 1.0) -> bool:
+        """Take `tokens` now if the bucket has them; never waits."""
+        return self._take(tokens) == 0.0
+
+    def acquire(self, tokens: float = 1.0) -> None:
+        """Take `tokens`, waiting for them if `wait=True`; else raise `RateLimited`."""
+        if tokens != 1.0:
+            self._check(tokens)
+        while True:
+            retry_after = self._take(tokens)
+            if retry_after == 0.0:
+                return
+            if self._too_far(retry_after):
+                raise self._refuse(retry_after)
+            self.clock.sleep(retry_after)
+
+    async def aacquire(self, tokens: float = 1.0) -> None:
+        """Like `acquire`, awaiting instead of blocking."""
+        if tokens != 1.0:
+            self._check(tokens)
+        while True:
+            retry_after = self._take(tokens)
+            if retry_after == 0.0:
+                return
+            if self._too_far(retry_after):
+                raise self._refuse(retry_after)
+            await self.clock.asleep(retry_after)
+
+    # -- shells ----------------------------------------------------------------------------
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a sync or async function."""
+        return decorate(self, fn)
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run `fn(*args, **kwargs)` once a token is taken."""
+        self.acquire()
+        return fn(*args, **kwargs)
+
+    async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+        """Await `fn(*args, **kwargs)` once a token is taken."""
+        await self.aacquire()
+        return await fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(rate={self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
+            f"wait={self.wait!r}, name={self.name!r})"
+        )
