@@ -1,0 +1,855 @@
+"""Circuit breaker: stop calling what is failing, probe it now and then, recover when it is back.
+
+States: CLOSED (calls flow; outcomes are recorded in a sliding window), OPEN (calls are
+rejected with `CircuitOpenError` for `open_duration` seconds), HALF_OPEN (`half_open_calls`
+trial calls run; all succeed -> CLOSED, one fails -> OPEN again), plus the manual states
+FORCED_OPEN (rejects until `reset()`) and DISABLED (lets everything through, records nothing).
+
+How it is built: one sans-I/O core (the `_admit`/`_record` family: a state machine fed with
+(outcome, duration) and readings of the injected clock) and two thin shells over it, `call`
+and `acall`. A `threading.Lock` guards the bookkeeping only; it is never held while the
+user's function runs, while events are delivered, or while the store is written. In CLOSED
+state the admission check reads one attribute without the lock, so a healthy call costs a
+clock reading before and after, and one short critical section to record the outcome.
+
+Example:
+    >>> import resilience as rs
+    >>> from resilience.testing import VirtualClock
+    >>> clock = VirtualClock()
+    >>> br = rs.CircuitBreaker("payments", minimum_calls=2, open_duration=10, clock=clock)
+    >>> def down():
+    ...     raise ConnectionError("refused")
+    >>> for _ in range(2):
+    ...     try:
+    ...         br.call(down)
+    ...     except ConnectionError:
+    ...         pass
+    >>> br.state
+    <CircuitState.OPEN: 'open'>
+    >>> try:
+    ...     br.call(down)
+    ... except rs.CircuitOpenError as e:
+    ...     print(e)
+    circuit 'payments' is open after 2 of 2 calls failed; next trial in 10.0 s
+    >>> clock.advance(10); br.state
+    <CircuitState.HALF_OPEN: 'half_open'>
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, overload
+
+from . import _registry
+from . import events as _events
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import CircuitOpenError
+from ._policy import decorate
+from ._validate import Errors, raise_if
+from ._window import FAILURE, SLOW, CountRing, TimeRing
+from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
+from .events import CallCompleted, CallRejected, StateTransition
+from .stores import MemoryStore, Record, Store
+
+__all__ = ["CircuitBreaker", "CircuitState", "CountWindow", "TimeWindow"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SCHEMA = 1
+"""Version of the JSON record a breaker writes to its store."""
+
+_SYNC_INTERVAL = 1.0  # seconds between re-reads of a shared store's record
+
+
+class CircuitState(enum.StrEnum):
+    """A breaker's state. Members equal their lower-case names ("open"), so they are JSON-safe.
+
+    Example:
+        >>> CircuitState.OPEN == "open", CircuitState.HALF_OPEN.name
+        (True, 'HALF_OPEN')
+    """
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+_FORCED_OPEN = CircuitState.FORCED_OPEN
+_DISABLED = CircuitState.DISABLED
+_SUCCESS = Verdict.SUCCESS
+_COUNTED = frozenset({Verdict.TRANSIENT, Verdict.RATE_LIMITED})
+_NOTHING = -1  # the "epoch" of a call admitted by a DISABLED breaker: record nothing
+
+
+@dataclass(frozen=True, slots=True)
+class CountWindow:
+    """Decide on the last `size` calls (a ring of outcomes).
+
+    Example:
+        >>> CountWindow(50).size
+        50
+    """
+
+    size: int = 100
+
+    def __post_init__(self) -> None:
+        raise_if(self.validate(size=self.size), "CountWindow")
+
+    @staticmethod
+    def validate(size: object = 100) -> list[tuple[str, str]]:
+        """The (argument, message) pairs wrong with these arguments; empty when all are fine."""
+        errors = Errors()
+        errors.integer("size", size, minimum=1)
+        return errors
+
+    def _ring(self, minimum_calls: int) -> CountRing:
+        return CountRing(self.size, min(minimum_calls, self.size))
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Decide on the calls that ended in the last `seconds` (measured on the breaker's clock).
+
+    The window is kept in `buckets` buckets (default: one per second, at most 600); a bucket's
+    calls leave the window together when time moves past it, as in resilience4j.
+
+    Example:
+        >>> TimeWindow(seconds=60).seconds
+        60
+    """
+
+    seconds: float = 60.0
+    buckets: int | None = None
+
+    def __post_init__(self) -> None:
+        raise_if(self.validate(seconds=self.seconds, buckets=self.buckets), "TimeWindow")
+
+    @staticmethod
+    def validate(seconds: object = 60.0, buckets: object = None) -> list[tuple[str, str]]:
+        """The (argument, message) pairs wrong with these arguments; empty when all are fine."""
+        errors = Errors()
+        errors.positive("seconds", seconds)
+        if buckets is not None:
+            errors.integer("buckets", buckets, minimum=1)
+        return errors
+
+    def _ring(self, minimum_calls: int) -> TimeRing:
+        n = self.buckets or min(max(math.ceil(self.seconds), 1), 600)
+        return TimeRing(float(self.seconds), n)
+
+
+Window = CountWindow | TimeWindow
+
+
+def _window_from(value: object) -> Window:
+    """A window object from a window or its config mapping ({"kind": "count", "size": 100})."""
+    if isinstance(value, CountWindow | TimeWindow):
+        return value
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        kind = spec.pop("kind", "count")
+        if kind == "count":
+            return CountWindow(**spec)
+        if kind == "time":
+            return TimeWindow(**spec)
+    raise TypeError(value)
+
+
+class CircuitBreaker:
+    """Rejects calls to something that keeps failing, then lets a few trial calls probe it.
+
+    Args:
+        name: the operation this breaker protects (used in errors, events, metrics, health).
+        failure_rate_threshold: open when failures / calls >= this, in (0, 1].
+        slow_call_threshold: seconds; a call lasting at least this long counts as slow
+            (None: no call is slow).
+        slow_call_rate_threshold: open when slow calls / calls >= this, in (0, 1].
+        minimum_calls: no decision until the window holds this many calls (a `CountWindow`
+            smaller than this decides once it is full).
+        window: `CountWindow(100)` (default), `TimeWindow(seconds=60)`, or the config form
+            `{"kind": "count", "size": 100}` / `{"kind": "time", "seconds": 60}`.
+        open_duration: seconds in OPEN before trial calls are let through.
+        open_duration_max: if set, open_duration doubles on each re-open from HALF_OPEN, up
+            to this; it returns to `open_duration` once the breaker closes.
+        half_open_calls: trial calls let through at once in HALF_OPEN; all must succeed to
+            close, any counted failure re-opens.
+        classifier: decides what counts: TRANSIENT and RATE_LIMITED errors are failures,
+            PERMANENT ones (a 404, a ValueError) are re-raised but not counted. Returned
+            results are classified only if `classifier.inspects_results`.
+        store: where the state record lives (`MemoryStore()` by default). Every transition
+            writes `breaker:<name>`; a new breaker reads it back, so an open breaker stays
+            open across a restart with a persistent store. With a shared store
+            (`store.shared`), the record is re-read at most once a second and before
+            OPEN -> HALF_OPEN, and writes use compare-and-set (a lost race adopts the winner).
+        clock: time source (`resilience.testing.VirtualClock` in tests).
+
+    Raises:
+        ConfigError: listing every bad argument with its value.
+
+    Example:
+        >>> import resilience as rs
+        >>> br = rs.CircuitBreaker("search", failure_rate_threshold=0.5, minimum_calls=20)
+        >>> @br
+        ... def search(q: str) -> list[str]:
+        ...     return [q]
+        >>> search("x"), br.snapshot()["calls"]
+        (['x'], 1)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_base_duration",
+        "_classify",
+        "_classify_result",
+        "_clock",
+        "_closed_epoch",
+        "_decide_at",
+        "_duration",
+        "_epoch",
+        "_fast_s",
+        "_flush_lock",
+        "_fthr",
+        "_half_n",
+        "_half_ok",
+        "_half_slow",
+        "_half_used",
+        "_inspects",
+        "_key",
+        "_lock",
+        "_max_duration",
+        "_min_calls",
+        "_mono",
+        "_next_seq",
+        "_next_sync",
+        "_open_until",
+        "_opened_at",
+        "_opened_wall",
+        "_pending",
+        "_reason",
+        "_reopens",
+        "_ring",
+        "_seen",
+        "_shared",
+        "_slow_s",
+        "_state",
+        "_sthr",
+        "_store",
+        "_version",
+        "_wall",
+        "_written",
+        "classifier",
+        "name",
+        "window",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_rate_threshold: float = 0.5,
+        slow_call_threshold: float | None = None,
+        slow_call_rate_threshold: float = 1.0,
+        minimum_calls: int = 10,
+        window: Window | Mapping[str, Any] | None = None,
+        open_duration: float = 30.0,
+        open_duration_max: float | None = None,
+        half_open_calls: int = 3,
+        classifier: Classifier | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        raise_if(
+            self.validate(
+                name=name,
+                failure_rate_threshold=failure_rate_threshold,
+                slow_call_threshold=slow_call_threshold,
+                slow_call_rate_threshold=slow_call_rate_threshold,
+                minimum_calls=minimum_calls,
+                window=window,
+                open_duration=open_duration,
+                open_duration_max=open_duration_max,
+                half_open_calls=half_open_calls,
+                classifier=classifier,
+                store=store,
+                clock=clock,
+            ),
+            name if isinstance(name, str) else None,
+        )
+        self.name = name
+        self.window = _window_from(window) if window is not None else CountWindow(100)
+        self.classifier = classifier if classifier is not None else DEFAULT_CLASSIFIER
+        self._clock = clock if clock is not None else SYSTEM_CLOCK
+        # Everything the hot path needs is resolved once, here.
+        self._mono = self._clock.monotonic
+        self._wall = self._clock.time
+        self._classify = self.classifier.classify
+        self._classify_result = self.classifier.classify_result
+        self._inspects = bool(self.classifier.inspects_results)
+        self._fthr = float(failure_rate_threshold)
+        self._sthr = float(slow_call_rate_threshold)
+        self._slow_s = math.inf if slow_call_threshold is None else float(slow_call_threshold)
+        ring: CountRing | TimeRing = self.window._ring(minimum_calls)
+        self._ring = ring
+        self._min_calls = minimum_calls
+        # The lock-free success path (see `call`): a count window, results not inspected, and
+        # a call faster than the slow-call threshold. `_fast_s` folds those into one compare.
+        if isinstance(ring, CountRing) and not self._inspects:
+            self._min_calls = min(minimum_calls, self.window.size)  # type: ignore[union-attr]
+            self._fast_s = self._slow_s
+            self._next_seq = ring.next
+            self._decide_at = ring.decide_at
+        else:
+            self._fast_s = -math.inf
+            self._next_seq = itertools.count().__next__  # never used
+            self._decide_at = -1
+        self._base_duration = float(open_duration)
+        self._duration = self._base_duration
+        self._max_duration = None if open_duration_max is None else float(open_duration_max)
+        self._reopens = 0
+        self._half_n = half_open_calls
+        self._half_used = self._half_ok = self._half_slow = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.RLock()
+        self._state = _CLOSED
+        self._epoch = 0
+        self._opened_at = 0.0
+        self._open_until = 0.0
+        self._opened_wall: float | None = None
+        self._reason = ""
+        self._pending: list[tuple[CircuitState, CircuitState, str, Record]] = []
+        self._store: Store = store if store is not None else MemoryStore()
+        self._shared = bool(getattr(self._store, "shared", False))
+        self._key = f"breaker:{name}"
+        self._version = 0
+        self._written = 0
+        self._seen: Record | None = None
+        self._next_sync = -math.inf
+        self._closed_epoch: int | None = None if self._shared else 0
+        self._load()
+        _registry.register("breaker", name, self)
+
+    @staticmethod
+    def validate(
+        name: object = None,
+        failure_rate_threshold: object = 0.5,
+        slow_call_threshold: object = None,
+        slow_call_rate_threshold: object = 1.0,
+        minimum_calls: object = 10,
+        window: object = None,
+        open_duration: object = 30.0,
+        open_duration_max: object = None,
+        half_open_calls: object = 3,
+        classifier: object = None,
+        store: object = None,
+        clock: object = None,
+    ) -> list[tuple[str, str]]:
+        """Every (argument, message) wrong with these constructor arguments; [] when valid.
+
+        Example:
+            >>> CircuitBreaker.validate(name="x", minimum_calls=0)
+            [('minimum_calls', 'must be >= 1, got 0')]
+        """
+        errors = Errors()
+        if not isinstance(name, str) or not name.strip():
+            errors.append(("name", f"must be a non-empty string, got {name!r}"))
+        errors.fraction("failure_rate_threshold", failure_rate_threshold)
+        if slow_call_threshold is not None:
+            errors.positive("slow_call_threshold", slow_call_threshold)
+        errors.fraction("slow_call_rate_threshold", slow_call_rate_threshold)
+        errors.integer("minimum_calls", minimum_calls, minimum=1)
+        if window is not None and not isinstance(window, CountWindow | TimeWindow):
+            if isinstance(window, Mapping):
+                spec = dict(window)
+                kind = spec.pop("kind", "count")
+                if kind == "count" and set(spec) <= {"size"}:
+                    errors += [(f"window.{k}", m) for k, m in CountWindow.validate(**spec)]
+                elif kind == "time" and set(spec) <= {"seconds", "buckets"}:
+                    errors += [(f"window.{k}", m) for k, m in TimeWindow.validate(**spec)]
+                else:
+                    errors.append(
+                        ("window", f"must be {{'kind': 'count', 'size': N}} or "
+                         f"{{'kind': 'time', 'seconds': S}}, got {window!r}")
+                    )  # fmt: skip
+            else:
+                errors.append(("window", f"must be a CountWindow or a TimeWindow, got {window!r}"))
+        errors.positive("open_duration", open_duration)
+        if open_duration_max is not None:
+            errors.positive("open_duration_max", open_duration_max)
+            errors.at_least("open_duration_max", open_duration_max, "open_duration", open_duration)
+        errors.integer("half_open_calls", half_open_calls, minimum=1)
+        if classifier is not None and not callable(getattr(classifier, "classify", None)):
+            errors.append(("classifier", f"must be a Classifier, got {classifier!r}"))
+        if store is not None and not all(
+            callable(getattr(store, m, None)) for m in ("get", "set", "compare_and_set")
+        ):
+            errors.append(("store", f"must implement resilience.stores.Store, got {store!r}"))
+        if clock is not None and not callable(getattr(clock, "monotonic", None)):
+            errors.append(("clock", f"must be a Clock, got {clock!r}"))
+        return errors
+
+    # --- the shells ---------------------------------------------------------------------
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function (def or async def); its signature is kept."""
+        return decorate(self, fn)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `fn(*args, **kwargs)` through the breaker.
+
+        Raises:
+            CircuitOpenError: the breaker is open (the function did not run).
+            Whatever `fn` raises, unchanged.
+        """
+        epoch = self._closed_epoch
+        if epoch is None:
+            epoch = self._admit()
+        t0 = self._mono()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._failed(epoch, t0, exc)
+            raise
+        except BaseException:
+            self._release(epoch)
+            raise
+        now = self._mono()
+        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+            # A plain success while CLOSED: take a sequence number, lock-free.
+            if self._next_seq() == self._decide_at:
+                self._decide(epoch, now)
+        else:
+            self._succeeded(epoch, t0, now, result)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await `fn(*args, **kwargs)` through the breaker (asyncio or trio).
+
+        Cancellation passes through: it is not counted and frees a half-open trial slot.
+
+        Raises:
+            CircuitOpenError: the breaker is open (the function did not run).
+            Whatever `fn` raises, unchanged.
+        """
+        epoch = self._closed_epoch
+        if epoch is None:
+            epoch = self._admit()
+        t0 = self._mono()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._failed(epoch, t0, exc)
+            raise
+        except BaseException:
+            self._release(epoch)
+            raise
+        now = self._mono()
+        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+            # A plain success while CLOSED: take a sequence number, lock-free.
+            if self._next_seq() == self._decide_at:
+                self._decide(epoch, now)
+        else:
+            self._succeeded(epoch, t0, now, result)
+        return result
+
+    # --- the core: admission --------------------------------------------------------------
+
+    def _admit(self) -> int:
+        """Admit one call when not plainly CLOSED: returns its epoch, or raises the rejection."""
+        now = self._mono()
+        if self._shared and now >= self._next_sync:
+            self._pull(now)
+        # While OPEN, the verdict needs no lock: the state only leaves OPEN under the lock,
+        # and a reader that sees OPEN with time left is right to reject.
+        if self._state is _OPEN and now < self._open_until:
+            remaining = self._open_until - now
+            if _events.enabled:
+                _events.emit(CallRejected(self.name, "circuit_open", remaining))
+            raise CircuitOpenError(self.name, remaining, "open", self._reason)
+        if self._shared and self._state is _OPEN:
+            self._pull(now)  # deciding OPEN -> HALF_OPEN: another process may have decided
+        moved = False
+        rejected: str | None = None
+        remaining = 0.0
+        epoch = _NOTHING  # DISABLED: let it through, record nothing
+        with self._lock:
+            state = self._state
+            if state is _OPEN:
+                if now < self._open_until:
+                    remaining = self._open_until - now
+                    rejected = "circuit_open"
+                else:
+                    moved = self._to(_HALF_OPEN, "open_duration elapsed", now)
+                    state = _HALF_OPEN
+            if state is _HALF_OPEN:
+                if self._half_used < self._half_n:
+                    self._half_used += 1
+                    epoch = self._epoch
+                else:
+                    rejected = "half_open_full"
+            elif state is _CLOSED:
+                epoch = self._epoch
+            elif state is _FORCED_OPEN:
+                remaining = math.inf
+                rejected = "forced_open"
+            reason = self._reason
+        if moved:
+            self._flush()
+        if rejected is None:
+            return epoch
+        if _events.enabled:
+            _events.emit(CallRejected(self.name, rejected, remaining))
+        raise CircuitOpenError(self.name, remaining, state.value, reason)
+
+    # --- the core: recording outcomes -----------------------------------------------------
+
+    def _succeeded(self, epoch: int, t0: float, now: float, result: object) -> None:
+        if self._inspects:
+            verdict = self._classify_result(result).verdict
+            if verdict is not _SUCCESS:
+                if verdict in _COUNTED:
+                    self._record(
+                        epoch, FAILURE | (SLOW if now - t0 >= self._slow_s else 0), now, t0
+                    )
+                else:
+                    self._ignored(epoch, now - t0)
+                return
+        self._record(epoch, SLOW if now - t0 >= self._slow_s else 0, now, t0)
+
+    def _failed(self, epoch: int, t0: float, exc: Exception) -> None:
+        now = self._mono()
+        if self._classify(exc).verdict in _COUNTED:
+            self._record(epoch, FAILURE | (SLOW if now - t0 >= self._slow_s else 0), now, t0)
+        else:
+            self._ignored(epoch, now - t0)
+
+    def _record(self, epoch: int, code: int, now: float, t0: float) -> None:
+        """Feed one counted outcome (`code`: FAILURE and SLOW bits) into the state machine."""
+        if epoch < 0:
+            return
+        moved = False
+        with self._lock:
+            if epoch != self._epoch:
+                pass  # admitted before the last transition: its outcome belongs to no window
+            elif self._state is _CLOSED:
+                if self._ring.add(code, now):
+                    moved = self._evaluate(now, latest=False)
+            elif self._state is _HALF_OPEN:
+                if code & FAILURE:
+                    moved = self._reopen("a trial call failed", now)
+                else:
+                    self._half_ok += 1
+                    if code & SLOW:
+                        self._half_slow += 1
+                    if self._half_ok >= self._half_n:
+                        if self._half_slow and self._half_slow / self._half_n >= self._sthr:
+                            why = f"{self._half_slow} of {self._half_n} trial calls were slow"
+                            moved = self._reopen(why, now)
+                        else:
+                            moved = self._to(_CLOSED, "trial calls succeeded", now)
+        if _events.enabled:
+            outcome = "failure" if code & FAILURE else "success"
+            _events.emit(CallCompleted(self.name, outcome, now - t0, bool(code & SLOW)))
+        if moved:
+            self._flush()
+
+    def _decide(self, epoch: int, now: float) -> None:
+        """The lock-free path just brought the window to `minimum_calls`: decide once."""
+        moved = False
+        with self._lock:
+            if epoch == self._epoch and self._state is _CLOSED:
+                moved = self._evaluate(now, latest=True)
+        if moved:
+            self._flush()
+
+    def _evaluate(self, now: float, *, latest: bool) -> bool:
+        """CLOSED (lock held): open if a rate crossed its threshold; True if it opened."""
+        calls, failures, slow = self._ring.counts(now, latest)
+        if calls < self._min_calls:
+            return False
+        if failures / calls >= self._fthr:
+            return self._to(_OPEN, f"{failures} of {calls} calls failed", now)
+        if slow / calls >= self._sthr and self._slow_s < math.inf:
+            return self._to(_OPEN, f"{slow} of {calls} calls were slow", now)
+        return False
+
+    def _ignored(self, epoch: int, duration: float) -> None:
+        """A PERMANENT error (or result): not counted; a half-open trial slot is freed."""
+        if epoch < 0:
+            return
+        self._release(epoch)
+        if _events.enabled:
+            _events.emit(CallCompleted(self.name, "ignored", duration, duration >= self._slow_s))
+
+    def _release(self, epoch: int) -> None:
+        """The call ended without an outcome (PERMANENT, cancelled, interrupted)."""
+        if epoch < 0:
+            return
+        with self._lock:
+            if epoch == self._epoch and self._state is _HALF_OPEN and self._half_used > 0:
+                self._half_used -= 1
+
+    # --- the core: transitions (called with the lock held) -------------------------------
+
+    def _to(self, new: CircuitState, reason: str, now: float) -> bool:
+        old = self._state
+        self._state = new
+        self._epoch += 1
+        self._closed_epoch = self._epoch if new is _CLOSED and not self._shared else None
+        if new is _OPEN or new is _FORCED_OPEN:
+            self._opened_at = now
+            self._open_until = now + self._duration if new is _OPEN else math.inf
+            self._opened_wall = self._wall()
+            self._reason = reason
+        elif new is _HALF_OPEN:
+            self._half_used = self._half_ok = self._half_slow = 0
+        else:  # CLOSED or DISABLED: a clean slate
+            self._clear_window()
+            self._duration = self._base_duration
+            self._reopens = 0
+            self._opened_wall = None
+            self._reason = ""
+        self._version += 1
+        self._pending.append((old, new, reason, self._record_dict()))
+        return True
+
+    def _reopen(self, reason: str, now: float) -> bool:
+        self._reopens += 1
+        if self._max_duration is not None:
+            self._duration = min(self._duration * 2.0, self._max_duration)
+        return self._to(_OPEN, reason, now)
+
+    def _clear_window(self) -> None:
+        self._ring.clear()
+        if self._decide_at >= 0:
+            self._decide_at = self._ring.decide_at  # type: ignore[union-attr]
+
+    def _record_dict(self) -> Record:
+        return {
+            "schema": SCHEMA,
+            "version": self._version,
+            "state": self._state.value,
+            "opened_at": self._opened_wall,
+            "open_duration": self._duration,
+            "reopens": self._reopens,
+            "reason": self._reason,
+        }
+
+    def _flush(self) -> None:
+        """After the lock is released: deliver transition events, write the latest record."""
+        with self._flush_lock:  # keeps events and writes in transition order
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            if _events.enabled:
+                for old, new, reason, _ in pending:
+                    _events.emit(StateTransition(self.name, old.value, new.value, reason))
+            self._write(pending[-1][3])
+
+    # --- the store --------------------------------------------------------------------------
+
+    def _write(self, record: Record) -> None:
+        if record["version"] <= self._written:
+            return
+        try:
+            if self._shared:
+                if not self._store.compare_and_set(self._key, self._seen, record):
+                    self._pull(self._mono(), lost_race=True)
+                    return
+            else:
+                self._store.set(self._key, record)
+        except Exception as exc:  # a store outage must not fail the protected call
+            _report(exc, f"circuit breaker {self.name!r} could not write its state")
+            return
+        self._written = record["version"]
+        self._seen = record
+
+    def _pull(self, now: float, *, lost_race: bool = False) -> None:
+        """Re-read a shared store's record and adopt it if it is newer than ours."""
+        self._next_sync = now + _SYNC_INTERVAL
+        try:
+            record = self._store.get(self._key)
+        except Exception as exc:
+            _report(exc, f"circuit breaker {self.name!r} could not read its state")
+            return
+        if record is None:
+            return
+        with self._lock:
+            if lost_race or int(record.get("version", 0)) > self._version:
+                self._adopt(record, now, event=True)
+        self._flush()
+
+    def _load(self) -> None:
+        try:
+            record = self._store.get(self._key)
+        except Exception as exc:
+            _report(exc, f"circuit breaker {self.name!r} could not read its state")
+            return
+        if record is not None:
+            with self._lock:
+                self._adopt(record, self._mono(), event=False)
+            self._pending.clear()
+            self._written = self._version
+
+    def _adopt(self, record: Record, now: float, *, event: bool) -> None:
+        """Take the state a record describes (lock held). Malformed records are ignored."""
+        try:
+            if record.get("schema") != SCHEMA:
+                return
+            state = CircuitState(record["state"])
+            version = int(record["version"])
+            duration = float(record["open_duration"])
+            reopens = int(record.get("reopens", 0))
+            reason = str(record.get("reason", ""))
+            opened_wall = record.get("opened_at")
+            opened_wall = None if opened_wall is None else float(opened_wall)
+        except (KeyError, TypeError, ValueError):
+            return
+        if not (math.isfinite(duration) and duration > 0):
+            return
+        old = self._state
+        self._state = state
+        self._epoch += 1
+        self._closed_epoch = self._epoch if state is _CLOSED and not self._shared else None
+        self._version = version
+        self._seen = record
+        self._written = max(self._written, version)
+        self._duration = duration
+        self._reopens = reopens
+        self._reason = reason
+        self._opened_wall = opened_wall
+        if state is _OPEN or state is _HALF_OPEN or state is _FORCED_OPEN:
+            # Wall time tells how long ago it opened; our monotonic clock measures the rest.
+            # A half-open record is resumed as an OPEN breaker whose time is up: this process
+            # runs its own trial calls.
+            elapsed = 0.0 if opened_wall is None else max(self._wall() - opened_wall, 0.0)
+            self._opened_at = now - elapsed
+            if state is _HALF_OPEN:
+                self._state = _OPEN
+                self._open_until = now
+            elif state is _OPEN:
+                self._open_until = self._opened_at + duration
+            else:
+                self._open_until = math.inf
+        elif old is not state:
+            self._clear_window()
+        if event and old is not self._state:
+            self._pending.append((old, self._state, "shared store", record))
+
+    # --- inspection and manual control -------------------------------------------------------
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state (an OPEN breaker whose time is up reads as HALF_OPEN)."""
+        if self._state is _OPEN and self._mono() >= self._open_until:
+            self._tick()
+        return self._state
+
+    def _tick(self) -> None:
+        now = self._mono()
+        moved = False
+        with self._lock:
+            if self._state is _OPEN and now >= self._open_until:
+                moved = self._to(_HALF_OPEN, "open_duration elapsed", now)
+        if moved:
+            self._flush()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-safe view: state, rates, counters, timing.
+
+        Keys: name, state (a `CircuitState`, equal to its string value), failure_rate,
+        slow_call_rate, calls, failures, slow_calls (the CLOSED window; kept while open, emptied
+        when the breaker closes), minimum_calls, opened_at (wall-clock time it last opened, or
+        None while closed), open_duration (the current one), remaining (seconds until trial
+        calls; inf when forced open), half_open_calls, trial_calls (in flight or done).
+
+        Example:
+            >>> CircuitBreaker("s").snapshot()["state"]
+            <CircuitState.CLOSED: 'closed'>
+        """
+        self._tick()
+        now = self._mono()
+        with self._lock:
+            calls, failures, slow = self._ring.counts(now, True)
+            state = self._state
+            if state is _OPEN:
+                remaining = max(self._open_until - now, 0.0)
+            elif state is _FORCED_OPEN:
+                remaining = math.inf
+            else:
+                remaining = 0.0
+            return {
+                "name": self.name,
+                "state": state,
+                "failure_rate": failures / calls if calls else 0.0,
+                "slow_call_rate": slow / calls if calls else 0.0,
+                "calls": calls,
+                "failures": failures,
+                "slow_calls": slow,
+                "minimum_calls": self._min_calls,
+                "opened_at": self._opened_wall,
+                "open_duration": self._duration,
+                "remaining": remaining,
+                "half_open_calls": self._half_n,
+                "trial_calls": self._half_used if state is _HALF_OPEN else 0,
+                "reason": self._reason,
+            }
+
+    def force_open(self) -> None:
+        """Reject every call (state FORCED_OPEN, `remaining` = inf) until `reset()`."""
+        self._manual(_FORCED_OPEN, "force_open()")
+
+    def disable(self) -> None:
+        """Let every call through and record nothing (state DISABLED) until `reset()`."""
+        self._manual(_DISABLED, "disable()")
+
+    def reset(self) -> None:
+        """Back to CLOSED with an empty window and the base open_duration."""
+        now = self._mono()
+        with self._lock:
+            if self._state is _CLOSED:
+                self._clear_window()
+                self._epoch += 1
+                self._closed_epoch = None if self._shared else self._epoch
+                moved = False
+            else:
+                moved = self._to(_CLOSED, "reset()", now)
+        if moved:
+            self._flush()
+
+    def _manual(self, state: CircuitState, reason: str) -> None:
+        now = self._mono()
+        with self._lock:
+            moved = self._state is not state and self._to(state, reason, now)
+        if moved:
+            self._flush()
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self._state.value})"
+
+
+def _report(exc: BaseException, message: str) -> None:
+    class _Unraisable:
+        exc_type = type(exc)
+        exc_value = exc
+        exc_traceback = exc.__traceback__
+        err_msg = message
+        object = None
+
+    sys.unraisablehook(_Unraisable)  # type: ignore[arg-type]
