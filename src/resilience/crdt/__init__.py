@@ -1,0 +1,42 @@
+"""Conflict-free replicated data types with delta-state replication.
+
+Every type is a join-semilattice: `a.merge(b)` is pure, commutative, associative and
+idempotent, so replicas that have seen the same updates hold equal states whatever the order.
+Every mutator changes the object and returns its delta (a small state of the same type) for
+peers to merge. `to_dict()` / `from_dict()` give a JSON-safe, versioned, type-tagged form.
+
+Example:
+    >>> from resilience import crdt
+    >>> a, b = crdt.ORSet("a"), crdt.ORSet("b")
+    >>> delta = a.add("milk")
+    >>> b.merge(delta) == a
+    True
+    >>> sorted(a.merge(b).value)
+    ['milk']
+"""
+
+from __future__ import annotations
+
+from .._errors import CRDTError
+from ._base import CRDT, HybridLogicalClock, from_dict
+from ._replicator import LoopbackTransport, MemoryNetwork, MemoryTransport, Replicator, Transport
+from ._types import GCounter, LWWMap, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+
+__all__ = [
+    "CRDT",
+    "CRDTError",
+    "GCounter",
+    "HybridLogicalClock",
+    "LWWMap",
+    "LWWRegister",
+    "LoopbackTransport",
+    "MVRegister",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "ORMap",
+    "ORSet",
+    "PNCounter",
+    "Replicator",
+    "Transport",
+    "from_dict",
+]

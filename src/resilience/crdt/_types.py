@@ -1,0 +1,1053 @@
+"""The CRDT types: counters, registers, the add-wins set and the two maps.
+
+Inside, states are plain dicts, sets and tuples (dots are `(replica, counter)` tuples, dot sets
+are frozensets shared between states), so merges allocate only what the result needs.
+Mutators change the object in place and return the delta; `merge` never changes its inputs.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, Self
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._errors import CRDTError
+from ._base import (
+    CRDT,
+    Dot,
+    HybridLogicalClock,
+    Timestamp,
+    add_dot,
+    bad,
+    cc_join,
+    cc_state,
+    check_key,
+    check_replica,
+    check_value,
+    compact,
+    covered,
+    inner_state,
+    next_dot,
+    parse_cc,
+    parse_inner,
+    want_counts,
+    want_dict,
+    want_dot,
+    want_key,
+    want_list,
+    want_replica,
+    want_timestamp,
+    want_value,
+)
+
+__all__ = ["GCounter", "LWWMap", "LWWRegister", "MVRegister", "ORMap", "ORSet", "PNCounter"]
+
+
+def _amount(n: Any) -> int:
+    if type(n) is not int or n < 0:
+        raise CRDTError(f"a counter amount must be an int >= 0, got {n!r}")
+    return n
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _own(value: Any) -> Any:
+    """Registers keep their own copy of a list/dict value (the caller may change theirs)."""
+    return _copy.deepcopy(value) if type(value) in (list, dict) else value
+
+
+def _join_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    out = dict(a)
+    get = out.get
+    for replica, n in b.items():
+        if n > get(replica, 0):
+            out[replica] = n
+    return out
+
+
+def _check_covered(dots: Any, vv: dict[str, int], cloud: set[Dot], where: str) -> None:
+    for dot in dots:
+        if not covered(dot, vv, cloud):
+            raise bad(where, f"dot {list(dot)} is not in the causal context")
+
+
+# --- counters ------------------------------------------------------------------------------
+
+
+class GCounter(CRDT):
+    """A grow-only counter: one count per replica; the value is their sum.
+
+    Example:
+        >>> a, b = GCounter("a"), GCounter("b")
+        >>> _ = a.increment(2); _ = b.increment(3)
+        >>> a.merge(b).value
+        5
+    """
+
+    TYPE = "GCounter"
+    __slots__ = ("_counts",)
+
+    def __init__(self, replica: str) -> None:
+        self.replica = check_replica(replica)
+        self._counts: dict[str, int] = {}
+
+    @classmethod
+    def _make(cls, replica: str, counts: dict[str, int]) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._counts = counts
+        return obj
+
+    def increment(self, n: int = 1) -> Self:
+        """Add `n` (an int >= 0); returns the delta.
+
+        Raises:
+            CRDTError: `n` is not an int >= 0.
+        """
+        if _amount(n) == 0:
+            return self._make(self.replica, {})
+        total = self._counts.get(self.replica, 0) + n
+        self._counts[self.replica] = total
+        return self._make(self.replica, {self.replica: total})
+
+    @property
+    def value(self) -> int:
+        """The sum of every replica's count."""
+        return sum(self._counts.values())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """A copy of the per-replica counts."""
+        return dict(self._counts)
+
+    def _join(self, other: Self) -> Self:
+        return self._make(self.replica, _join_counts(self._counts, other._counts))
+
+    def _state_eq(self, other: Self) -> bool:
+        return self._counts == other._counts
+
+    def _state(self) -> dict[str, Any]:
+        return {"counts": dict(self._counts)}
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"counts"})
+        return cls._make(replica, want_counts(body["counts"], "state.counts"))
+
+
+class PNCounter(CRDT):
+    """A counter that goes up and down: two grow-only counters, increments minus decrements.
+
+    Example:
+        >>> c = PNCounter("a")
+        >>> _ = c.increment(5); _ = c.decrement(2)
+        >>> c.value
+        3
+    """
+
+    TYPE = "PNCounter"
+    __slots__ = ("_n", "_p")
+
+    def __init__(self, replica: str) -> None:
+        self.replica = check_replica(replica)
+        self._p: dict[str, int] = {}
+        self._n: dict[str, int] = {}
+
+    @classmethod
+    def _make(cls, replica: str, p: dict[str, int], n: dict[str, int]) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._p = p
+        obj._n = n
+        return obj
+
+    def increment(self, n: int = 1) -> Self:
+        """Add `n` (an int >= 0); returns the delta."""
+        if _amount(n) == 0:
+            return self._make(self.replica, {}, {})
+        total = self._p.get(self.replica, 0) + n
+        self._p[self.replica] = total
+        return self._make(self.replica, {self.replica: total}, {})
+
+    def decrement(self, n: int = 1) -> Self:
+        """Subtract `n` (an int >= 0); returns the delta."""
+        if _amount(n) == 0:
+            return self._make(self.replica, {}, {})
+        total = self._n.get(self.replica, 0) + n
+        self._n[self.replica] = total
+        return self._make(self.replica, {}, {self.replica: total})
+
+    @property
+    def value(self) -> int:
+        """Increments minus decrements, over every replica."""
+        return sum(self._p.values()) - sum(self._n.values())
+
+    def _join(self, other: Self) -> Self:
+        return self._make(
+            self.replica, _join_counts(self._p, other._p), _join_counts(self._n, other._n)
+        )
+
+    def _state_eq(self, other: Self) -> bool:
+        return self._p == other._p and self._n == other._n
+
+    def _state(self) -> dict[str, Any]:
+        return {"p": dict(self._p), "n": dict(self._n)}
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"p", "n"})
+        return cls._make(
+            replica, want_counts(body["p"], "state.p"), want_counts(body["n"], "state.n")
+        )
+
+
+# --- registers -----------------------------------------------------------------------------
+
+
+def _lww_pick(
+    a: tuple[Timestamp, Any] | None, b: tuple[Timestamp, Any] | None
+) -> tuple[Timestamp, Any] | None:
+    if a is None:
+        return b
+    if b is None or a is b:
+        return a
+    if b[0] > a[0]:
+        return b
+    if b[0] == a[0] and b[1] != a[1] and _canonical(b[1]) > _canonical(a[1]):
+        # one timestamp, two values: only forged states get here; pick the same on every side
+        return b
+    return a
+
+
+class LWWRegister(CRDT):
+    """A last-writer-wins register: the write with the greatest hybrid-logical timestamp
+    wins; equal clock readings are broken by replica id, so every replica picks the same.
+
+    Args:
+        replica: this replica's id.
+        clock: physical time for the timestamps (ignored when `hlc` is given).
+        hlc: a HybridLogicalClock to share with other LWW objects of this replica.
+
+    Example:
+        >>> from resilience.testing import VirtualClock
+        >>> clock = VirtualClock()
+        >>> a, b = LWWRegister("a", clock=clock), LWWRegister("b", clock=clock)
+        >>> _ = a.set("draft"); clock.advance(1); _ = b.set("final")
+        >>> a.merge(b).value
+        'final'
+    """
+
+    TYPE = "LWWRegister"
+    __slots__ = ("_entry", "_hlc")
+
+    def __init__(
+        self,
+        replica: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        hlc: HybridLogicalClock | None = None,
+    ) -> None:
+        self.replica = check_replica(replica)
+        self._hlc = hlc if hlc is not None else HybridLogicalClock(clock=clock)
+        self._entry: tuple[Timestamp, Any] | None = None
+
+    @classmethod
+    def _make(
+        cls, replica: str, hlc: HybridLogicalClock, entry: tuple[Timestamp, Any] | None
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._hlc = hlc
+        obj._entry = entry
+        return obj
+
+    @classmethod
+    def _empty(cls, replica: str, hlc: HybridLogicalClock) -> Self:
+        return cls._make(replica, hlc, None)
+
+    def set(self, value: Any) -> Self:
+        """Write `value` (JSON-safe); returns the delta.
+
+        Raises:
+            CRDTError: `value` is not JSON-safe.
+        """
+        check_value(value, "an LWWRegister value")
+        ms, counter = self._hlc.tick(self._entry[0] if self._entry else None)
+        self._entry = ((ms, counter, self.replica), _own(value))
+        return self._make(self.replica, self._hlc, self._entry)
+
+    @property
+    def value(self) -> Any:
+        """The winning value (None before any write)."""
+        return None if self._entry is None else self._entry[1]
+
+    @property
+    def timestamp(self) -> Timestamp | None:
+        """(milliseconds, counter, replica) of the winning write, or None."""
+        return None if self._entry is None else self._entry[0]
+
+    def _join(self, other: Self) -> Self:
+        return self._make(self.replica, self._hlc, _lww_pick(self._entry, other._entry))
+
+    def _rebind(self, replica: str, hlc: HybridLogicalClock) -> Self:
+        return self._make(replica, hlc, self._entry)
+
+    def _state_eq(self, other: Self) -> bool:
+        return self._entry == other._entry
+
+    def _state(self) -> dict[str, Any]:
+        if self._entry is None:
+            return {"ts": None, "value": None}
+        return {"ts": list(self._entry[0]), "value": self._entry[1]}
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"ts", "value"})
+        if body["ts"] is None:
+            if body["value"] is not None:
+                raise bad("state.value", "a value without a timestamp")
+            return cls._make(replica, hlc, None)
+        ts = want_timestamp(body["ts"], "state.ts")
+        return cls._make(replica, hlc, (ts, want_value(body["value"], "state.value")))
+
+
+def _join_dotfun(
+    ea: dict[Dot, Any],
+    vva: dict[str, int],
+    cla: set[Dot],
+    eb: dict[Dot, Any],
+    vvb: dict[str, int],
+    clb: set[Dot],
+    join_values: Callable[[Any, Any], Any],
+) -> dict[Dot, Any]:
+    """Join two dot -> value maps: a dot survives if both have it or the other side has not
+    seen it (if it has seen it and lacks it, it was overwritten or removed there)."""
+    out: dict[Dot, Any] = {}
+    for dot, value in ea.items():
+        other = eb.get(dot, eb)
+        if other is not eb:
+            out[dot] = value if other is value else join_values(value, other)
+        elif not (dot[1] <= vvb.get(dot[0], 0) or dot in clb):
+            out[dot] = value
+    for dot, value in eb.items():
+        if dot not in ea and not (dot[1] <= vva.get(dot[0], 0) or dot in cla):
+            out[dot] = value
+    return out
+
+
+def _pick_plain(a: Any, b: Any) -> Any:
+    if a == b:
+        return a
+    return b if _canonical(b) > _canonical(a) else a
+
+
+class MVRegister(CRDT):
+    """A multi-value register: concurrent writes are all kept (`.values`) until a later write
+    that has seen them replaces them.
+
+    Example:
+        >>> a, b = MVRegister("a"), MVRegister("b")
+        >>> _ = a.set("left"); _ = b.set("right")
+        >>> sorted(a.merge(b).values)
+        ['left', 'right']
+    """
+
+    TYPE = "MVRegister"
+    __slots__ = ("_cloud", "_entries", "_vv")
+
+    def __init__(self, replica: str) -> None:
+        self.replica = check_replica(replica)
+        self._entries: dict[Dot, Any] = {}
+        self._vv: dict[str, int] = {}
+        self._cloud: set[Dot] = set()
+
+    @classmethod
+    def _make(
+        cls, replica: str, entries: dict[Dot, Any], vv: dict[str, int], cloud: set[Dot]
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._entries = entries
+        obj._vv = vv
+        obj._cloud = cloud
+        return obj
+
+    def set(self, value: Any) -> Self:
+        """Write `value` (JSON-safe), replacing every value seen so far; returns the delta."""
+        check_value(value, "an MVRegister value")
+        value = _own(value)
+        dot = next_dot(self.replica, self._vv, self._cloud)
+        seen = set(self._entries)
+        seen.add(dot)
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        self._entries = {dot: value}
+        add_dot(self._vv, self._cloud, dot)
+        return self._make(self.replica, {dot: value}, dvv, seen)
+
+    @property
+    def values(self) -> list[Any]:
+        """Every concurrent value, in a deterministic order (by write dot)."""
+        return [self._entries[d] for d in sorted(self._entries)]
+
+    @property
+    def value(self) -> Any:
+        """The single value; with concurrent writes, the last of `.values` (deterministic);
+        None before any write."""
+        if not self._entries:
+            return None
+        return self._entries[max(self._entries)]
+
+    def _join(self, other: Self) -> Self:
+        entries = _join_dotfun(
+            self._entries,
+            self._vv,
+            self._cloud,
+            other._entries,
+            other._vv,
+            other._cloud,
+            _pick_plain,
+        )
+        vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
+        return self._make(self.replica, entries, vv, cloud)
+
+    def _state_eq(self, other: Self) -> bool:
+        return (
+            self._entries == other._entries
+            and self._vv == other._vv
+            and self._cloud == other._cloud
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "entries": [[d[0], d[1], self._entries[d]] for d in sorted(self._entries)],
+            "cc": cc_state(self._vv, self._cloud),
+        }
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"entries", "cc"})
+        vv, cloud = parse_cc(body["cc"], "state.cc")
+        entries: dict[Dot, Any] = {}
+        for item in want_list(body["entries"], "state.entries"):
+            r, n, value = want_list(item, "state.entries[]", 3)
+            dot = want_dot([r, n], "state.entries[]")
+            entries[dot] = want_value(value, "state.entries[]")
+        _check_covered(entries, vv, cloud, "state.entries")
+        return cls._make(replica, entries, vv, cloud)
+
+
+# --- the add-wins set ----------------------------------------------------------------------
+
+
+_Dots = Dot | frozenset[Dot]
+"""An element's dots: one dot as a bare tuple (the usual case, cheap to test), two or more
+(concurrent adds) as a frozenset. Always normalised this way, so states compare with ==."""
+
+
+def _as_set(dots: _Dots) -> frozenset[Dot]:
+    if isinstance(dots, frozenset):
+        return dots
+    return frozenset((dots,))
+
+
+def _norm(dots: set[Dot] | frozenset[Dot]) -> _Dots | None:
+    if not dots:
+        return None
+    if len(dots) == 1:
+        for dot in dots:
+            return dot
+    return dots if type(dots) is frozenset else frozenset(dots)
+
+
+def _survivors(dots: _Dots, vv: dict[str, int], cloud: set[Dot]) -> _Dots | None:
+    """The dots the other side has not seen (the ones it has seen and lacks were removed)."""
+    if not isinstance(dots, frozenset):
+        return None if covered(dots, vv, cloud) else dots
+    keep = [d for d in dots if not covered(d, vv, cloud)]
+    return dots if len(keep) == len(dots) else _norm(frozenset(keep))
+
+
+def _join_dots(
+    da: _Dots,
+    db: _Dots,
+    vva: dict[str, int],
+    cla: set[Dot],
+    vvb: dict[str, int],
+    clb: set[Dot],
+) -> _Dots | None:
+    if type(da) is tuple and type(db) is tuple:  # two different single dots
+        keep_a = not covered(da, vvb, clb)
+        keep_b = not covered(db, vva, cla)
+        if keep_a and keep_b:
+            return frozenset((da, db))
+        return da if keep_a else db if keep_b else None
+    sa, sb = _as_set(da), _as_set(db)
+    return _norm(
+        (sa & sb)
+        | {d for d in sa - sb if not covered(d, vvb, clb)}
+        | {d for d in sb - sa if not covered(d, vva, cla)}
+    )
+
+
+def _join_dotmap(
+    ea: dict[Any, _Dots],
+    vva: dict[str, int],
+    cla: set[Dot],
+    eb: dict[Any, _Dots],
+    vvb: dict[str, int],
+    clb: set[Dot],
+) -> dict[Any, _Dots]:
+    """Join two element -> dots maps (the hot loop of ORSet.merge: no allocation for an
+    element that survives unchanged)."""
+    out: dict[Any, _Dots] = {}
+    get_b = eb.get
+    seen_b = vvb.get
+    seen_a = vva.get
+    tup = tuple
+    for elem, da in ea.items():
+        db = get_b(elem)
+        if db is None:
+            if type(da) is tup:
+                if da[1] > seen_b(da[0], 0) and not (clb and da in clb):
+                    out[elem] = da
+            else:
+                keep = _survivors(da, vvb, clb)
+                if keep is not None:
+                    out[elem] = keep
+        elif da is db or da == db:
+            out[elem] = da
+        elif type(da) is tup and type(db) is tup:  # concurrent single adds: the usual clash
+            keep_a = da[1] > seen_b(da[0], 0) and not (clb and da in clb)
+            keep_b = db[1] > seen_a(db[0], 0) and not (cla and db in cla)
+            if keep_a:
+                out[elem] = frozenset((da, db)) if keep_b else da
+            elif keep_b:
+                out[elem] = db
+        else:
+            keep = _join_dots(da, db, vva, cla, vvb, clb)
+            if keep is not None:
+                out[elem] = keep
+    for elem in eb.keys() - ea.keys():
+        db = eb[elem]
+        if type(db) is tup:
+            if db[1] > seen_a(db[0], 0) and not (cla and db in cla):
+                out[elem] = db
+        else:
+            keep = _survivors(db, vva, cla)
+            if keep is not None:
+                out[elem] = keep
+    return out
+
+
+class ORSet(CRDT):
+    """An add-wins observed-remove set (the optimized OR-Set, "ORSWOT"): each add gets a
+    fresh dot; a remove forgets the dots it has seen, so a concurrent add survives. The
+    causal context remembers removals, so there are no tombstones: the state stays
+    O(elements + replicas) however many adds and removes ran.
+
+    Elements must be JSON scalars (str, int, finite float, bool, None).
+
+    Example:
+        >>> a = ORSet("a"); _ = a.add("milk")
+        >>> b = a.copy(); b.replica = "b"
+        >>> _ = a.remove("milk"); _ = b.add("milk")  # concurrent: the add wins
+        >>> "milk" in a.merge(b)
+        True
+    """
+
+    TYPE = "ORSet"
+    __slots__ = ("_cloud", "_entries", "_vv")
+
+    def __init__(self, replica: str) -> None:
+        self.replica = check_replica(replica)
+        self._entries: dict[Any, _Dots] = {}
+        self._vv: dict[str, int] = {}
+        self._cloud: set[Dot] = set()
+
+    @classmethod
+    def _make(
+        cls,
+        replica: str,
+        entries: dict[Any, _Dots],
+        vv: dict[str, int],
+        cloud: set[Dot],
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._entries = entries
+        obj._vv = vv
+        obj._cloud = cloud
+        return obj
+
+    def add(self, element: Any) -> Self:
+        """Add `element`; returns the delta.
+
+        Raises:
+            CRDTError: `element` is not a JSON scalar.
+        """
+        check_key(element, "an ORSet element")
+        dot = next_dot(self.replica, self._vv, self._cloud)
+        old = self._entries.get(element)
+        seen = set() if old is None else set(_as_set(old))
+        seen.add(dot)
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        self._entries[element] = dot
+        add_dot(self._vv, self._cloud, dot)
+        return self._make(self.replica, {element: dot}, dvv, seen)
+
+    def remove(self, element: Any) -> Self:
+        """Remove `element` as observed here (a concurrent add elsewhere wins); returns the
+        delta (empty if the element is absent)."""
+        dots = self._entries.pop(element, None)
+        if dots is None:
+            return self._make(self.replica, {}, {}, set())
+        seen = set(_as_set(dots))
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        return self._make(self.replica, {}, dvv, seen)
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def value(self) -> frozenset[Any]:
+        """The elements, as a frozenset."""
+        return frozenset(self._entries)
+
+    @property
+    def context_size(self) -> int:
+        """Entries in the causal context (version vector + dot cloud): O(replicas)."""
+        return len(self._vv) + len(self._cloud)
+
+    def _join(self, other: Self) -> Self:
+        entries = _join_dotmap(
+            self._entries, self._vv, self._cloud, other._entries, other._vv, other._cloud
+        )
+        vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
+        return self._make(self.replica, entries, vv, cloud)
+
+    def _state_eq(self, other: Self) -> bool:
+        return (
+            self._entries == other._entries
+            and self._vv == other._vv
+            and self._cloud == other._cloud
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "entries": [
+                [e, [list(d) for d in sorted(_as_set(ds))]] for e, ds in self._entries.items()
+            ],
+            "cc": cc_state(self._vv, self._cloud),
+        }
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"entries", "cc"})
+        vv, cloud = parse_cc(body["cc"], "state.cc")
+        entries: dict[Any, _Dots] = {}
+        for item in want_list(body["entries"], "state.entries"):
+            elem, dots = want_list(item, "state.entries[]", 2)
+            want_key(elem, "state.entries[] element")
+            if elem in entries:
+                raise bad("state.entries", f"element {elem!r} appears twice")
+            ds = frozenset(want_dot(d, "state.entries[] dot") for d in want_list(dots, "dots"))
+            _check_covered(ds, vv, cloud, "state.entries")
+            normal = _norm(ds)
+            if normal is None:
+                raise bad("state.entries", f"element {elem!r} has no dots")
+            entries[elem] = normal
+        return cls._make(replica, entries, vv, cloud)
+
+
+# --- maps ----------------------------------------------------------------------------------
+
+_LWWEntry = tuple[Timestamp, bool, Any]  # (timestamp, present, value); present=False: removed
+
+
+def _lww_entry_pick(a: _LWWEntry, b: _LWWEntry) -> _LWWEntry:
+    if b[0] > a[0]:
+        return b
+    if b[0] == a[0] and b != a and _canonical(b[1:]) > _canonical(a[1:]):
+        return b
+    return a
+
+
+class LWWMap(CRDT):
+    """A map whose keys are last-writer-wins registers of plain JSON values. A removal is a
+    timestamped tombstone (so it beats older writes and loses to newer ones).
+
+    Example:
+        >>> from resilience.testing import VirtualClock
+        >>> clock = VirtualClock()
+        >>> a, b = LWWMap("a", clock=clock), LWWMap("b", clock=clock)
+        >>> _ = a.set("theme", "dark"); clock.advance(1); _ = b.set("theme", "light")
+        >>> a.merge(b).value
+        {'theme': 'light'}
+    """
+
+    TYPE = "LWWMap"
+    __slots__ = ("_entries", "_hlc")
+
+    def __init__(
+        self,
+        replica: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        hlc: HybridLogicalClock | None = None,
+    ) -> None:
+        self.replica = check_replica(replica)
+        self._hlc = hlc if hlc is not None else HybridLogicalClock(clock=clock)
+        self._entries: dict[Any, _LWWEntry] = {}
+
+    @classmethod
+    def _make(cls, replica: str, hlc: HybridLogicalClock, entries: dict[Any, _LWWEntry]) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._hlc = hlc
+        obj._entries = entries
+        return obj
+
+    @classmethod
+    def _empty(cls, replica: str, hlc: HybridLogicalClock) -> Self:
+        return cls._make(replica, hlc, {})
+
+    def _stamp(self, key: Any) -> Timestamp:
+        old = self._entries.get(key)
+        ms, counter = self._hlc.tick(old[0] if old else None)
+        return (ms, counter, self.replica)
+
+    def set(self, key: Any, value: Any) -> Self:
+        """Write `value` (JSON-safe) under `key` (a JSON scalar); returns the delta.
+
+        Raises:
+            CRDTError: the key or the value is not JSON-safe.
+        """
+        check_key(key, "an LWWMap key")
+        check_value(value, "an LWWMap value")
+        entry = (self._stamp(key), True, _own(value))
+        self._entries[key] = entry
+        return self._make(self.replica, self._hlc, {key: entry})
+
+    def remove(self, key: Any) -> Self:
+        """Remove `key` (a tombstone newer than every write seen); returns the delta (empty
+        if the key is absent)."""
+        old = self._entries.get(key)
+        if old is None or not old[1]:
+            return self._make(self.replica, self._hlc, {})
+        entry = (self._stamp(key), False, None)
+        self._entries[key] = entry
+        return self._make(self.replica, self._hlc, {key: entry})
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = self._entries.get(key)
+        return entry[2] if entry is not None and entry[1] else default
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry[1]
+
+    def __len__(self) -> int:
+        return sum(1 for e in self._entries.values() if e[1])
+
+    def keys(self) -> list[Any]:
+        return [k for k, e in self._entries.items() if e[1]]
+
+    @property
+    def value(self) -> dict[Any, Any]:
+        """The live keys and their values, as a dict."""
+        return {k: e[2] for k, e in self._entries.items() if e[1]}
+
+    def _join(self, other: Self) -> Self:
+        out = dict(self._entries)
+        get = out.get
+        for key, eb in other._entries.items():
+            ea = get(key)
+            if ea is None:
+                out[key] = eb
+            elif ea is not eb:
+                if eb[0] > ea[0]:
+                    out[key] = eb
+                elif eb[0] == ea[0] and eb != ea:
+                    out[key] = _lww_entry_pick(ea, eb)
+        return self._make(self.replica, self._hlc, out)
+
+    def _rebind(self, replica: str, hlc: HybridLogicalClock) -> Self:
+        return self._make(replica, hlc, dict(self._entries))
+
+    def _state_eq(self, other: Self) -> bool:
+        return self._entries == other._entries
+
+    def _state(self) -> dict[str, Any]:
+        return {"entries": [[k, list(e[0]), e[1], e[2]] for k, e in self._entries.items()]}
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"entries"})
+        entries: dict[Any, _LWWEntry] = {}
+        for item in want_list(body["entries"], "state.entries"):
+            key, ts, present, value = want_list(item, "state.entries[]", 4)
+            want_key(key, "state.entries[] key")
+            if key in entries:
+                raise bad("state.entries", f"key {key!r} appears twice")
+            if type(present) is not bool or (not present and value is not None):
+                raise bad("state.entries[]", "bad presence flag")
+            stamp = want_timestamp(ts, "state.entries[] ts")
+            entries[key] = (stamp, present, want_value(value, "state.entries[] value"))
+        return cls._make(replica, hlc, entries)
+
+
+def _join_crdt(a: CRDT, b: CRDT) -> CRDT:
+    return a if a == b else a.merge(b)
+
+
+class ORMap(CRDT):
+    """A map of CRDTs with observed-remove keys (add/update wins over a concurrent remove).
+
+    Each update stores the key's new value under a fresh dot; a value is the join of the
+    values under the key's surviving dots, so concurrent updates of one key merge by the
+    value type's own rules (an `LWWRegister` keeps the last write, an `MVRegister` keeps both
+    conflicting writes, a counter adds up). A removal forgets the dots it has seen.
+
+    Args:
+        replica: this replica's id.
+        value_type: the CRDT class of new values (default `LWWRegister`).
+        clock: physical time for the HLC of LWW values (ignored when `hlc` is given).
+        hlc: a HybridLogicalClock to share with the values.
+
+    Example:
+        >>> doc = ORMap("a")
+        >>> _ = doc.update("title", lambda reg: reg.set("Minutes"))
+        >>> doc.value
+        {'title': 'Minutes'}
+    """
+
+    TYPE = "ORMap"
+    __slots__ = ("_cloud", "_entries", "_hlc", "_value_type", "_vv")
+
+    def __init__(
+        self,
+        replica: str,
+        value_type: type[CRDT] = LWWRegister,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        hlc: HybridLogicalClock | None = None,
+    ) -> None:
+        self.replica = check_replica(replica)
+        if not (isinstance(value_type, type) and issubclass(value_type, CRDT)):
+            raise CRDTError(f"ORMap value_type must be a CRDT class, got {value_type!r}")
+        self._value_type = value_type
+        self._hlc = hlc if hlc is not None else HybridLogicalClock(clock=clock)
+        self._entries: dict[Any, dict[Dot, CRDT]] = {}
+        self._vv: dict[str, int] = {}
+        self._cloud: set[Dot] = set()
+
+    @classmethod
+    def _make(
+        cls,
+        like: ORMap,
+        replica: str,
+        entries: dict[Any, dict[Dot, CRDT]],
+        vv: dict[str, int],
+        cloud: set[Dot],
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._value_type = like._value_type
+        obj._hlc = like._hlc
+        obj._entries = entries
+        obj._vv = vv
+        obj._cloud = cloud
+        return obj
+
+    @classmethod
+    def _empty(cls, replica: str, hlc: HybridLogicalClock) -> Self:
+        return cls(replica, hlc=hlc)
+
+    def _current(self, key: Any) -> CRDT | None:
+        dots = self._entries.get(key)
+        if not dots:
+            return None
+        values = iter(dots.values())
+        out = next(values)
+        for value in values:
+            out = out.merge(value)
+        return out
+
+    def update(
+        self,
+        key: Any,
+        mutate: Callable[[Any], object],
+        value_type: type[CRDT] | None = None,
+    ) -> Self:
+        """Apply `mutate` to the value under `key` (created empty, of `value_type` or the
+        map's default, if absent); returns the delta.
+
+        Raises:
+            CRDTError: `key` is not a JSON scalar.
+        """
+        check_key(key, "an ORMap key")
+        current = self._current(key)
+        if current is None:
+            vt = value_type or self._value_type
+            value: CRDT = vt._empty(self.replica, self._hlc)
+        else:
+            value = current._rebind(self.replica, self._hlc)
+        mutate(value)
+        dot = next_dot(self.replica, self._vv, self._cloud)
+        seen = set(self._entries.get(key, ()))
+        seen.add(dot)
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        self._entries[key] = {dot: value}
+        add_dot(self._vv, self._cloud, dot)
+        return self._make(self, self.replica, {key: {dot: value}}, dvv, seen)
+
+    def remove(self, key: Any) -> Self:
+        """Remove `key` as observed here (a concurrent update elsewhere wins); returns the
+        delta (empty if absent)."""
+        dots = self._entries.pop(key, None)
+        if dots is None:
+            return self._make(self, self.replica, {}, {}, set())
+        seen = set(dots)
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        return self._make(self, self.replica, {}, dvv, seen)
+
+    def get(self, key: Any) -> Any:
+        """A copy of the CRDT under `key` (owned by this replica), or None."""
+        current = self._current(key)
+        return None if current is None else current._rebind(self.replica, self._hlc)
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[Any]:
+        return list(self._entries)
+
+    @property
+    def value(self) -> dict[Any, Any]:
+        """Each key's value (`.value` of its CRDT), as a dict."""
+        out: dict[Any, Any] = {}
+        for key in self._entries:
+            current = self._current(key)
+            if current is not None:
+                out[key] = current.value
+        return out
+
+    @property
+    def context_size(self) -> int:
+        """Entries in the causal context (version vector + dot cloud): O(replicas)."""
+        return len(self._vv) + len(self._cloud)
+
+    def _join(self, other: Self) -> Self:
+        ea, eb = self._entries, other._entries
+        vva, cla, vvb, clb = self._vv, self._cloud, other._vv, other._cloud
+        out: dict[Any, dict[Dot, CRDT]] = {}
+        for key, da in ea.items():
+            db = eb.get(key)
+            if db is None:
+                for dot in da:
+                    if dot[1] <= vvb.get(dot[0], 0) or dot in clb:
+                        break
+                else:
+                    out[key] = da
+                    continue
+                keep = {d: v for d, v in da.items() if not covered(d, vvb, clb)}
+            elif da is db:
+                out[key] = da
+                continue
+            else:
+                keep = _join_dotfun(da, vva, cla, db, vvb, clb, _join_crdt)
+            if keep:
+                out[key] = keep
+        for key, db in eb.items():
+            if key in ea:
+                continue
+            for dot in db:
+                if dot[1] <= vva.get(dot[0], 0) or dot in cla:
+                    break
+            else:
+                out[key] = db
+                continue
+            keep = {d: v for d, v in db.items() if not covered(d, vva, cla)}
+            if keep:
+                out[key] = keep
+        vv, cloud = cc_join(vva, cla, vvb, clb)
+        return self._make(self, self.replica, out, vv, cloud)
+
+    def _rebind(self, replica: str, hlc: HybridLogicalClock) -> Self:
+        out = self._join(self)
+        out.replica = replica
+        out._hlc = hlc
+        return out
+
+    def _state_eq(self, other: Self) -> bool:
+        return (
+            self._entries == other._entries
+            and self._vv == other._vv
+            and self._cloud == other._cloud
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "value_type": self._value_type.TYPE,
+            "entries": [
+                [k, [[d[0], d[1], inner_state(ds[d])] for d in sorted(ds)]]
+                for k, ds in self._entries.items()
+            ],
+            "cc": cc_state(self._vv, self._cloud),
+        }
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        from ._base import _REGISTRY
+
+        body = want_dict(state, "state", {"value_type", "entries", "cc"})
+        vt = _REGISTRY.get(body["value_type"]) if type(body["value_type"]) is str else None
+        if vt is None:
+            raise bad("state.value_type", f"unknown CRDT type {body['value_type']!r}")
+        vv, cloud = parse_cc(body["cc"], "state.cc")
+        entries: dict[Any, dict[Dot, CRDT]] = {}
+        for item in want_list(body["entries"], "state.entries"):
+            key, dots = want_list(item, "state.entries[]", 2)
+            want_key(key, "state.entries[] key")
+            if key in entries:
+                raise bad("state.entries", f"key {key!r} appears twice")
+            values: dict[Dot, CRDT] = {}
+            for sub in want_list(dots, "state.entries[] dots"):
+                r, n, inner = want_list(sub, "state.entries[] dot", 3)
+                dot = (want_replica(r, "dot replica"), n)
+                want_dot([r, n], "state.entries[] dot")
+                values[dot] = parse_inner(inner, "state.entries[] value", replica, hlc)
+            if not values:
+                raise bad("state.entries", f"key {key!r} has no dots")
+            _check_covered(values, vv, cloud, "state.entries")
+            entries[key] = values
+        obj = cls(replica, vt, hlc=hlc)
+        obj._entries, obj._vv, obj._cloud = entries, vv, cloud
+        return obj
