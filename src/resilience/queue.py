@@ -42,6 +42,7 @@ import os
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -73,6 +74,7 @@ SCHEMA_VERSION = 1
 
 _READY, _LEASED, _DEAD = 0, 1, 2
 _DEAD_BUCKET = 4
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS items (
@@ -361,7 +363,8 @@ class OfflineQueue:
         self._lock = threading.RLock()
         self._durable = True
         self._closed = False
-        self._db = self._open(self.path, busy_timeout)
+        self._busy_timeout = float(busy_timeout)
+        self._db = self._open(self.path)
 
     @staticmethod
     def validate(
@@ -381,14 +384,12 @@ class OfflineQueue:
 
     # --- opening -------------------------------------------------------------------------
 
-    def _open(self, path: str, busy_timeout: float) -> sqlite3.Connection:
+    def _open(self, path: str) -> sqlite3.Connection:
         memory = path == ":memory:" or path.startswith("file::memory:")
         if not memory:
             self._check_existing(path)
         try:
-            db = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            db = sqlite3.connect(path, timeout=0.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise QueueError(
                 f"cannot open queue file {path!r}: {exc}", operation=self.name
@@ -461,11 +462,11 @@ class OfflineQueue:
     def _initialise(self, db: sqlite3.Connection, path: str) -> None:
         try:
             self._check_header(db, path)
-            db.execute("PRAGMA journal_mode=WAL")
+            self._busy_retry(db.execute, "PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                db.execute("BEGIN IMMEDIATE")
+                self._busy_retry(db.execute, "BEGIN IMMEDIATE")
                 try:
                     # Another process may have created it since we looked: check again.
                     self._check_header(db, path)
@@ -501,7 +502,7 @@ class OfflineQueue:
             db = self._conn()
             try:
                 self._set_durable(db, durable)
-                db.execute("BEGIN IMMEDIATE")
+                self._busy_retry(db.execute, "BEGIN IMMEDIATE")
                 try:
                     result = fn(db)
                     db.execute("COMMIT")
@@ -512,6 +513,34 @@ class OfflineQueue:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             return result
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            db = self._conn()
+            try:
+                return self._busy_retry(lambda: db.execute(sql, args).fetchall())  # type: ignore[no-any-return]
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def _busy_retry(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn`, waiting out another process's lock with short sleeps: SQLite's own busy
+        handler sleeps up to 100 ms at a time, which collapses throughput when several
+        processes write to one file. Real time: this waits on I/O, not on the queue's clock."""
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0001
+        while True:
+            time.sleep(pause * (0.5 + random.random()))
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
+                    raise
+            pause = min(pause * 2, 0.005)
 
     def _error(self, exc: sqlite3.Error) -> QueueError:
         return QueueError(
@@ -551,21 +580,9 @@ class OfflineQueue:
         text = _encode(payload)
         _check_key(key)
         now = self.clock.time()
-        if key is None and self.max_items is None:
-            # One statement: its own transaction, no BEGIN/COMMIT round trips.
-            with self._lock:
-                db = self._conn()
-                try:
-                    self._set_durable(db, True)
-                    seq: int = db.execute(
-                        "INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)",
-                        (rank, text, now),
-                    ).lastrowid  # type: ignore[assignment]
-                except sqlite3.Error as exc:
-                    raise self._error(exc) from exc
-            new = True
-        else:
-            seq, new = self._write(lambda db: self._insert_keyed(db, rank, text, key, now))
+        seq: int
+        new: bool
+        seq, new = self._write(lambda db: self._insert_keyed(db, rank, text, key, now))
         if new and events.enabled:
             events.emit(events.QueueEnqueued(self.name, 1, _BY_RANK[rank].name))
             self._emit_depth()
@@ -826,19 +843,11 @@ class OfflineQueue:
             >>> q.dead_letters()
             []
         """
-        with self._lock:
-            try:
-                rows = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq, payload, rank, attempts, key, error, dead_at FROM items "
-                        "WHERE state = 2 ORDER BY seq LIMIT ?",
-                        (-1 if limit is None else limit,),
-                    )
-                    .fetchall()
-                )
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        rows = self._read(
+            "SELECT seq, payload, rank, attempts, key, error, dead_at FROM items "
+            "WHERE state = 2 ORDER BY seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
         return [
             DeadLetter(seq, _loads(text), _BY_RANK[rank], attempts, key, error or "", dead_at)
             for seq, text, rank, attempts, key, error, dead_at in rows
@@ -897,30 +906,18 @@ class OfflineQueue:
         """
         lo = -(2**63) if start is None else start
         hi = 2**63 - 1 if stop is None else stop
-        with self._lock:
-            try:
-                rows = (
-                    self._conn()
-                    .execute(
-                        "SELECT seq, payload, rank, attempts, key FROM items "
-                        "WHERE seq >= ? AND seq < ? AND state <> 2 ORDER BY seq",
-                        (lo, hi),
-                    )
-                    .fetchall()
-                )
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        rows = self._read(
+            "SELECT seq, payload, rank, attempts, key FROM items "
+            "WHERE seq >= ? AND seq < ? AND state <> 2 ORDER BY seq",
+            (lo, hi),
+        )
         return [
             Item(seq, _loads(text), _BY_RANK[rank], attempts, key, len(text))
             for seq, text, rank, attempts, key in rows
         ]
 
     def _counts(self) -> list[int]:
-        with self._lock:
-            try:
-                rows = self._conn().execute("SELECT bucket, n FROM counts").fetchall()
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        rows = self._read("SELECT bucket, n FROM counts")
         counts = [0] * 5
         for bucket, n in rows:
             counts[bucket] = n
@@ -940,13 +937,7 @@ class OfflineQueue:
             1
         """
         counts = self._counts()
-        with self._lock:
-            try:
-                leased = (
-                    self._conn().execute("SELECT count(*) FROM items WHERE state = 1").fetchone()[0]
-                )
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
+        leased = self._read("SELECT count(*) FROM items WHERE state = 1")[0][0]
         return QueueStats(
             depth=sum(counts[:4]),
             by_priority={_BY_RANK[r].name: counts[r] for r in range(4)},
