@@ -84,6 +84,7 @@ class Bulkhead:
     """
 
     __slots__ = (
+        "_free",
         "_lock",
         "_queue",
         "clock",
@@ -91,7 +92,6 @@ class Bulkhead:
         "max_wait",
         "max_waiting",
         "name",
-        "running",
     )
 
     def __init__(
@@ -114,7 +114,7 @@ class Bulkhead:
         self.max_wait = max_wait
         self.name = name
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        self.running = 0
+        self._free: list[None] = [None] * max_concurrent
         self._queue: deque[_Waiter] = deque()
         self._lock = threading.Lock()
 
@@ -141,42 +141,71 @@ class Bulkhead:
         """Calls waiting for a slot now."""
         return len(self._queue)
 
-    # -- the core: counts under a lock, never held across the user's call ---------------------
+    @property
+    def running(self) -> int:
+        """Calls holding a slot now."""
+        return self.max_concurrent - len(self._free)
+
+    # -- the core --------------------------------------------------------------------------
+    # `_free` holds one token per free slot. list.pop() and list.append() are atomic, so a
+    # call that finds a free slot takes it with no lock at all; the lock guards only the line
+    # of waiters. Ordering makes this safe: a waiter joins the line and then looks for a token
+    # again (under the lock); a finishing call returns its token and then looks at the line.
+    # Whichever comes second sees the other.
 
     def _enter(self, waiter_factory: Callable[[], _Waiter]) -> _Waiter | None:
         """Take a slot (None) or a place in line (a waiter); raise BulkheadFull if neither."""
-        waiter = None
-        full = False
-        with self._lock:
-            if self.running < self.max_concurrent and not self._queue:
-                self.running += 1
-            elif len(self._queue) < self.max_waiting:
-                waiter = waiter_factory()
-                self._queue.append(waiter)
-            else:
-                full = True
-            running, queued = self.running, len(self._queue)
-        if full:
-            self._rejected()
-        if events.enabled:
-            events.emit(events.BulkheadEvent(self.name or "bulkhead", running, queued))
-        return waiter
-
-    def _exit(self) -> None:
-        """Give the slot to the first in line, or free it."""
+        free = self._free
         with self._lock:
             queue = self._queue
-            if queue:
-                waiter: _Waiter | None = queue.popleft()
-                waiter.granted = True  # type: ignore[union-attr]  # the slot passes on
-            else:
+            if not queue:
+                try:
+                    free.pop()
+                    return None
+                except IndexError:
+                    pass
+            if len(queue) >= self.max_waiting:
                 waiter = None
-                self.running -= 1
-            running, queued = self.running, len(queue)
-        if waiter is not None:
-            waiter.wake()
+            else:
+                waiter = waiter_factory()
+                queue.append(waiter)
+                if len(queue) == 1:
+                    try:
+                        free.pop()
+                    except IndexError:
+                        pass
+                    else:
+                        queue.pop()
+                        return None
+        if waiter is None:
+            self._rejected()
         if events.enabled:
-            events.emit(events.BulkheadEvent(self.name or "bulkhead", running, queued))
+            self._emit()
+        return waiter
+
+    def _release(self) -> None:
+        """Return a slot; hand it to the first in line, if any."""
+        self._free.append(None)
+        if self._queue:
+            self._dispatch()
+        if events.enabled:
+            self._emit()
+
+    def _dispatch(self) -> None:
+        woken = []
+        free = self._free
+        with self._lock:
+            queue = self._queue
+            while queue:
+                try:
+                    free.pop()
+                except IndexError:
+                    break
+                waiter = queue.popleft()
+                waiter.granted = True
+                woken.append(waiter)
+        for waiter in woken:
+            waiter.wake()
 
     def _leave(self, waiter: _Waiter) -> bool:
         """The waiter stops waiting (timeout, cancellation). True if a slot was handed to it
@@ -186,6 +215,9 @@ class Bulkhead:
                 return True
             self._queue.remove(waiter)
             return False
+
+    def _emit(self) -> None:
+        events.emit(events.BulkheadEvent(self.name or "bulkhead", self.running, len(self._queue)))
 
     def _rejected(self) -> None:
         if events.enabled:
@@ -204,13 +236,11 @@ class Bulkhead:
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""
-        lock = self._lock
-        lock.acquire()
-        if self.running < self.max_concurrent and not self._queue and not events.enabled:
-            self.running += 1  # the fast path: a free slot, nobody listening
-            lock.release()
-        else:
-            lock.release()
+        try:
+            if self._queue:
+                raise IndexError  # others are waiting: take a place in line
+            self._free.pop()  # the fast path: a free slot, no lock
+        except IndexError:
             waiter = self._enter(_sync_waiter)
             if (
                 waiter is not None
@@ -218,10 +248,17 @@ class Bulkhead:
                 and not self._leave(waiter)
             ):
                 self._rejected()
+        else:
+            if events.enabled:
+                self._emit()
         try:
             return fn(*args, **kwargs)
         finally:
-            self._exit()
+            self._free.append(None)  # _release(), inlined: this is the hot path
+            if self._queue:
+                self._dispatch()
+            if events.enabled:
+                self._emit()
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""
@@ -233,14 +270,14 @@ class Bulkhead:
                     await waiter.event.wait()  # type: ignore[misc]
             except BaseException:
                 if self._leave(waiter):
-                    self._exit()
+                    self._release()
                 raise
             if not waiter.granted and not self._leave(waiter):
                 self._rejected()
         try:
             return await fn(*args, **kwargs)
         finally:
-            self._exit()
+            self._release()
 
     def snapshot(self) -> dict[str, Any]:
         """Occupancy and limits, for health pages."""

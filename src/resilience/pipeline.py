@@ -62,7 +62,17 @@ class Pipeline:
         'HI'
     """
 
-    __slots__ = ("__weakref__", "_acalls", "_astep", "_calls", "_n", "_step", "name", "policies")
+    __slots__ = (
+        "__weakref__",
+        "_afirst",
+        "_arest",
+        "_first",
+        "_n",
+        "_rest",
+        "_sync_only",
+        "name",
+        "policies",
+    )
 
     def __init__(self, *policies: Policy | None, name: str | None = None) -> None:
         stages = tuple(p for p in policies if p is not None)
@@ -70,11 +80,17 @@ class Pipeline:
         self.policies: tuple[Policy, ...] = stages
         self.name = name
         self._n = len(stages)
-        self._calls = tuple(p.call for p in stages)
-        self._acalls = tuple(getattr(p, "acall", None) for p in stages)
-        # bound once: the per-call path creates no closures
-        self._step = self._run
-        self._astep = self._arun
+        # No closures, no per-stage frames of our own: stage i is called as
+        #   policy_i.call(policy_{i+1}.call, policy_{i+2}.call, ..., fn, *args, **kwargs)
+        # so it "protects" the next stage's call, whose own arguments are the rest. Each
+        # policy's call(fn, /, *args, **kwargs) passes its arguments through untouched.
+        calls = tuple(p.call for p in stages)
+        acalls = tuple(getattr(p, "acall", None) for p in stages)
+        self._first = calls[0] if calls else None
+        self._rest = calls[1:]
+        self._afirst = acalls[0] if acalls else None
+        self._arest = acalls[1:]
+        self._sync_only = next((i for i, a in enumerate(acalls) if a is None), None)
 
     @staticmethod
     def validate(*, policies: object = (), name: object = None) -> list[tuple[str, str]]:
@@ -121,49 +137,31 @@ class Pipeline:
 
     # -- running ---------------------------------------------------------------------------
 
-    @property
-    def _operation_name(self) -> str | None:
-        return self.name
-
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` through every stage."""
-        if not self._n:
+        first = self._first
+        if first is None:
             return fn(*args, **kwargs)
-        out: R = self._calls[0](self._step, 1, fn, args, kwargs)
+        out: R = first(*self._rest, fn, *args, **kwargs)
         return out
-
-    def _run(
-        self, i: int, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
-    ) -> Any:
-        if i == self._n:
-            return fn(*args, **kw)
-        return self._calls[i](self._step, i + 1, fn, args, kw)
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
-        """Await `fn(*args, **kwargs)` through every stage."""
-        if not self._n:
-            return await fn(*args, **kwargs)
-        first = self._acalls[0]
+        """Await `fn(*args, **kwargs)` through every stage.
+
+        Raises:
+            TypeError: a stage has no `acall` (it protects sync calls only).
+        """
+        first = self._afirst
         if first is None:
-            raise self._no_async(0)
-        out: R = await first(self._astep, 1, fn, args, kwargs)
+            return await fn(*args, **kwargs)
+        if self._sync_only is not None:
+            i = self._sync_only
+            raise TypeError(
+                f"pipeline {self.name!r}: stage {i} ({type(self.policies[i]).__name__}) has "
+                "no acall(); it can only protect sync calls"
+            )
+        out: R = await first(*self._arest, fn, *args, **kwargs)
         return out
-
-    async def _arun(
-        self, i: int, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kw: dict[str, Any]
-    ) -> Any:
-        if i == self._n:
-            return await fn(*args, **kw)
-        stage = self._acalls[i]
-        if stage is None:
-            raise self._no_async(i)
-        return await stage(self._astep, i + 1, fn, args, kw)
-
-    def _no_async(self, i: int) -> TypeError:
-        return TypeError(
-            f"pipeline {self.name!r}: stage {i} ({type(self.policies[i]).__name__}) has no "
-            "acall(); it can only protect sync calls"
-        )
 
     @overload
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...

@@ -511,6 +511,7 @@ class Retry:
 
     __slots__ = (
         "_inspects",
+        "_plain",
         "backoff",
         "budget",
         "classifier",
@@ -561,6 +562,7 @@ class Retry:
         self.name = name
         self.max_retry_after = float(max_retry_after)
         self._inspects = classifier.inspects_results
+        self._plain = budget is None and deadline is None  # nothing to do before attempt 1
 
     @staticmethod
     def validate(
@@ -607,10 +609,12 @@ class Retry:
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` under this policy."""
-        budget = self.budget
-        if budget is not None:
-            budget.deposit()
-        start = self.clock.monotonic() if self.deadline is not None else 0.0
+        if self._plain:
+            start = 0.0
+        else:
+            if self.budget is not None:
+                self.budget.deposit()
+            start = self.clock.monotonic() if self.deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -621,10 +625,12 @@ class Retry:
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await `fn(*args, **kwargs)` under this policy."""
-        budget = self.budget
-        if budget is not None:
-            budget.deposit()
-        start = self.clock.monotonic() if self.deadline is not None else 0.0
+        if self._plain:
+            start = 0.0
+        else:
+            if self.budget is not None:
+                self.budget.deposit()
+            start = self.clock.monotonic() if self.deadline is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
@@ -714,10 +720,6 @@ class _Run:
     def operation(self) -> str:
         if self.rt.name:
             return self.rt.name
-        # inside a Pipeline, fn is the pipeline's next stage: name the pipeline's operation
-        owner_name = getattr(getattr(self.fn, "__self__", None), "_operation_name", None)
-        if isinstance(owner_name, str):
-            return owner_name
         return str(getattr(self.fn, "__qualname__", None) or "call")
 
     # -- the core --------------------------------------------------------------------------
