@@ -61,7 +61,8 @@ def payloads(items: list[Item]) -> list[Any]:
 def test_priority_then_fifo_by_seq(q: OfflineQueue) -> None:
     order = [P.LOW, P.NORMAL, P.CRITICAL, P.NORMAL, P.HIGH, P.LOW, P.CRITICAL, P.HIGH]
     seqs = [q.put({"n": i}, priority=p) for i, p in enumerate(order)]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     with q.lease(n=100) as batch:
         got = [(item.priority, item.payload["n"]) for item in batch]
     assert got == [
@@ -104,17 +105,21 @@ def test_payloads_round_trip_as_json(q: OfflineQueue) -> None:
 def test_idempotency_key_stores_once(q: OfflineQueue) -> None:
     a = q.put({"v": 1}, key="order-7")
     b = q.put({"v": 2}, key="order-7")
-    assert a == b and len(q) == 1
+    assert a == b
+    assert len(q) == 1
     assert payloads(q.items()) == [{"v": 1}]
     seqs = q.put_many([("x", P.LOW, "k1"), ("y", P.LOW, "order-7"), ("z", P.LOW, "k1")])
-    assert seqs[1] == a and seqs[0] == seqs[2] and len(q) == 2
+    assert seqs[1] == a
+    assert seqs[0] == seqs[2]
+    assert len(q) == 2
 
 
 def test_key_of_a_dead_letter_still_dedups(path: str, clock: VirtualClock) -> None:
     q = OfflineQueue(path, clock=clock, max_attempts=1)
     seq = q.put("x", key="k")
     q.nack(seq)
-    assert q.put("x again", key="k") == seq and len(q) == 0
+    assert q.put("x again", key="k") == seq
+    assert len(q) == 0
 
 
 # --- limits and bad input -----------------------------------------------------------------
@@ -125,7 +130,8 @@ def test_max_items_raises_queue_full_and_stores_nothing(path: str) -> None:
     q.put_many([(i, P.NORMAL) for i in range(2)])
     with pytest.raises(rs.QueueFull) as info:
         q.put_many([("a", P.HIGH), ("b", P.HIGH)])  # 2 + 2 > 3: none of them
-    assert info.value.max_items == 3 and "nothing was stored" in str(info.value)
+    assert info.value.max_items == 3
+    assert "nothing was stored" in str(info.value)
     assert len(q) == 2
     q.put("third", key="k")
     with pytest.raises(rs.QueueFull):
@@ -145,7 +151,8 @@ def test_non_json_payload_is_a_type_error_and_nothing_is_stored(
         q.put(payload)
     with pytest.raises(TypeError, match=name):
         q.put_many([("fine", P.NORMAL), (payload, P.NORMAL)])
-    assert len(q) == 0 and q.items() == []
+    assert len(q) == 0
+    assert q.items() == []
 
 
 def test_circular_payload_is_a_type_error(q: OfflineQueue) -> None:
@@ -316,9 +323,7 @@ def test_lease_release_on_base_exception_does_not_count(q: OfflineQueue) -> None
         assert payloads(batch) == ["a"]
 
 
-def test_leased_items_are_invisible_until_the_lease_expires(
-    path: str, clock: VirtualClock
-) -> None:
+def test_leased_items_are_invisible_until_the_lease_expires(path: str, clock: VirtualClock) -> None:
     a = OfflineQueue(path, clock=clock)
     b = OfflineQueue(path, clock=clock)  # another consumer on the same file
     a.put_many([(i, P.NORMAL) for i in range(4)])
@@ -352,12 +357,15 @@ def test_manual_ack_and_nack_inside_a_lease(q: OfflineQueue) -> None:
 
 def test_nack_dead_letters_at_max_attempts_then_requeue_and_purge(q: OfflineQueue) -> None:
     seqs = q.put_many([("a", P.LOW), ("b", P.HIGH), ("c", P.NORMAL)])
-    assert q.nack(seqs[0]) == 0 and q.nack(seqs[0]) == 0
+    assert q.nack(seqs[0]) == 0
+    assert q.nack(seqs[0]) == 0
     assert q.nack([seqs[0], seqs[1]], error="sink said no") == 1  # a reaches 3 attempts
     [dead] = q.dead_letters()
     assert (dead.seq, dead.payload, dead.priority, dead.attempts) == (seqs[0], "a", P.LOW, 3)
-    assert dead.reason == "max_attempts: sink said no" and dead.failed_at == q.clock.time()
-    assert len(q) == 2 and q.stats().dead_letters == 1
+    assert dead.reason == "max_attempts: sink said no"
+    assert dead.failed_at == q.clock.time()
+    assert len(q) == 2
+    assert q.stats().dead_letters == 1
     assert q.ack(seqs[0]) == 0  # ack leaves dead letters alone
     assert q.requeue_dead() == 1
     with q.lease(n=5) as batch:
@@ -366,7 +374,9 @@ def test_nack_dead_letters_at_max_attempts_then_requeue_and_purge(q: OfflineQueu
     q.nack(q.items()[0].seq)
     q.nack(q.items()[0].seq)
     q.nack(q.items()[0].seq)
-    assert q.purge_dead() == 1 and q.dead_letters() == [] and len(q) == 0
+    assert q.purge_dead() == 1
+    assert q.dead_letters() == []
+    assert len(q) == 0
 
 
 def test_requeue_over_max_items_requeues_none(path: str) -> None:
@@ -376,13 +386,15 @@ def test_requeue_over_max_items_requeues_none(path: str) -> None:
     q.put_many([("b", P.NORMAL), ("c", P.NORMAL)])
     with pytest.raises(rs.QueueFull):
         q.requeue_dead()
-    assert len(q.dead_letters()) == 1 and len(q) == 2
+    assert len(q.dead_letters()) == 1
+    assert len(q) == 2
 
 
 def test_ack_is_durable_and_idempotent(path: str) -> None:
     q = OfflineQueue(path)
     seqs = q.put_many([(i, P.NORMAL) for i in range(3)])
-    assert q.ack(seqs[:2]) == 2 and q.ack(seqs[:2]) == 0
+    assert q.ack(seqs[:2]) == 2
+    assert q.ack(seqs[:2]) == 0
     q.close()
     assert payloads(OfflineQueue(path).items()) == [2]
 
@@ -394,7 +406,9 @@ def test_stats(q: OfflineQueue) -> None:
     stats = q.stats()
     assert stats.depth == 3 == len(q)
     assert stats.by_priority == {"CRITICAL": 1, "HIGH": 0, "NORMAL": 0, "LOW": 2}
-    assert stats.leased == 1 and stats.dead_letters == 0 and stats.max_items is None
+    assert stats.leased == 1
+    assert stats.dead_letters == 0
+    assert stats.max_items is None
 
 
 def test_items_range_for_replay(q: OfflineQueue) -> None:
@@ -410,9 +424,12 @@ def test_drain_delivers_everything_in_order(q: OfflineQueue) -> None:
     q.put_many([(i, P(i % 4)) for i in range(120)])
     sent: list[Item] = []
     report = q.drain(sent.append, batch=7)
-    assert report.delivered == 120 and report.remaining == 0 and report.error is None
+    assert report.delivered == 120
+    assert report.remaining == 0
+    assert report.error is None
     keys = [(-int(i.priority), i.seq) for i in sent]
-    assert keys == sorted(keys) and len(set(keys)) == 120
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 120
     assert len(q) == 0
 
 
@@ -427,7 +444,9 @@ def test_drain_stops_at_first_transient_error_without_backoff(q: OfflineQueue) -
 
     report = q.drain(send, batch=3)
     assert sent == [0, 1, 2, 3]
-    assert report.delivered == 4 and report.remaining == 6 and report.dead_lettered == 0
+    assert report.delivered == 4
+    assert report.remaining == 6
+    assert report.dead_lettered == 0
     assert isinstance(report.error, ConnectionError)
     items = q.items()
     assert [(i.payload, i.attempts) for i in items][:2] == [(4, 1), (5, 0)]
@@ -444,7 +463,9 @@ def test_drain_dead_letters_permanent_errors_and_goes_on(q: OfflineQueue) -> Non
         sent.append(item.payload)
 
     report = q.drain(send)
-    assert sent == [0, 2, 4] and report.delivered == 3 and report.dead_lettered == 2
+    assert sent == [0, 2, 4]
+    assert report.delivered == 3
+    assert report.dead_lettered == 2
     assert [(d.payload, d.reason) for d in q.dead_letters()] == [
         (1, "permanent: ValueError: bad record 1"),
         (3, "permanent: ValueError: bad record 3"),
@@ -466,7 +487,9 @@ def test_drain_with_backoff_waits_and_resumes_until_empty(
     backoff = Step(1.0, 2.0, 4.0)
     report = q.drain(send, backoff=backoff)
     assert sent == [0, 1, 2, 3, 4, 5]
-    assert report.delivered == 6 and report.remaining == 0 and report.error is None
+    assert report.delivered == 6
+    assert report.remaining == 0
+    assert report.error is None
     assert clock.sleeps == [1.0, 2.0, 1.0]  # the run of failures resets after a success
     assert report.duration == 4.0
     assert backoff.calls == [(1, None), (2, 1.0), (1, None)]
@@ -481,9 +504,11 @@ def test_drain_with_backoff_ends_when_items_reach_max_attempts(
         raise ConnectionError("still down")
 
     report = q.drain(send, backoff=Step(0.5))
-    assert report.delivered == 0 and report.dead_lettered == 2 and report.remaining == 0
+    assert report.delivered == 0
+    assert report.dead_lettered == 2
+    assert report.remaining == 0
     assert [(d.payload, d.attempts) for d in q.dead_letters()] == [("a", 3), ("b", 3)]
-    assert [d.reason for d in q.dead_letters()][0] == "max_attempts: ConnectionError: still down"
+    assert next(d.reason for d in q.dead_letters()) == "max_attempts: ConnectionError: still down"
 
 
 def test_drain_honours_retry_after_of_rate_limited_errors(
@@ -502,7 +527,8 @@ def test_drain_honours_retry_after_of_rate_limited_errors(
             raise TooMany
 
     report = q.drain(send, backoff=Step(0.1))
-    assert report.delivered == 1 and clock.sleeps == [7.0]
+    assert report.delivered == 1
+    assert clock.sleeps == [7.0]
 
 
 def test_drain_custom_classifier(q: OfflineQueue) -> None:
@@ -513,7 +539,8 @@ def test_drain_custom_classifier(q: OfflineQueue) -> None:
         raise ConnectionError
 
     report = q.drain(send, classifier=clf)
-    assert report.dead_lettered == 1 and report.error is None
+    assert report.dead_lettered == 1
+    assert report.error is None
 
 
 def test_drain_rate_budget_on_the_clock(q: OfflineQueue, clock: VirtualClock) -> None:
@@ -544,7 +571,8 @@ def test_drain_interrupted_keeps_what_was_sent_and_returns_the_rest(q: OfflineQu
     with pytest.raises(KeyboardInterrupt):
         q.drain(send, batch=5)
     assert payloads(q.items()) == [3, 4, 5, 6, 7, 8, 9]
-    assert q.stats().leased == 0 and q.items()[0].attempts == 0
+    assert q.stats().leased == 0
+    assert q.items()[0].attempts == 0
 
 
 @pytest.mark.anyio
@@ -560,7 +588,8 @@ async def test_adrain(path: str, clock: VirtualClock) -> None:
         sent.append(item)
 
     report = await q.adrain(send, batch=8, rate=100.0, backoff=Step(1.0))
-    assert report.delivered == 30 and report.remaining == 0
+    assert report.delivered == 30
+    assert report.remaining == 0
     keys = [(-int(i.priority), i.seq) for i in sent]
     assert keys == sorted(keys)
     assert clock.sleeps.count(1.0) == 1
@@ -639,7 +668,8 @@ def test_several_processes_on_one_file(path: str) -> None:
     consumed: list[tuple[int, int]] = []
     q = OfflineQueue(path)
     for child in children:  # every child is putting
-        assert child.stdout is not None and child.stdout.readline()
+        assert child.stdout is not None
+        assert child.stdout.readline()
     for _ in range(100):  # consume from this process while the children put
         with q.lease(n=5) as batch:
             consumed.extend((i.payload["run"], i.payload["i"]) for i in batch)
@@ -648,7 +678,8 @@ def test_several_processes_on_one_file(path: str) -> None:
         out, _ = child.communicate()
         lines = out.splitlines(keepends=True)
         reported[run] = [int(line) for line in lines if line.endswith("\n")]
-    assert all(len(r) > 0 for r in reported.values()) and len(consumed) > 0
+    assert all(len(r) > 0 for r in reported.values())
+    assert len(consumed) > 0
     q.drain(lambda item: consumed.append((item.payload["run"], item.payload["i"])))
     assert len(consumed) == len(set(consumed))
     for run in range(3):
@@ -680,7 +711,8 @@ def test_events(q: OfflineQueue) -> None:
     assert enq == [(1, "HIGH"), (2, "LOW"), (1, "NORMAL")]
     assert [e.count for e in seen if isinstance(e, events.QueueDelivered)] == [3]
     [dead] = [e for e in seen if isinstance(e, events.QueueDeadLettered)]
-    assert dead.seq == 3 and dead.reason.startswith("permanent: ValueError")
+    assert dead.seq == 3
+    assert dead.reason.startswith("permanent: ValueError")
     depths = [e.depth for e in seen if isinstance(e, events.QueueDepth)]
     assert depths[0] == {"CRITICAL": 0, "HIGH": 1, "NORMAL": 0, "LOW": 0}
     assert depths[-1] == {"CRITICAL": 0, "HIGH": 0, "NORMAL": 0, "LOW": 0}
@@ -688,6 +720,7 @@ def test_events(q: OfflineQueue) -> None:
 
 
 def test_public_names() -> None:
-    assert rs.OfflineQueue is OfflineQueue and rs.Priority is Priority
+    assert rs.OfflineQueue is OfflineQueue
+    assert rs.Priority is Priority
     assert rs.DrainReport.__name__ == "DrainReport"
     assert rs.QueueFull.__mro__[1] is rs.QueueError
