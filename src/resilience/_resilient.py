@@ -1,0 +1,234 @@
+"""`@resilient("operation")`: the policies the active config gives an operation, kept current.
+
+Each decorated function holds a small slot whose `run` attribute is the whole hot path: a
+`functools.partial(pipeline.call, fn)` (or a fallback chain around it). When the active config
+changes (`config.use`, `config.register`), new pipelines are built first, for every live slot,
+and then swapped in, one attribute assignment per slot: a call that already started finishes on
+the pipeline it read; the next call sees the new one. Policy objects whose settings did not
+change are reused, so a breaker keeps its state (and a bulkhead its running calls) when only
+other sections change. Pipelines are shared per operation (one breaker per operation).
+
+Nothing here imports pydantic: `resilience.config` is imported on the first call (which loads
+the configuration if nothing was `use`d) or by the config functions themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Config, OperationPolicy
+
+__all__ = ["resilient"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_lock = threading.RLock()
+"""Guards the slots and the active config (resilience.config shares it: one lock, one order)."""
+_slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
+# (operation, id(clock)) -> the shared pipeline of an operation
+_shared: dict[tuple[str, int], _Shared] = {}
+
+
+class _Shared:
+    """One operation's built policies (per clock), and the settings they were built from."""
+
+    __slots__ = ("clock", "objects", "pipeline", "policy")
+
+    def __init__(self, policy: OperationPolicy, objects: dict[str, Any], pipeline: Any, clock: Any):
+        self.policy = policy
+        self.objects = objects
+        self.pipeline = pipeline
+        self.clock = clock
+
+
+class _Slot:
+    """A decorated function's view of its operation: `run(*args, **kwargs)` is the call."""
+
+    __slots__ = ("__weakref__", "clock", "fallback", "fallback_steps", "fn", "is_async",
+                 "operation", "run", "shared")  # fmt: skip
+
+    def __init__(
+        self, operation: str, fn: Callable[..., Any], fallback: Sequence[Any], clock: Any
+    ) -> None:
+        self.operation = operation
+        self.fn = fn
+        self.fallback = tuple(fallback)
+        self.clock = clock
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.shared: _Shared | None = None
+        self.fallback_steps: tuple[Any, Any] | None = None  # (settings, built steps)
+        self.run: Callable[..., Any] = self._first_sync if not self.is_async else self._first_async
+
+    def _ensure(self) -> Callable[..., Any]:
+        from . import config
+
+        with _lock:
+            if self.shared is None:
+                cfg = config.current()  # may load, which builds this slot too
+                if self.shared is None:
+                    _prepare(cfg, only=(self,))()
+            return self.run
+
+    def _first_sync(self, *args: Any, **kwargs: Any) -> Any:
+        return self._ensure()(*args, **kwargs)
+
+    async def _first_async(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._ensure()(*args, **kwargs)
+
+
+def _build_shared(
+    operation: str, policy: OperationPolicy, old: _Shared | None, clock: Any
+) -> _Shared:
+    from .config._models import SECTIONS
+    from .pipeline import Pipeline
+
+    if old is not None and old.policy == policy:
+        return old
+    objects: dict[str, Any] = {}
+    for section in SECTIONS:
+        settings = getattr(policy, section)
+        if settings is None or section == "fallback":
+            continue
+        if old is not None and section in old.objects and getattr(old.policy, section) == settings:
+            objects[section] = old.objects[section]  # unchanged: keep its state
+        else:
+            objects[section] = settings.build(operation, clock)
+    return _Shared(policy, objects, Pipeline(*objects.values(), name=operation), clock)
+
+
+def _run_for(slot: _Slot, shared: _Shared) -> tuple[Callable[..., Any], tuple[Any, Any] | None]:
+    from .fallback import FallbackChain, Step
+
+    settings = shared.policy.fallback
+    call = shared.pipeline.acall if slot.is_async else shared.pipeline.call
+    primary = functools.partial(call, slot.fn)
+    if settings is None and not slot.fallback:
+        return primary, None
+    if slot.fallback_steps is not None and slot.fallback_steps[0] == settings:
+        config_steps = slot.fallback_steps  # keep the stale cache's contents
+    else:
+        config_steps = (settings, tuple(settings.steps(shared.clock)) if settings else ())
+    chain = FallbackChain(
+        Step(primary, name=slot.operation),
+        *config_steps[1],
+        *slot.fallback,
+        name=slot.operation,
+        clock=shared.clock,
+    )
+    return (chain.acall if slot.is_async else chain), config_steps
+
+
+def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], None]:
+    """Build what `cfg` gives every live slot; return the function that swaps it all in.
+
+    Raises before anything changes when a policy cannot be built.
+    """
+    with _lock:
+        slots = list(_slots) if only is None else list(only)
+        shared: dict[tuple[str, int], _Shared] = {}
+        plans = []
+        try:
+            for slot in slots:
+                key = (slot.operation, id(slot.clock))
+                entry = shared.get(key)
+                if entry is None:
+                    policy = cfg.operation(slot.operation)
+                    entry = shared[key] = _build_shared(
+                        slot.operation, policy, _shared.get(key), slot.clock
+                    )
+                if entry is slot.shared and only is None:
+                    continue
+                run, steps = _run_for(slot, entry)
+                plans.append((slot, entry, run, steps))
+        except ConfigError:
+            raise
+        except (
+            Exception
+        ) as exc:  # a policy refused what the models accepted: say so, change nothing
+            raise ConfigError([("", f"cannot build the policies: {exc!r}")]) from exc
+
+    def commit() -> None:
+        with _lock:
+            _shared.update(shared)
+            for slot, entry, run, steps in plans:
+                slot.shared = entry
+                slot.fallback_steps = steps
+                slot.run = run
+
+    return commit
+
+
+def _as_steps(fallback: Any) -> tuple[Any, ...]:
+    if fallback is None:
+        return ()
+    if isinstance(fallback, list | tuple):
+        return tuple(fallback)
+    return (fallback,)
+
+
+def resilient(
+    operation: str, *, fallback: Any = None, clock: Any = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run the decorated function through the policies the active config gives `operation`.
+
+    The pipeline (timeout > retry > rate limit > breaker > bulkhead, each if configured) is
+    built on the first call from the active config (`config.use`; if none, `config.load()`),
+    shared by every function of the operation, and rebuilt when the config changes.
+
+    Args:
+        operation: the operation's name in the config (`[operations."<name>"]`); undeclared
+            names get the environment's preset under `[defaults]`.
+        fallback: a fallback step (`rs.Default("busy")`, `rs.StaleCache()`, a callable) or a
+            list of them, tried after the config's own fallback steps when the call fails
+            with a retryable error.
+        clock: the clock for the built policies (a `VirtualClock` in tests).
+
+    Returns:
+        A decorator that keeps the function's signature (sync or async).
+
+    Raises:
+        ConfigError: `operation` is not a non-empty string (at decoration); the config is
+            invalid (on the first call).
+
+    Example:
+        >>> import resilience as rs
+        >>> @rs.resilient("greeting", fallback=rs.Default("hello, stranger"))
+        ... def greet(name: str) -> str:
+        ...     raise ConnectionError("directory down")
+        >>> greet("ada")
+        'hello, stranger'
+    """
+    if not isinstance(operation, str) or not operation:
+        raise ConfigError([("operation", f"must be a non-empty string, got {operation!r}")])
+    steps = _as_steps(fallback)
+
+    def decorator(fn: Callable[P, R]) -> Callable[P, R]:
+        slot = _Slot(operation, fn, steps, clock)
+        with _lock:
+            _slots.add(slot)
+        if slot.is_async:
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await slot.run(*args, **kwargs)
+
+            async_wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return slot.run(*args, **kwargs)  # type: ignore[no-any-return]
+
+        wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

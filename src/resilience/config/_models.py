@@ -1,0 +1,661 @@
+"""The pydantic models of one operation's settings: one section per policy.
+
+Each section's keys are that policy's keyword arguments. The bounds are NOT written here:
+every section model calls its policy's own `validate(**kwargs)` (the function the policy's
+constructor calls), so the config layer and the policies cannot disagree. The models add the
+file layout (sub-tables for `backoff`, `window`, `budget`), unknown-key checks, `false` for
+"off" (TOML has no null), and the construction of the policy objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .._errors import ConfigError
+from ._merge import format_location
+
+__all__ = [
+    "SECTIONS",
+    "BackoffSettings",
+    "BreakerSettings",
+    "BudgetSettings",
+    "BulkheadSettings",
+    "FallbackSettings",
+    "OperationPolicy",
+    "RateLimitSettings",
+    "RetrySettings",
+    "StaleCacheSettings",
+    "TimeoutSettings",
+    "WindowSettings",
+    "problems_of",
+]
+
+Path = tuple[str, ...]
+Problem = tuple[Path, str]
+
+SECTIONS: tuple[str, ...] = ("timeout", "retry", "rate_limit", "breaker", "bulkhead", "fallback")
+"""The policy sections of an operation, outermost first: the order of the built Pipeline
+(`Pipeline.standard`'s order; the fallback chain goes around the whole pipeline)."""
+
+_ERROR_TYPE = "resilience_config"
+
+
+def _policy(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(f"resilience.{module}"), name)
+
+
+def _split(argument: str) -> Path:
+    # the policies report nested arguments as "window.size"
+    return tuple(argument.split(".")) if argument else ()
+
+
+def _raise(problems: list[Problem]) -> None:
+    if problems:
+        raise PydanticCustomError(
+            _ERROR_TYPE,
+            "{count} invalid setting(s)",
+            {"count": len(problems), "problems": problems},
+        )
+
+
+class _Section(BaseModel):
+    """What every section shares: unknown keys, `false` = None, the policy's own validate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    # keys whose `false` means None (TOML cannot write null)
+    _nullable: ClassVar[frozenset[str]] = frozenset()
+    # keys that are ours, not the policy's (checked here, never passed to it)
+    _config_only: ClassVar[frozenset[str]] = frozenset()
+    # sub-tables: key -> the model that checks it
+    _tables: ClassVar[dict[str, type[_Section]]] = {}
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]] | None:
+        """The policy's `validate`; None when the section has no policy of its own."""
+        return None
+
+    @classmethod
+    def _extra_kwargs(cls) -> dict[str, Any]:
+        """Arguments the policy requires that are not settings (a breaker's name)."""
+        return {}
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return data
+
+    @classmethod
+    def _own_problems(cls, data: dict[str, Any]) -> list[Problem]:
+        """Checks of the config-only keys."""
+        return []
+
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        data = cls._shorthand(data)
+        if isinstance(data, Mapping):
+            data = {k: (None if v is False and k in cls._nullable else v) for k, v in data.items()}
+        return data
+
+    @classmethod
+    def problems(cls, data: Any) -> list[Problem]:
+        """Every problem with this section's raw table, as (relative path, message)."""
+        data = cls._normalise(data)
+        if not isinstance(data, Mapping):
+            return [((), f"must be a table, got {type(data).__name__} {data!r:.80}")]
+        out: list[Problem] = []
+        kwargs: dict[str, Any] = {}
+        accepted = cls.model_fields
+        for key, value in data.items():
+            if not isinstance(key, str) or key not in accepted:
+                out.append(((str(key),), f"unknown setting; accepted: {', '.join(accepted)}"))
+            elif key in cls._config_only:
+                continue
+            elif key in cls._tables and value is not None:
+                sub = cls._tables[key]
+                sub_problems = sub.problems(value)
+                out += [((key, *p), m) for p, m in sub_problems]
+                if not sub_problems:
+                    kwargs[key] = sub._as_argument(sub._normalise(value))
+            else:
+                kwargs[key] = value
+        validate = cls._validate_fn()
+        if validate is not None:
+            try:
+                found = validate(**cls._extra_kwargs(), **kwargs)
+            except TypeError as exc:  # pragma: no cover - a policy without a keyword we model
+                found = [("", f"rejected by the policy: {exc}")]
+            out += [(_split(arg), msg) for arg, msg in found]
+        out += cls._own_problems(dict(data))
+        return out
+
+    @classmethod
+    def _as_argument(cls, data: Mapping[str, Any]) -> Any:
+        """What the parent policy's validate receives for this sub-table."""
+        return dict(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        data = cls._normalise(data)
+        _raise(cls.problems(data))
+        return data
+
+    def arguments(self) -> dict[str, Any]:
+        """The policy's keyword arguments for the keys that were set (sub-tables built).
+
+        Example:
+            >>> RetrySettings(max_attempts=4).arguments()
+            {'max_attempts': 4}
+        """
+        out: dict[str, Any] = {}
+        for key in self.model_fields_set:
+            if key in self._config_only:
+                continue
+            value = getattr(self, key)
+            if isinstance(value, _Section):
+                value = value.build_argument()
+            out[key] = value
+        return out
+
+    def build_argument(self) -> Any:
+        """This sub-table as the object the parent policy takes (a Backoff, a window)."""
+        return self.table()
+
+    def table(self) -> dict[str, Any]:
+        """The file layout of the keys that were set (None written as false)."""
+        out: dict[str, Any] = {}
+        for key in self.model_fields_set:
+            value = getattr(self, key)
+            if isinstance(value, _Section):
+                value = value.table()
+            elif value is None and key in self._nullable:
+                value = False
+            out[key] = value
+        return {k: out[k] for k in self.model_fields if k in out}
+
+
+# --- timeout ------------------------------------------------------------------------------
+
+
+class TimeoutSettings(_Section):
+    """`timeout = 30.0` or `timeout = { seconds = 30.0, max_workers = 16 }`: `Timeout(...)`.
+
+    Example:
+        >>> TimeoutSettings.model_validate(2.5).seconds
+        2.5
+    """
+
+    seconds: float
+    max_workers: int | None = None
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("timeout", "Timeout").validate  # type: ignore[no-any-return]
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return {"seconds": data}
+        return data
+
+    @classmethod
+    def _own_problems(cls, data: dict[str, Any]) -> list[Problem]:
+        return [] if "seconds" in data else [(("seconds",), "required")]
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `Timeout` for operation `name`."""
+        return _policy("timeout", "Timeout")(name=name, clock=clock, **self.arguments())
+
+
+# --- retry ----------------------------------------------------------------------------------
+
+
+def _required(factory: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(all keyword names, required names) of a factory, minus the non-settings."""
+    names, required = set(), set()
+    for p in inspect.signature(factory).parameters.values():
+        if p.name in ("seed", "random", "clock", "cls", "self") or p.kind in (
+            p.VAR_POSITIONAL,
+            p.VAR_KEYWORD,
+        ):
+            continue
+        names.add(p.name)
+        if p.default is p.empty:
+            required.add(p.name)
+    return frozenset(names), frozenset(required)
+
+
+@functools.cache
+def _backoff_kinds() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    backoff = _policy("retry", "Backoff")
+    kinds = ("constant", "linear", "exponential", "decorrelated")
+    return {k: _required(getattr(backoff, k)) for k in kinds}
+
+
+class BackoffSettings(_Section):
+    """`backoff = { kind = "exponential", initial = 0.5, multiplier = 2.0, maximum = 20.0 }`.
+
+    Kinds and their keys are those of `Backoff.constant(delay)`, `Backoff.linear(initial, step,
+    maximum)`, `Backoff.exponential(initial, multiplier, maximum, jitter)` and
+    `Backoff.decorrelated(initial, maximum)`; `jitter = false` means no jitter.
+    """
+
+    kind: Literal["constant", "linear", "exponential", "decorrelated"]
+    delay: float | None = None
+    initial: float | None = None
+    step: float | None = None
+    multiplier: float | None = None
+    maximum: float | None = None
+    jitter: Literal["full", "equal"] | None = None
+
+    _nullable = frozenset({"jitter"})
+
+    @classmethod
+    def problems(cls, data: Any) -> list[Problem]:
+        data = cls._normalise(data)
+        if not isinstance(data, Mapping):
+            return [((), f"must be a table, got {type(data).__name__} {data!r:.80}")]
+        kinds = _backoff_kinds()
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in kinds:
+            return [(("kind",), f"must be one of {', '.join(map(repr, kinds))}; got {kind!r}")]
+        allowed, required = kinds[kind]
+        out: list[Problem] = [
+            (
+                (str(k),),
+                f"is not a setting of a {kind} backoff; accepted: {', '.join(sorted(allowed))}",
+            )
+            for k in data
+            if k != "kind" and k not in allowed
+        ]
+        out += [((k,), "required") for k in sorted(required) if k not in data]
+        args = {k: v for k, v in data.items() if k in allowed or k == "kind"}
+        if kind == "constant" and "delay" not in args:
+            args["delay"] = 0.0  # reported as required above; keep validate from guessing
+        found = _policy("retry", "Backoff").validate(**args)
+        return out + [(_split(arg), msg) for arg, msg in found]
+
+    @classmethod
+    def _as_argument(cls, data: Mapping[str, Any]) -> Any:
+        return _policy("retry", "Backoff").from_dict(data)
+
+    def build_argument(self) -> Any:
+        """The `Backoff` object."""
+        return _policy("retry", "Backoff").from_dict(self.table() | {"kind": self.kind})
+
+    def table(self) -> dict[str, Any]:
+        return {"kind": self.kind} | super().table()
+
+
+class BudgetSettings(_Section):
+    """`budget = { ratio = 0.2, min_per_second = 10 }`: a `RetryBudget`; `false` for none."""
+
+    ratio: float | None = None
+    min_per_second: float | None = None
+    ttl: float | None = None
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("retry", "RetryBudget").validate  # type: ignore[no-any-return]
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {} if data is True else data
+
+    @classmethod
+    def _as_argument(cls, data: Mapping[str, Any]) -> Any:
+        return _policy("retry", "RetryBudget")(**data)
+
+    def build_argument(self) -> Any:
+        """A new `RetryBudget` (one per built Retry: budgets count their own calls)."""
+        return _policy("retry", "RetryBudget")(**self.arguments())
+
+
+class RetrySettings(_Section):
+    """`retry = { max_attempts = 5, deadline = 60.0, backoff = {...}, budget = {...} }`.
+
+    `deadline = false` means no deadline. `allow_retry_storm = true` accepts a policy the
+    retry-storm checks would refuse (see the docs); it is not passed to `Retry`.
+
+    Example:
+        >>> RetrySettings(max_attempts=4, deadline=10.0).arguments()["deadline"]
+        10.0
+    """
+
+    max_attempts: int | None = None
+    backoff: BackoffSettings | None = None
+    deadline: float | None = None
+    respect_retry_after: bool | None = None
+    budget: BudgetSettings | None = None
+    max_retry_after: float | None = None
+    allow_retry_storm: bool = False
+
+    _nullable = frozenset({"deadline", "budget"})
+    _config_only = frozenset({"allow_retry_storm"})
+    _tables = {"backoff": BackoffSettings, "budget": BudgetSettings}
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("retry", "Retry").validate  # type: ignore[no-any-return]
+
+    @classmethod
+    def _own_problems(cls, data: dict[str, Any]) -> list[Problem]:
+        v = data.get("allow_retry_storm", False)
+        return (
+            []
+            if isinstance(v, bool)
+            else [(("allow_retry_storm",), f"must be true or false, got {v!r}")]
+        )
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `Retry` for operation `name`."""
+        return _policy("retry", "Retry")(name=name, clock=clock, **self.arguments())
+
+
+# --- circuit breaker ------------------------------------------------------------------
+
+
+class WindowSettings(_Section):
+    """`window = { kind = "count", size = 100 }` or `{ kind = "time", seconds = 60 }`."""
+
+    kind: Literal["count", "time"] = "count"
+    size: int | None = None
+    seconds: float | None = None
+    buckets: int | None = None
+
+    @classmethod
+    def problems(cls, data: Any) -> list[Problem]:
+        if not isinstance(data, Mapping):
+            return [((), f"must be a table, got {type(data).__name__} {data!r:.80}")]
+        kind = data.get("kind", "count")
+        keys = {"count": ("size",), "time": ("seconds", "buckets")}.get(str(kind))
+        if keys is None:
+            return [(("kind",), f"must be 'count' or 'time'; got {kind!r}")]
+        out: list[Problem] = [
+            ((str(k),), f"is not a setting of a {kind} window; accepted: {', '.join(keys)}")
+            for k in data
+            if k != "kind" and k not in keys
+        ]
+        args = {k: v for k, v in data.items() if k in keys}
+        window = _policy("breaker", "CountWindow" if kind == "count" else "TimeWindow")
+        return out + [(_split(arg), msg) for arg, msg in window.validate(**args)]
+
+    @classmethod
+    def _as_argument(cls, data: Mapping[str, Any]) -> Any:
+        return {"kind": "count"} | dict(data)
+
+    def build_argument(self) -> Any:
+        """The `CountWindow` or `TimeWindow`."""
+        args = {k: v for k, v in self.table().items() if k != "kind"}
+        return _policy("breaker", "CountWindow" if self.kind == "count" else "TimeWindow")(**args)
+
+    def table(self) -> dict[str, Any]:
+        return {"kind": self.kind} | super().table()
+
+
+class BreakerSettings(_Section):
+    """`breaker = { failure_rate_threshold = 0.5, minimum_calls = 20, window = {...}, ... }`.
+
+    `slow_call_threshold = false` / `open_duration_max = false` mean none.
+    """
+
+    failure_rate_threshold: float | None = None
+    slow_call_threshold: float | None = None
+    slow_call_rate_threshold: float | None = None
+    minimum_calls: int | None = None
+    window: WindowSettings | None = None
+    open_duration: float | None = None
+    open_duration_max: float | None = None
+    half_open_calls: int | None = None
+
+    _nullable = frozenset({"slow_call_threshold", "open_duration_max"})
+    _tables = {"window": WindowSettings}
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("breaker", "CircuitBreaker").validate  # type: ignore[no-any-return]
+
+    @classmethod
+    def _extra_kwargs(cls) -> dict[str, Any]:
+        return {"name": "operation"}
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `CircuitBreaker` named `name`."""
+        return _policy("breaker", "CircuitBreaker")(name, clock=clock, **self.arguments())
+
+
+# --- bulkhead, rate limiter --------------------------------------------------------------
+
+
+class BulkheadSettings(_Section):
+    """`bulkhead = { max_concurrent = 50, max_waiting = 100 }`."""
+
+    max_concurrent: int | None = None
+    max_waiting: int | None = None
+    max_wait: float | None = None
+
+    _nullable = frozenset({"max_wait"})
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("bulkhead", "Bulkhead").validate  # type: ignore[no-any-return]
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `Bulkhead` for operation `name`."""
+        return _policy("bulkhead", "Bulkhead")(name=name, clock=clock, **self.arguments())
+
+
+class RateLimitSettings(_Section):
+    """`rate_limit = { rate = 100, per = 1.0, burst = 20, wait = false, max_wait = 0.5 }`.
+
+    `burst = false` / `max_wait = false` mean the policy's "none".
+    """
+
+    rate: float | None = None
+    per: float | None = None
+    burst: float | None = None
+    wait: bool | None = None
+    max_wait: float | None = None
+
+    _nullable = frozenset({"burst", "max_wait"})
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("ratelimit", "RateLimiter").validate  # type: ignore[no-any-return]
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `RateLimiter` for operation `name`."""
+        return _policy("ratelimit", "RateLimiter")(name=name, clock=clock, **self.arguments())
+
+
+# --- fallback --------------------------------------------------------------------------------
+
+
+_LEVELS = ("full", "degraded", "limited", "cache_only")
+
+
+class StaleCacheSettings(_Section):
+    """`stale_cache = { max_age = 300, max_size = 1024 }`: serve the last good answer."""
+
+    max_age: float | None = None
+    max_size: int | None = None
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        return _policy("fallback", "StaleCache").validate  # type: ignore[no-any-return]
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {} if data is True else data
+
+
+class FallbackSettings(_Section):
+    """`fallback = { stale_cache = { max_age = 300 }, default = "busy", level = "limited" }`.
+
+    Steps tried after the call fails with a retryable error: the stale cache (if set), then
+    the default value (if set), served at `level`.
+    """
+
+    stale_cache: StaleCacheSettings | None = None
+    default: Any = None
+    level: Literal["full", "degraded", "limited", "cache_only"] | None = None
+
+    _nullable = frozenset({"stale_cache"})
+    _tables = {"stale_cache": StaleCacheSettings}
+
+    @classmethod
+    def _own_problems(cls, data: dict[str, Any]) -> list[Problem]:
+        out: list[Problem] = []
+        if data.get("stale_cache") is None and "default" not in data:
+            out.append(((), "needs `stale_cache` or `default` (or set fallback = false)"))
+        level = data.get("level", "limited")
+        if level is not None and level not in _LEVELS:
+            out.append((("level",), f"must be one of {', '.join(_LEVELS)}; got {level!r}"))
+        return out
+
+    def steps(self, clock: Any = None) -> list[Any]:
+        """The fallback steps (`StaleCache`, `Default`) this section describes."""
+        fallback = importlib.import_module("resilience.fallback")
+        out: list[Any] = []
+        if self.stale_cache is not None:
+            out.append(fallback.StaleCache(clock=clock, **self.stale_cache.arguments()))
+        if "default" in self.model_fields_set:
+            level = fallback.DegradationLevel[(self.level or "limited").upper()]
+            out.append(fallback.Default(self.default, level))
+        return out
+
+
+# --- one operation ---------------------------------------------------------------------
+
+
+_SECTION_MODELS: dict[str, type[_Section]] = {
+    "timeout": TimeoutSettings,
+    "retry": RetrySettings,
+    "breaker": BreakerSettings,
+    "bulkhead": BulkheadSettings,
+    "rate_limit": RateLimitSettings,
+    "fallback": FallbackSettings,
+}
+
+_PRESET_NAMES: Callable[[], tuple[str, ...]] = lambda: ()  # noqa: E731 - set by _presets
+
+
+class OperationPolicy(BaseModel):
+    """One operation's policies: one optional section per policy (None = off).
+
+    Sections: `timeout`, `retry`, `breaker`, `bulkhead`, `rate_limit`, `fallback`; each
+    section's keys are its policy's keyword arguments. `preset` names the preset it was built
+    on. In a file, `false` turns a section off.
+
+    Example:
+        >>> from resilience import config
+        >>> p = config.OperationPolicy.model_validate(
+        ...     {"timeout": 5.0, "retry": {"max_attempts": 4}, "breaker": False})
+        >>> p.retry.max_attempts, p.breaker is None
+        (4, True)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str | None = None
+    timeout: TimeoutSettings | None = None
+    retry: RetrySettings | None = None
+    breaker: BreakerSettings | None = None
+    bulkhead: BulkheadSettings | None = None
+    rate_limit: RateLimitSettings | None = None
+    fallback: FallbackSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {
+                k: (None if v is False and k in _SECTION_MODELS else v) for k, v in data.items()
+            }
+        return data
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        names = _PRESET_NAMES()
+        if value is not None and names and value not in names:
+            raise ValueError(f"unknown preset {value!r}; accepted: {', '.join(names)}")
+        return value
+
+    # -- building -----------------------------------------------------------------------
+
+    def sections(self) -> dict[str, _Section]:
+        """The sections that are on, outermost first."""
+        return {s: v for s in SECTIONS if (v := getattr(self, s)) is not None}
+
+    def policies(self, name: str, *, clock: Any = None) -> list[Any]:
+        """The policy objects, outermost first (the fallback is not one: see `build`)."""
+        out = []
+        for section, settings in self.sections().items():
+            if section != "fallback":
+                out.append(settings.build(name, clock))  # type: ignore[attr-defined]
+        return out
+
+    def table(self) -> dict[str, Any]:
+        """The file layout of this policy (sections that are off written as false)."""
+        out: dict[str, Any] = {}
+        if self.preset is not None:
+            out["preset"] = self.preset
+        for s in SECTIONS:
+            v = getattr(self, s)
+            out[s] = False if v is None else v.table()
+        return out
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def problems_of(exc: ValidationError) -> list[Problem]:
+    """A pydantic ValidationError of these models as (path, message) pairs, every one."""
+    out: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in err["loc"])
+        if err["type"] == _ERROR_TYPE:
+            out += [((*loc, *p), m) for p, m in err["ctx"]["problems"]]
+        elif err["type"] == "extra_forbidden":
+            out.append((loc, f"unknown setting; accepted: {', '.join(_accepted(loc[:-1]))}"))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] != "value_error":
+                msg = f"{msg}, got {err.get('input')!r:.80}"
+            out.append((loc, msg))
+    return out
+
+
+def _accepted(parent: tuple[str, ...]) -> list[str]:
+    if not parent:
+        return list(OperationPolicy.model_fields)
+    model = _SECTION_MODELS.get(parent[0])
+    for key in parent[1:]:
+        model = (model._tables if model else {}).get(key)
+    return list(model.model_fields) if model else []
+
+
+def validate_table(data: Any, location: Path = ()) -> OperationPolicy:
+    """Validate one operation's raw table; `ConfigError` lists every problem with its location.
+
+    Example:
+        >>> validate_table({"retry": {"max_attempts": 0}}, ("operations", "x"))
+        Traceback (most recent call last):
+        ...
+        resilience._errors.ConfigError: 1 invalid setting:
+          operations.x.retry.max_attempts: must be >= 1, got 0
+    """
+    try:
+        return OperationPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            [(format_location((*location, *p)), m) for p, m in problems_of(exc)]
+        ) from None
