@@ -151,15 +151,15 @@ class Pipeline:
         Raises:
             TypeError: a stage has no `acall` (it protects sync calls only).
         """
-        first = self._afirst
-        if first is None:
-            return await fn(*args, **kwargs)
         if self._sync_only is not None:
             i = self._sync_only
             raise TypeError(
                 f"pipeline {self.name!r}: stage {i} ({type(self.policies[i]).__name__}) has "
                 "no acall(); it can only protect sync calls"
             )
+        first = self._afirst
+        if first is None:
+            return await fn(*args, **kwargs)
         out: R = await first(*self._arest, fn, *args, **kwargs)
         return out
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import RetryExhausted
+from ._errors import CircuitOpenError, RetryExhausted
 from ._policy import decorate
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classification, Classifier, Verdict
@@ -51,6 +51,7 @@ _KINDS = ("constant", "linear", "exponential", "decorrelated")
 _MIN_RATE_LIMITED_WAIT = 0.1
 """A RATE_LIMITED outcome with no Retry-After never retries at once (seconds)."""
 _NOTE_PREFIX = "resilience.Retry:"
+_INF = float("inf")
 
 
 # --- backoff ---------------------------------------------------------------------------------
@@ -733,6 +734,9 @@ class _Run:
         if attempt >= rt.max_attempts:
             self.reason = "attempts"
             return
+        if type(error) is CircuitOpenError and error.remaining == _INF:
+            self.reason = "forced_open"  # an operator's decision: no wait will end it
+            return
         backoff = rt.backoff
         delay = backoff.delay(attempt, self.previous)
         self.previous = delay
@@ -884,6 +888,7 @@ def _note(error: BaseException, attempts: int, reason: str, run: _Run) -> None:
         if run.rt.deadline
         else "deadline",
         "budget": "the retry budget is spent",
+        "forced_open": "the circuit is forced open",
         "retry_after": "the server asked to wait longer than max_retry_after "
         f"({run.rt.max_retry_after:g} s)",
     }.get(reason, reason)
