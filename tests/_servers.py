@@ -1,0 +1,189 @@
+"""A small, real HTTP/1.1 server on 127.0.0.1 for tests, run in a thread.
+
+Each request is answered by an *action*: `Reply(status, body, headers)`, `Hang(seconds)` (say
+nothing until the seconds pass or the server stops: a read timeout for the client) or `Drop()`
+(close the connection without a response). Queue actions with `server.script(...)`; when the
+script is empty, `server.default` answers (a 200 "ok" unless changed, or a function
+`(Seen) -> action`). `stop()` closes the listening socket *and* every open connection, so
+pooled keep-alive connections die too; `start()` listens again on the same port.
+
+Example (in a fixture):
+    with HTTPTestServer() as srv:
+        srv.script(Reply(503, headers={"Retry-After": "1"}), Reply(200, b"hi"))
+        httpx.get(srv.url + "/x")
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["Drop", "HTTPTestServer", "Hang", "Reply", "Seen"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hang:
+    seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Drop:
+    pass
+
+
+Action = Reply | Hang | Drop
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the client pools connections, as in production
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+        owner = self.server.owner
+        action = owner._next(seen)
+        if isinstance(action, Drop):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if isinstance(action, Hang):
+            owner._stopping.wait(action.seconds)
+            self.close_connection = True
+            return
+        self.send_response(action.status)
+        for k, v in action.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(action.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(action.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: HTTPTestServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.owner._lock:
+            self.owner._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.owner._lock:
+            self.owner._conns.discard(request)
+        super().shutdown_request(request)
+
+
+class HTTPTestServer:
+    """A real HTTP server on 127.0.0.1 (port chosen by the OS unless given)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.default: Action | Callable[[Seen], Action] = Reply()
+        self.requests: list[Seen] = []
+        self._script: deque[Action] = deque()
+        self._lock = threading.Lock()
+        self._conns: set[Any] = set()
+        self._stopping = threading.Event()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def script(self, *actions: Action) -> None:
+        """Answer the next requests with these actions, in order."""
+        with self._lock:
+            self._script.extend(actions)
+
+    def _next(self, seen: Seen) -> Action:
+        with self._lock:
+            self.requests.append(seen)
+            if self._script:
+                return self._script.popleft()
+            default = self.default
+        return default(seen) if callable(default) else default
+
+    def start(self) -> HTTPTestServer:
+        self._stopping.clear()
+        httpd = _Server(("127.0.0.1", self.port), _Handler)
+        httpd.owner = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and cut every open connection (the port stays ours to restart)."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> HTTPTestServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
