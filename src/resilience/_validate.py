@@ -29,10 +29,13 @@ class Errors(list[tuple[str, str]]):
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.append((name, f"must be a number, got {type(value).__name__} {value!r}"))
             return None
-        if math.isnan(value):
-            self.append((name, "must be a number, got nan"))
-            return None
-        return float(value)
+        try:
+            if math.isnan(value):
+                self.append((name, "must be a number, got nan"))
+                return None
+            return float(value)
+        except OverflowError:  # an int beyond float range: as good as infinite
+            return math.inf if value > 0 else -math.inf
 
     def positive(self, name: str, value: object, *, finite: bool = True) -> None:
         v = self._number(name, value)

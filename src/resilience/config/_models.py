@@ -129,8 +129,8 @@ class _Section(BaseModel):
         if validate is not None:
             try:
                 found = validate(**cls._extra_kwargs(), **kwargs)
-            except TypeError as exc:  # pragma: no cover - a policy without a keyword we model
-                found = [("", f"rejected by the policy: {exc}")]
+            except Exception as exc:  # a check that broke on a hostile value: still a problem
+                found = [("", f"rejected by the policy: {type(exc).__name__}: {exc}")]
             out += [(_split(arg), msg) for arg, msg in found]
         out += cls._own_problems(dict(data))
         return out
@@ -178,7 +178,7 @@ class _Section(BaseModel):
             elif value is None and key in self._nullable:
                 value = False
             out[key] = value
-        return {k: out[k] for k in self.model_fields if k in out}
+        return {k: out[k] for k in type(self).model_fields if k in out}
 
 
 # --- timeout ------------------------------------------------------------------------------
@@ -279,7 +279,10 @@ class BackoffSettings(_Section):
         args = {k: v for k, v in data.items() if k in allowed or k == "kind"}
         if kind == "constant" and "delay" not in args:
             args["delay"] = 0.0  # reported as required above; keep validate from guessing
-        found = _policy("retry", "Backoff").validate(**args)
+        try:
+            found = _policy("retry", "Backoff").validate(**args)
+        except Exception as exc:  # a check that broke on a hostile value: still a problem
+            found = [("", f"rejected by Backoff: {type(exc).__name__}: {exc}")]
         return out + [(_split(arg), msg) for arg, msg in found]
 
     @classmethod
@@ -385,7 +388,11 @@ class WindowSettings(_Section):
         ]
         args = {k: v for k, v in data.items() if k in keys}
         window = _policy("breaker", "CountWindow" if kind == "count" else "TimeWindow")
-        return out + [(_split(arg), msg) for arg, msg in window.validate(**args)]
+        try:
+            found = window.validate(**args)
+        except Exception as exc:  # a check that broke on a hostile value: still a problem
+            found = [("", f"rejected by the window: {type(exc).__name__}: {exc}")]
+        return out + [(_split(arg), msg) for arg, msg in found]
 
     @classmethod
     def _as_argument(cls, data: Mapping[str, Any]) -> Any:
