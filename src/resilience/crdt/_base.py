@@ -118,6 +118,9 @@ def want_replica(obj: Any, where: str) -> str:
 
 
 def want_key(obj: Any, where: str) -> Any:
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
     try:
         check_key(obj, where)
     except CRDTError as exc:
@@ -126,6 +129,9 @@ def want_key(obj: Any, where: str) -> Any:
 
 
 def want_value(obj: Any, where: str) -> Any:
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
     try:
         check_value(obj, where)
     except CRDTError as exc:
@@ -134,17 +140,31 @@ def want_value(obj: Any, where: str) -> Any:
 
 
 def want_dot(obj: Any, where: str) -> Dot:
-    pair = want_list(obj, where, 2)
-    return (want_replica(pair[0], where), want_count(pair[1], where, 1))
+    if (
+        type(obj) is list
+        and len(obj) == 2
+        and type(obj[0]) is str
+        and obj[0]
+        and type(obj[1]) is int
+        and obj[1] >= 1
+    ):
+        return (obj[0], obj[1])
+    raise bad(where, f"expected a dot [replica, counter >= 1], got {_short(obj)}")
 
 
 def want_timestamp(obj: Any, where: str) -> Timestamp:
-    triple = want_list(obj, where, 3)
-    return (
-        want_count(triple[0], where),
-        want_count(triple[1], where),
-        want_replica(triple[2], where),
-    )
+    if (
+        type(obj) is list
+        and len(obj) == 3
+        and type(obj[0]) is int
+        and obj[0] >= 0
+        and type(obj[1]) is int
+        and obj[1] >= 0
+        and type(obj[2]) is str
+        and obj[2]
+    ):
+        return (obj[0], obj[1], obj[2])
+    raise bad(where, f"expected a timestamp [ms >= 0, counter >= 0, replica], got {_short(obj)}")
 
 
 def want_counts(obj: Any, where: str) -> dict[str, int]:

@@ -37,7 +37,6 @@ from ._base import (
     want_dot,
     want_key,
     want_list,
-    want_replica,
     want_timestamp,
     want_value,
 )
@@ -306,13 +305,15 @@ class LWWRegister(CRDT):
 
     @classmethod
     def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
-        body = want_dict(state, "state", {"ts", "value"})
-        if body["ts"] is None:
-            if body["value"] is not None:
+        if type(state) is not dict or len(state) != 2 or "ts" not in state:
+            want_dict(state, "state", {"ts", "value"})  # raises the detailed error
+        ts, value = state["ts"], state["value"]
+        if ts is None:
+            if value is not None:
                 raise bad("state.value", "a value without a timestamp")
             return cls._make(replica, hlc, None)
-        ts = want_timestamp(body["ts"], "state.ts")
-        return cls._make(replica, hlc, (ts, want_value(body["value"], "state.value")))
+        entry = (want_timestamp(ts, "state.ts"), want_value(value, "state.value"))
+        return cls._make(replica, hlc, entry)
 
 
 def _join_dotfun(
@@ -1017,11 +1018,17 @@ class ORMap(CRDT):
         return {
             "value_type": self._value_type.TYPE,
             "entries": [
-                [k, [[d[0], d[1], inner_state(ds[d])] for d in sorted(ds)]]
+                [k, [self._dot_state(d, ds[d]) for d in sorted(ds)]]
                 for k, ds in self._entries.items()
             ],
             "cc": cc_state(self._vv, self._cloud),
         }
+
+    def _dot_state(self, dot: Dot, value: CRDT) -> list[Any]:
+        # a value of the map's value_type is stored bare; any other type carries its tag
+        if type(value) is self._value_type:
+            return [dot[0], dot[1], value._state()]
+        return [dot[0], dot[1], inner_state(value)]
 
     @classmethod
     def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
@@ -1041,9 +1048,14 @@ class ORMap(CRDT):
             values: dict[Dot, CRDT] = {}
             for sub in want_list(dots, "state.entries[] dots"):
                 r, n, inner = want_list(sub, "state.entries[] dot", 3)
-                dot = (want_replica(r, "dot replica"), n)
-                want_dot([r, n], "state.entries[] dot")
-                values[dot] = parse_inner(inner, "state.entries[] value", replica, hlc)
+                dot = want_dot([r, n], "state.entries[] dot")
+                if type(inner) is dict and "type" in inner:
+                    value = parse_inner(inner, "state.entries[] value", replica, hlc)
+                    if type(value) is vt:
+                        raise bad("state.entries[] value", "a value_type value with a tag")
+                    values[dot] = value
+                else:
+                    values[dot] = vt._from_state(inner, replica, hlc)
             if not values:
                 raise bad("state.entries", f"key {key!r} has no dots")
             _check_covered(values, vv, cloud, "state.entries")
