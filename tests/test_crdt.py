@@ -30,7 +30,8 @@ def test_gcounter_counts_per_replica_and_merges_by_max() -> None:
     d1 = a.increment(2)
     a.increment(3)
     b.increment(10)
-    assert a.value == 5 and b.value == 10
+    assert a.value == 5
+    assert b.value == 10
     merged = a.merge(b)
     assert merged.value == 15
     # an old delta arriving late or twice does not count again
@@ -76,7 +77,8 @@ def test_lww_register_tie_is_broken_by_replica_id_the_same_everywhere(
     z = crdt.LWWRegister("z", clock=clock)
     a.set("from a")
     z.set("from z")  # same clock reading, same counter: only the replica id differs
-    assert a.timestamp is not None and z.timestamp is not None
+    assert a.timestamp is not None
+    assert z.timestamp is not None
     assert a.timestamp[:2] == z.timestamp[:2]
     assert a.merge(z).value == z.merge(a).value == "from z"
 
@@ -144,7 +146,8 @@ def test_hlc_never_goes_backwards_or_repeats() -> None:
     for step in (0.0, 0.010, -5.0, 0.0, 3.0, -0.001):
         wall.now += step
         seen.append(hlc.now())
-    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen == sorted(seen)
+    assert len(set(seen)) == len(seen)
     assert seen[1] == (1_000_000, 1)  # stalled clock: the counter moves
 
 
@@ -168,7 +171,8 @@ def test_orset_add_wins_over_a_concurrent_remove() -> None:
     b = crdt.ORSet("b").merge(a)
     a.remove("milk")  # a removes what it saw
     b.add("milk")  # b re-adds concurrently: a new dot a has not seen
-    assert "milk" in a.merge(b) and "milk" in b.merge(a)
+    assert "milk" in a.merge(b)
+    assert "milk" in b.merge(a)
 
 
 def test_orset_concurrent_adds_keep_both_dots_so_either_remove_is_partial() -> None:
@@ -178,7 +182,8 @@ def test_orset_concurrent_adds_keep_both_dots_so_either_remove_is_partial() -> N
     assert a.merge(b) == b.merge(a)
     merged = a.merge(b)
     a.remove("x")  # a removes only its own add: b's concurrent add survives
-    assert "x" in a.merge(b) and "x" in merged.merge(a)
+    assert "x" in a.merge(b)
+    assert "x" in merged.merge(a)
     merged.remove("x")  # a removal that saw both adds wins over both
     assert "x" not in merged.merge(a).merge(b)
 
@@ -200,7 +205,9 @@ def test_orset_readd_after_remove() -> None:
     s.add(1)
     s.remove(1)
     s.add(1)
-    assert s.value == frozenset({1}) and len(s) == 1 and list(s) == [1]
+    assert s.value == frozenset({1})
+    assert len(s) == 1
+    assert list(s) == [1]
 
 
 def test_orset_leaves_no_tombstones_after_many_cycles() -> None:
@@ -236,9 +243,11 @@ def test_lww_map_set_remove_and_tombstones(clock: VirtualClock) -> None:
     clock.advance(1)
     a.set("other", {"x": [1]})
     merged = a.merge(b)
-    assert "k" not in merged and merged.get("k") is None
+    assert "k" not in merged
+    assert merged.get("k") is None
     assert merged.value == {"other": {"x": [1]}}
-    assert merged.keys() == ["other"] and len(merged) == 1
+    assert merged.keys() == ["other"]
+    assert len(merged) == 1
     # a write newer than the removal brings the key back
     clock.advance(1)
     a.set("k", 2)
@@ -259,7 +268,8 @@ def test_ormap_merges_per_key_and_update_wins_over_concurrent_remove(
     assert merged.value == {"likes": 3}  # b's update carried the value it had seen
     # a removal that has seen every update removes the key everywhere
     gone = merged.remove("likes")
-    assert "likes" not in b.merge(gone) and b.merge(gone).value == {}
+    assert "likes" not in b.merge(gone)
+    assert b.merge(gone).value == {}
 
 
 def test_ormap_concurrent_updates_of_one_key_join_by_the_value_type() -> None:
@@ -284,7 +294,8 @@ def test_ormap_get_returns_a_copy_and_nested_maps_work(clock: VirtualClock) -> N
     with pytest.raises(KeyError):
         doc["missing"]
     back = crdt.from_dict(json.loads(json.dumps(doc.to_dict())))
-    assert back == doc and back.value == doc.value
+    assert back == doc
+    assert back.value == doc.value
 
 
 def test_ormap_value_type_must_be_a_crdt() -> None:
@@ -300,7 +311,8 @@ def test_equality_compares_state_not_replica_id() -> None:
     assert a == b
     a.add(1)
     assert a != b
-    assert b.merge(a) == a and b.merge(a).replica == "b"
+    assert b.merge(a) == a
+    assert b.merge(a).replica == "b"
     assert crdt.GCounter("a") != crdt.PNCounter("a")
     with pytest.raises(TypeError):
         hash(a)
@@ -347,7 +359,8 @@ def test_register_and_map_values_must_be_json_safe(value: Any, clock: VirtualClo
         m.set("k", value)
     with pytest.raises(CRDTError, match="JSON-safe"):
         crdt.MVRegister("a").set(value)
-    assert r.value is None and m.value == {}
+    assert r.value is None
+    assert m.value == {}
 
 
 @pytest.mark.parametrize("element", [[1], (1,), {"a": 1}, float("nan"), b"x"])
@@ -481,5 +494,6 @@ def test_import_resilience_does_not_load_crdt() -> None:
 def test_public_names() -> None:
     for name in ("GCounter", "PNCounter", "LWWRegister", "MVRegister", "ORSet", "LWWMap",
                  "ORMap", "from_dict", "HybridLogicalClock", "Replicator"):  # fmt: skip
-        assert name in crdt.__all__ and hasattr(crdt, name)
+        assert name in crdt.__all__
+        assert hasattr(crdt, name)
     assert crdt.__all__ == sorted(crdt.__all__, key=str)

@@ -7,10 +7,10 @@ import threading
 from typing import Any
 
 import pytest
-from crdt_strategies import KINDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crdt_strategies import KINDS
 from resilience import CRDTError, crdt
 from resilience.testing import VirtualClock
 
@@ -78,7 +78,7 @@ def test_replicas_converge_after_anti_entropy_despite_loss_duplication_reorderin
 
 
 def test_deltas_alone_converge_on_a_perfect_network(clock: VirtualClock) -> None:
-    net, (a, b, c) = _network_of(3)
+    _net, (a, b, c) = _network_of(3)
     for rep in (a, b, c):
         rep.add("cart", crdt.ORSet(rep.replica))
     a.update("cart", lambda s: s.add("apple"))
@@ -117,7 +117,8 @@ def test_unknown_names_are_adopted_with_the_local_replica_id() -> None:
     a.add("doc", crdt.ORMap("a"))
     a.update("doc", lambda d: d.update("title", lambda r: r.set("Hi")))
     b.poll()
-    assert "doc" in b and b.names == ["doc"]
+    assert "doc" in b
+    assert b.names == ["doc"]
     assert b["doc"].replica == "b"
     b.update("doc", lambda d: d.update("body", lambda r: r.set("text")))
     a.poll()
@@ -130,8 +131,11 @@ def test_wire_format_is_versioned_json() -> None:
     a.add("n", crdt.PNCounter("a"))
     a.update("n", lambda c: c.decrement(2))
     message = json.loads(tb.receive() or b"")
-    assert message["format"] == "resilience.crdt.sync" and message["v"] == 1
-    assert message["kind"] == "delta" and message["name"] == "n" and message["from"] == "a"
+    assert message["format"] == "resilience.crdt.sync"
+    assert message["v"] == 1
+    assert message["kind"] == "delta"
+    assert message["name"] == "n"
+    assert message["from"] == "a"
     assert crdt.from_dict(message["crdt"]).value == -2
 
 
@@ -166,15 +170,17 @@ def test_bad_messages_are_rejected_and_nothing_is_applied(data: bytes) -> None:
     b.add("n", crdt.GCounter("b"))
     with pytest.raises(CRDTError):
         b.receive(data)
-    assert b["n"].value == 0 and b.names == ["n"]
+    assert b["n"].value == 0
+    assert b.names == ["n"]
     ta.send(data)
     ta.send(_message())
     assert b.poll() == 1  # the bad one is skipped and counted, the good one applied
-    assert b.stats["rejected"] == 1 and b["n"].value == 1
+    assert b.stats["rejected"] == 1
+    assert b["n"].value == 1
 
 
 def test_a_type_clash_between_replicas_is_rejected() -> None:
-    ta, tb = crdt.LoopbackTransport.pair()
+    _ta, tb = crdt.LoopbackTransport.pair()
     b = crdt.Replicator("b", tb)
     b.add("n", crdt.PNCounter("b"))
     with pytest.raises(CRDTError, match="disagree"):
@@ -193,7 +199,7 @@ def test_update_must_return_the_delta() -> None:
 
 
 def test_concurrent_updates_and_receives_lose_nothing() -> None:
-    net, (a, b) = _network_of(2)
+    _net, (a, b) = _network_of(2)
     for rep in (a, b):
         rep.add("n", crdt.GCounter(rep.replica))
     stop = threading.Event()
@@ -220,7 +226,8 @@ def test_memory_network_faults_and_loopback_alone() -> None:
     net = crdt.MemoryNetwork(loss=1.0, seed=1)
     x, y = net.transport("x"), net.transport("y")
     x.send(b"1")
-    assert y.receive() is None and net.dropped == 1
+    assert y.receive() is None
+    assert net.dropped == 1
     net.loss, net.duplicate = 0.0, 1.0
     x.send(b"2")
     assert (y.receive(), y.receive(), y.receive()) == (b"2", b"2", None)
