@@ -237,3 +237,24 @@ def test_memory_network_faults_and_loopback_alone() -> None:
     solo.send(b"echo")
     assert solo.receive() == b"echo"
     assert isinstance(solo, crdt.Transport)
+
+
+@pytest.mark.anyio
+async def test_arun_polls_and_repairs_on_the_virtual_clock(clock: VirtualClock) -> None:
+    import anyio
+
+    net = crdt.MemoryNetwork(loss=1.0, seed=3)
+    a = crdt.Replicator("a", net.transport("a"), clock=clock)
+    b = crdt.Replicator("b", net.transport("b"), clock=clock)
+    a.add("set", crdt.ORSet("a"))
+    a.update("set", lambda s: s.add("lost in the partition"))
+    net.loss = 0.0
+
+    def done() -> bool:
+        return clock.monotonic() >= 12.0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: a.arun(poll_interval=0.5, anti_entropy_interval=5.0, until=done))
+        tg.start_soon(lambda: b.arun(poll_interval=0.5, anti_entropy_interval=5.0, until=done))
+    assert b["set"].value == frozenset({"lost in the partition"})
+    assert a.stats["sent"] >= 3  # the delta, then anti-entropy rounds at t=0, 5, 10

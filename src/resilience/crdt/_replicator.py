@@ -185,6 +185,7 @@ class Replicator:
         self.replica = check_replica(replica)
         self.transport = transport
         self.hlc = HybridLogicalClock(clock=clock)
+        self._clock = clock
         self._lock = threading.RLock()  # held across update()'s mutator: it must be quick
         self._objects: dict[str, CRDT] = {}
         self.stats = {"sent": 0, "received": 0, "rejected": 0}
@@ -293,6 +294,25 @@ class Replicator:
             self.stats["received"] += 1
             applied += 1
         return applied
+
+    async def arun(
+        self,
+        *,
+        poll_interval: float = 0.05,
+        anti_entropy_interval: float = 5.0,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Async driver (asyncio or trio): poll every `poll_interval` seconds and ship full
+        states every `anti_entropy_interval` seconds, until `until()` is true (or cancelled).
+        Sleeps on the replicator's clock, so a VirtualClock makes it instant in tests."""
+        next_anti_entropy = self._clock.monotonic()
+        while until is None or not until():
+            self.poll()
+            now = self._clock.monotonic()
+            if now >= next_anti_entropy:
+                self.anti_entropy()
+                next_anti_entropy = now + anti_entropy_interval
+            await self._clock.asleep(poll_interval)
 
     def _check_type(self, name: str, known: CRDT, other: CRDT) -> None:
         if type(known) is not type(other):
