@@ -85,7 +85,6 @@ DEFAULT_HTTP_STATUS: Mapping[int, Verdict] = {
 """Status codes with a verdict other than the rule (other 4xx and 5xx are PERMANENT)."""
 
 _SUCCESS = Classification(Verdict.SUCCESS, None, "returned")
-_STATUS_ATTRS = frozenset(("status_code", "response", "status"))
 _FS_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     FileExistsError,
@@ -299,17 +298,21 @@ class Classifier:
     def classify(self, outcome: object) -> Classification:
         """Classify an exception (or a returned result). Total: never raises for any input
         (a `result=` callable that raises is the one exception: its error propagates)."""
-        outcome_type = type(outcome)  # not isinstance(): a hostile __class__ could raise
-        if issubclass(outcome_type, BaseException):
-            try:
-                hit = self._cache.get(outcome_type)
-                # The cache is per type; an instance given a status attribute of its own
-                # (`exc.status_code = 503`) must be looked at, not answered from the cache.
-                if hit is not None and _STATUS_ATTRS.isdisjoint(outcome.__dict__):
+        cls = type(outcome)
+        try:
+            hit = self._cache.get(cls)  # type: ignore[arg-type]  # only exception types stored
+            # The cache is per type; an instance given a status attribute of its own
+            # (`exc.status_code = 503`) must be looked at, not answered from the cache.
+            if hit is not None:
+                attrs = outcome.__dict__
+                if not attrs or (
+                    "status_code" not in attrs and "response" not in attrs and "status" not in attrs
+                ):
                     return hit
+            if issubclass(cls, BaseException):  # not isinstance(): __class__ may lie or raise
                 return self._classify_exception(outcome)  # type: ignore[arg-type]
-            except Exception:  # attribute access raised, in ways _status_of could not catch
-                return Classification(Verdict.PERMANENT, None, "unclassifiable error")
+        except Exception:  # attribute access raised, in ways _status_of could not catch
+            return Classification(Verdict.PERMANENT, None, "unclassifiable error")
         return self.classify_result(outcome)
 
     def classify_result(self, value: object) -> Classification:
