@@ -298,6 +298,21 @@ def test_ormap_get_returns_a_copy_and_nested_maps_work(clock: VirtualClock) -> N
     assert back.value == doc.value
 
 
+def test_ormap_set_merges_a_crdt_into_a_key() -> None:
+    counter = crdt.GCounter("elsewhere")
+    counter.increment(4)
+    m = crdt.ORMap("a", crdt.GCounter)
+    delta = m.set("views", counter)
+    m.update("views", lambda c: c.increment(1))
+    assert m["views"].value == 5
+    assert crdt.ORMap("b", crdt.GCounter).merge(delta)["views"].value == 4
+    assert m.set("views", counter)["views"].value == 5  # joining what is there: no double count
+    with pytest.raises(TypeError):
+        m.set("views", crdt.PNCounter("x"))
+    with pytest.raises(CRDTError):
+        m.set("views", 3)  # type: ignore[arg-type]
+
+
 def test_ormap_value_type_must_be_a_crdt() -> None:
     with pytest.raises(CRDTError):
         crdt.ORMap("a", dict)  # type: ignore[arg-type]

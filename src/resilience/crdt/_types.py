@@ -907,6 +907,24 @@ class ORMap(CRDT):
         else:
             value = current._rebind(self.replica, self._hlc)
         mutate(value)
+        return self._put(key, value)
+
+    def set(self, key: Any, value: CRDT) -> Self:
+        """Merge the CRDT `value` into the one under `key` (or store a copy of it if the key
+        is absent); returns the delta.
+
+        Raises:
+            CRDTError: `key` is not a JSON scalar or `value` is not a CRDT.
+            TypeError: the key holds a CRDT of another type.
+        """
+        check_key(key, "an ORMap key")
+        if not isinstance(value, CRDT):
+            raise CRDTError(f"ORMap.set needs a CRDT value, got {type(value).__name__}")
+        current = self._current(key)
+        joined = value if current is None else current.merge(value)
+        return self._put(key, joined._rebind(self.replica, self._hlc))
+
+    def _put(self, key: Any, value: CRDT) -> Self:
         dot = next_dot(self.replica, self._vv, self._cloud)
         seen = set(self._entries.get(key, ()))
         seen.add(dot)
