@@ -86,6 +86,7 @@ class _TierState:
         "index",
         "is_async",
         "last_error",
+        "level",
         "name",
         "next_probe",
         "probing",
@@ -95,6 +96,7 @@ class _TierState:
 
     def __init__(self, index: int, tier: Tier, breaker: Any) -> None:
         self.index = index
+        self.level = DegradationLevel.FULL if index == 0 else DegradationLevel.DEGRADED
         self.tier = tier
         self.name = tier.name
         self.fn = tier.fn
@@ -275,6 +277,11 @@ class Failover:
 
     def _refresh(self) -> None:
         """Recompute which tiers are up and which is active; emit the transitions."""
+        for st in self._states:  # lock-free look first: most calls change nothing
+            if self._is_up(st) != st.up:
+                break
+        else:
+            return
         now = self.clock.monotonic()
         out: list[events.Event] = []
         with self._lock:
@@ -320,8 +327,8 @@ class Failover:
     def _served(self, st: _TierState, value: Any, errors: dict[str, BaseException]) -> Served[Any]:
         if errors or self._down:
             self._refresh()
-        level = DegradationLevel.FULL if st.index == 0 else DegradationLevel.DEGRADED
-        return Served(value, level, st.name, tuple(errors.values()))
+            return Served(value, st.level, st.name, tuple(errors.values()))
+        return Served(value, st.level, st.name, ())
 
     def _exhausted(self, errors: dict[str, BaseException]) -> AllTiersFailed:
         self._refresh()

@@ -26,8 +26,7 @@ import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
@@ -63,9 +62,9 @@ class DegradationLevel(enum.IntEnum):
     CACHE_ONLY = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Served(Generic[T]):
-    """An answer and where it came from.
+class Served(NamedTuple, Generic[T]):
+    """An answer and where it came from (an immutable named tuple: cheap to build, and
+    `value, level, source, errors = chain.execute(...)` works).
 
     Attributes:
         value: what the serving step returned.
