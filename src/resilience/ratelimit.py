@@ -36,6 +36,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _ids = itertools.count(1)
+_MIN_SLEEP = 1e-6
+"""Waits are at least this long: a float-rounding remainder (4e-17 s) must still move time."""
 
 
 class RateLimiter:
@@ -182,7 +184,7 @@ class RateLimiter:
                 return
             if self._too_far(retry_after):
                 raise self._refuse(retry_after)
-            self.clock.sleep(retry_after)
+            self.clock.sleep(max(retry_after, _MIN_SLEEP))
 
     async def aacquire(self, tokens: float = 1.0) -> None:
         """Like `acquire`, awaiting instead of blocking."""
@@ -194,7 +196,7 @@ class RateLimiter:
                 return
             if self._too_far(retry_after):
                 raise self._refuse(retry_after)
-            await self.clock.asleep(retry_after)
+            await self.clock.asleep(max(retry_after, _MIN_SLEEP))
 
     # -- shells ----------------------------------------------------------------------------
 
