@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import copy
 import math
 
 import pytest
@@ -163,16 +165,46 @@ def test_a_long_last_result_is_truncated_in_the_message() -> None:
     assert len(str(ex)) < 400
 
 
-def test_errors_survive_copying_across_processes_by_value() -> None:
-    # Exceptions travel between processes (multiprocessing, concurrent.futures) via
-    # __reduce__; our slotted ones must rebuild with their fields.
-    import copy
+SAMPLES = [
+    rs.ResilienceError("boom", operation="op"),
+    rs.ConfigError([("a", "must be > 0"), ("b", "bad")], operation="payments"),
+    rs.CircuitOpenError("p", 2.0, "open", "6 of 10 calls failed"),
+    rs.RetryExhausted(3, {"status": "pending"}, operation="poll"),
+    rs.TimeoutExceeded(2.0, operation="llm"),
+    rs.BulkheadFull(3, 4, operation="db"),
+    rs.RateLimited(1.5, operation="api"),
+    rs.AllFallbacksFailed([ConnectionError("down")], operation="quotes"),
+    rs.AllTiersFailed({"dc1": ConnectionError("x")}, operation="ldap"),
+    rs.QueueError("corrupt file"),
+    rs.QueueFull(100),
+    rs.CRDTError("tampered"),
+]
 
-    for e in (
-        rs.CircuitOpenError("p", 2.0, "open", "why"),
-        rs.BulkheadFull(3, 4, operation="db"),
-        rs.RateLimited(1.5, operation="api"),
-    ):
-        c = copy.copy(e)
-        assert type(c) is type(e)
-        assert str(c) == str(e)
+
+@pytest.mark.parametrize("exc", SAMPLES, ids=lambda e: type(e).__name__)
+def test_errors_copy_with_their_fields(exc: rs.ResilienceError) -> None:
+    # copy and deepcopy go through __reduce__, as sending an exception to another process
+    # does: the default re-calls __init__ with the formatted message and breaks or garbles.
+    for clone in (copy.copy(exc), copy.deepcopy(exc)):
+        assert type(clone) is type(exc)
+        assert str(clone) == str(exc)
+        assert clone.operation == exc.operation
+        for name in ("errors", "timeout", "attempts", "last_result", "max_items", "retry_after",
+                     "name", "remaining", "state", "max_concurrent", "max_waiting"):  # fmt: skip
+            if hasattr(exc, name):
+                assert repr(getattr(clone, name)) == repr(getattr(exc, name)), name
+
+
+def _raise_timeout() -> None:
+    raise rs.TimeoutExceeded(2.5, operation="llm")
+
+
+def test_an_error_raised_in_a_worker_process_arrives_intact() -> None:
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        future = pool.submit(_raise_timeout)
+        with pytest.raises(rs.TimeoutExceeded) as info:
+            future.result(timeout=30)
+    assert info.value.timeout == 2.5
+    assert info.value.operation == "llm"
+    assert str(info.value) == "'llm' did not finish within 2.5 s"
+    assert isinstance(info.value, TimeoutError)

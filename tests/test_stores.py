@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from resilience import ConfigError
 from resilience.stores import MemoryStore, Store
 
 
@@ -166,6 +167,16 @@ def test_more_tokens_than_capacity_can_never_be_taken(store: MemoryStore) -> Non
     kw = {"capacity": 5.0, "refill_per_second": 1.0}
     assert store.take_tokens("b", now=0.0, tokens=6, **kw) == math.inf
     assert store.take_tokens("b", now=0.0, tokens=5, **kw) == 0.0  # nothing was taken
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan])
+def test_negative_or_nan_tokens_are_refused(store: MemoryStore, bad: float) -> None:
+    kw = {"capacity": 2.0, "refill_per_second": 1.0}
+    assert store.take_tokens("b", now=0.0, **kw) == 0.0
+    with pytest.raises(ConfigError, match="tokens"):
+        store.take_tokens("b", now=0.0, tokens=bad, **kw)
+    assert store.take_tokens("b", now=0.0, **kw) == 0.0  # the bucket was not changed
+    assert store.take_tokens("b", now=0.0, **kw) > 0
 
 
 def test_no_refill_means_an_infinite_wait(store: MemoryStore) -> None:

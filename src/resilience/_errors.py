@@ -46,6 +46,12 @@ class ResilienceError(Exception):
         super().__init__(message)
         self.operation = operation
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions cross process boundaries (ProcessPoolExecutor, multiprocessing) and are
+        # copied (copy.copy) through this protocol. The default re-calls cls(*self.args),
+        # i.e. __init__ with the formatted message: rebuild from args and attributes instead.
+        return (_restore, (type(self), self.args), self.__dict__ or None)
+
 
 class ConfigError(ResilienceError, ValueError):
     """Bad configuration: lists every bad field with its location, not only the first.
@@ -252,6 +258,12 @@ class QueueFull(QueueError):
 
 class CRDTError(ResilienceError):
     """CRDT data that cannot be trusted: tampered, foreign, or of a future version."""
+
+
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args  # OSError.__new__ leaves args to __init__ in subclasses that define one
+    return exc  # the attributes come from the state dict
 
 
 def _rebuild(cls: type[Any], args: tuple[Any, ...], operation: str | None) -> Any:

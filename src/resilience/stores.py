@@ -25,6 +25,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from ._errors import ConfigError
+
 __all__ = ["MemoryStore", "Record", "Store"]
 
 Record = dict[str, Any]
@@ -156,6 +158,8 @@ def _take(
     tokens: float,
 ) -> float:
     """Token-bucket arithmetic shared by the stores that keep buckets in a dict."""
+    if not tokens >= 0:  # negative would fill the bucket; NaN would poison it
+        raise ConfigError([("tokens", f"must be >= 0, got {tokens!r}")], operation=key)
     if now > stamp:
         level = level + (now - stamp) * rate
         stamp = now
