@@ -161,6 +161,7 @@ def _message(**changes: Any) -> bytes:
         _message(kind="exec"),
         _message(name=""),
         _message(extra=True),
+        _message(**{"from": 7}),
         _message(crdt={"format": "resilience.crdt", "v": 1}),
     ],
 )

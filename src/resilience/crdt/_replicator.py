@@ -265,7 +265,10 @@ class Replicator:
             )
         name = message.get("name")
         if set(message) != {"format", "v", "from", "kind", "name", "crdt"} or (
-            type(name) is not str or not name or message["kind"] not in ("delta", "state")
+            type(name) is not str
+            or not name
+            or message["kind"] not in ("delta", "state")
+            or type(message["from"]) is not str
         ):
             raise CRDTError("a malformed sync message was rejected")
         remote = from_dict(message["crdt"], replica=self.replica, hlc=self.hlc)
@@ -289,9 +292,11 @@ class Replicator:
             try:
                 self.receive(data)
             except CRDTError:
-                self.stats["rejected"] += 1
+                with self._lock:
+                    self.stats["rejected"] += 1
                 continue
-            self.stats["received"] += 1
+            with self._lock:
+                self.stats["received"] += 1
             applied += 1
         return applied
 
@@ -334,7 +339,8 @@ class Replicator:
 
     def _send(self, message: bytes) -> None:
         self.transport.send(message)
-        self.stats["sent"] += 1
+        with self._lock:
+            self.stats["sent"] += 1
 
     def __repr__(self) -> str:
         return f"Replicator(replica={self.replica!r}, names={self.names!r})"

@@ -986,12 +986,13 @@ class ORMap(CRDT):
     def _join(self, other: Self) -> Self:
         ea, eb = self._entries, other._entries
         vva, cla, vvb, clb = self._vv, self._cloud, other._vv, other._cloud
+        seen_a, seen_b, get_b = vva.get, vvb.get, eb.get
         out: dict[Any, dict[Dot, CRDT]] = {}
         for key, da in ea.items():
-            db = eb.get(key)
+            db = get_b(key)
             if db is None:
                 for dot in da:
-                    if dot[1] <= vvb.get(dot[0], 0) or dot in clb:
+                    if dot[1] <= seen_b(dot[0], 0) or dot in clb:
                         break
                 else:
                     out[key] = da
@@ -1000,15 +1001,28 @@ class ORMap(CRDT):
             elif da is db:
                 out[key] = da
                 continue
+            elif len(da) == 1 and len(db) == 1:  # one value each side: the usual case
+                (dot_a,) = da
+                (dot_b,) = db
+                if dot_a == dot_b:
+                    va, vb = da[dot_a], db[dot_b]
+                    out[key] = da if va is vb else {dot_a: _join_crdt(va, vb)}
+                    continue
+                keep_a = not (dot_a[1] <= seen_b(dot_a[0], 0) or dot_a in clb)
+                keep_b = not (dot_b[1] <= seen_a(dot_b[0], 0) or dot_b in cla)
+                if keep_a:
+                    out[key] = {**da, **db} if keep_b else da
+                elif keep_b:
+                    out[key] = db
+                continue
             else:
                 keep = _join_dotfun(da, vva, cla, db, vvb, clb, _join_crdt)
             if keep:
                 out[key] = keep
-        for key, db in eb.items():
-            if key in ea:
-                continue
+        for key in eb.keys() - ea.keys():
+            db = eb[key]
             for dot in db:
-                if dot[1] <= vva.get(dot[0], 0) or dot in cla:
+                if dot[1] <= seen_a(dot[0], 0) or dot in cla:
                     break
             else:
                 out[key] = db
