@@ -59,7 +59,11 @@ def seen() -> Iterator[list[events.Event]]:
 # --- CLOSED -> OPEN ------------------------------------------------------------------------
 
 
-def test_opens_on_failure_rate_once_minimum_calls_reached(clock: VirtualClock) -> None:
+@pytest.mark.parametrize("listening", [False, True], ids=["fast-path", "with-listener"])
+def test_opens_on_failure_rate_once_minimum_calls_reached(
+    clock: VirtualClock, listening: bool
+) -> None:
+    stop = events.subscribe(lambda e: None) if listening else None
     br = make(clock, failure_rate_threshold=0.5)
     fail(br, 3)
     assert br.state is CircuitState.CLOSED  # 3 calls < minimum_calls
@@ -69,6 +73,8 @@ def test_opens_on_failure_rate_once_minimum_calls_reached(clock: VirtualClock) -
     snap = br.snapshot()
     assert (snap["calls"], snap["failures"], snap["failure_rate"]) == (4, 3, 0.75)
     assert snap["reason"] == "3 of 4 calls failed"
+    if stop is not None:
+        stop()
 
 
 def test_stays_closed_below_threshold_and_threshold_is_inclusive(clock: VirtualClock) -> None:
