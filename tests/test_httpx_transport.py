@@ -312,6 +312,19 @@ def test_a_user_policy_is_used_for_idempotent_requests(
     assert clock.sleeps == [0.5] * 4
 
 
+def test_a_pipeline_as_policy(server: HTTPTestServer, clock: VirtualClock) -> None:
+    server.script(Reply(503), Drop(), Reply(504))
+    pipe = rs.Pipeline(
+        rs.Retry(max_attempts=4, backoff=rs.Backoff.constant(0.25), clock=clock), name="api"
+    )
+    t = ResilientTransport(policy=pipe, clock=clock)
+    with client(t) as c:
+        assert c.get(server.url).status_code == 200
+        assert c.post(server.url).status_code == 200  # sent once, outside the policy
+    assert len(server.requests) == 5
+    assert clock.sleeps == [0.25] * 3
+
+
 def test_bad_arguments_are_config_errors() -> None:
     with pytest.raises(rs.ConfigError) as info:
         ResilientTransport(
@@ -334,6 +347,13 @@ def test_bad_arguments_are_config_errors() -> None:
     ]
     with pytest.raises(rs.ConfigError):
         ResilientTransport(tiers=[])
+    # breaker settings are checked at construction, not at the first request to a host
+    with pytest.raises(rs.ConfigError) as info:
+        ResilientTransport(breaker={"minimum_calls": 0})
+    assert info.value.errors[0][0] == "breaker.minimum_calls"
+    with pytest.raises(rs.ConfigError) as info:
+        ResilientTransport(breaker={"minimum_call": 5})
+    assert "minimum_call" in info.value.errors[0][1]
     with pytest.raises(rs.ConfigError):
         AsyncResilientTransport(transport=httpx.HTTPTransport())  # type: ignore[arg-type]
 

@@ -230,11 +230,7 @@ class Default(_Base):
         *,
         name: str = "default",
     ) -> None:
-        errors = Errors()
-        _check_level(errors, level)
-        if not isinstance(name, str) or not name:
-            errors.append(("name", f"must be a non-empty string, got {name!r}"))
-        raise_if(errors, "Default")
+        raise_if(self.validate(level=level, name=name), "Default")
         self.factory: Callable[..., Any] | None = (
             value_or_callable if callable(value_or_callable) else None
         )
@@ -244,6 +240,16 @@ class Default(_Base):
         self.classifier = None
         self.is_async = self.factory is not None and inspect.iscoroutinefunction(self.factory)
         self._fall_through = None
+
+    @staticmethod
+    def validate(**kwargs: Any) -> list[tuple[str, str]]:
+        """The problems with these constructor arguments (empty when they are fine)."""
+        errors = Errors()
+        _check_level(errors, kwargs.get("level", DegradationLevel.LIMITED))
+        name = kwargs.get("name", "default")
+        if not isinstance(name, str) or not name:
+            errors.append(("name", f"must be a non-empty string, got {name!r}"))
+        return errors
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.factory is not None:

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -179,6 +180,17 @@ class _Core:
                 max_attempts=3, classifier=_Classifier(final=False), clock=self.clock, name=name
             )
         )
+        from ..breaker import CircuitBreaker
+
+        known = inspect.signature(CircuitBreaker).parameters
+        bad = sorted(k for k in self._breaker_kwargs if k not in known or k == "name")
+        if bad:
+            raise ConfigError(
+                [("breaker", f"unknown CircuitBreaker argument(s): {', '.join(bad)}")],
+                operation=name,
+            )
+        problems = CircuitBreaker.validate(name=name, **self._breaker_kwargs)
+        raise_if([(f"breaker.{loc}", msg) for loc, msg in problems], name)
         self._breakers: dict[tuple[bytes, bytes, int | None], Any] = {}
         self._lock = threading.Lock()
         self.failover: Any = None
@@ -254,12 +266,9 @@ class _Core:
                 br = self._breakers.get(key)
                 if br is None:
                     port = f":{url.port}" if url.port else ""
-                    try:
-                        br = CircuitBreaker(
-                            f"{self.name}:{url.scheme}://{url.host}{port}", **self._breaker_kwargs
-                        )
-                    except TypeError as exc:  # an unknown breaker argument
-                        raise ConfigError([("breaker", str(exc))], operation=self.name) from None
+                    br = CircuitBreaker(
+                        f"{self.name}:{url.scheme}://{url.host}{port}", **self._breaker_kwargs
+                    )
                     self._breakers[key] = br
         return br
 
