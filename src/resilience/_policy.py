@@ -45,7 +45,7 @@ def decorate(policy: Policy, fn: Callable[P, Awaitable[R]]) -> Callable[P, Await
 def decorate(policy: Policy, fn: Callable[P, R]) -> Callable[P, R]: ...
 def decorate(policy: Policy, fn: Callable[P, Any]) -> Callable[P, Any]:
     """Wrap `fn` so every call goes through `policy` (async functions through `acall`)."""
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         acall = policy.acall
 
         @functools.wraps(fn)
@@ -61,3 +61,12 @@ def decorate(policy: Policy, fn: Callable[P, Any]) -> Callable[P, Any]:
         return call(fn, *args, **kwargs)
 
     return wrapper
+
+
+def _is_async(fn: object) -> bool:
+    """An async def, a partial of one, or an object whose __call__ is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return False
+    return inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))  # noqa: B004
