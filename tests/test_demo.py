@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from resilience import events
 from resilience._demo import FlakyService, fetch, run_demo
 
@@ -62,18 +64,30 @@ def test_demo_command_runs_by_itself_and_tells_the_story() -> None:
 
 
 def test_run_demo_in_process() -> None:
-    out = io.StringIO()
+    out = io.StringIO()  # not a terminal: plain lines even without plain=True
     start = time.monotonic()
-    assert run_demo(fast=True, plain=True, out=out) == 0
+    assert run_demo(fast=True, out=out) == 0
     assert time.monotonic() - start < 30
     _check_story(out.getvalue())
+    assert "\x1b[" not in out.getvalue()
     assert not events.enabled  # the demo's listener is gone
 
 
-def test_not_a_terminal_means_plain_even_without_plain() -> None:
-    out = io.StringIO()  # not a tty: no live view, plain lines
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_view_on_a_terminal() -> None:
+    pytest.importorskip("rich")
+    out = FakeTerminal()
     assert run_demo(fast=True, plain=False, out=out) == 0
-    assert "-- outage:" in out.getvalue()
+    text = out.getvalue()
+    assert "\x1b[" in text  # drawn with terminal escapes
+    for word in ("phase", "healthy", "outage", "recovery", "rejected"):
+        assert word in text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    _check_story(plain)
 
 
 def test_flaky_service_modes_and_how_urllib_errors_classify() -> None:

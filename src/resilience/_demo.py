@@ -237,11 +237,11 @@ class _Plain:
 class _Rich:
     """A rich Live table, refreshed as calls happen; transitions print above it."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: TextIO) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console()
+        self.console = Console(file=out)
         self.live = Live(console=self.console, refresh_per_second=12, transient=False)
         self._last = 0.0
 
@@ -402,13 +402,23 @@ def run_demo(fast: bool = False, plain: bool = False, *, out: TextIO | None = No
         out: where plain lines go (default: sys.stdout).
     """
     stream = out if out is not None else sys.stdout
+    try:
+        return _run(fast, plain, stream)
+    except KeyboardInterrupt:
+        print("\ndemo interrupted", file=stream, flush=True)
+        return 130
+
+
+def _run(fast: bool, plain: bool, stream: TextIO) -> int:
     started = time.monotonic()
     ok = True
     with FlakyService() as service:
         acts = build_acts(service.url, fast)
         print(f"flaky service listening on {service.url}", file=stream, flush=True)
         for act in acts:
-            view: _Plain | _Rich = _Rich() if _wants_rich(plain, stream) else _Plain(stream, fast)
+            view: _Plain | _Rich = (
+                _Rich(stream) if _wants_rich(plain, stream) else _Plain(stream, fast)
+            )
             with view:
                 _run_act(act, service, view, fast)
             for line in _summary(act, time.monotonic() - act.started):
