@@ -42,6 +42,22 @@ class Flaky:
         return self(*args, **kwargs)
 
 
+ENGINE = "tenacity"
+
+
+@pytest.fixture(autouse=True, params=["tenacity", "native"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs on both engines: the decisions must not depend on the engine."""
+    global ENGINE
+    ENGINE = request.param
+    yield ENGINE
+    ENGINE = "tenacity"
+
+
+def Retry(*args: Any, **kwargs: Any) -> rs.Retry:
+    return rs.Retry(*args, engine=ENGINE, **kwargs)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def seen() -> Iterator[list[events.Event]]:
     got: list[events.Event] = []
@@ -52,7 +68,7 @@ def seen() -> Iterator[list[events.Event]]:
 
 def test_transient_failures_are_retried_with_the_backoffs_waits(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError("reset"), TimeoutError("slow"))
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.linear(1.0, 1.0, 10.0), clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.linear(1.0, 1.0, 10.0), clock=clock)
     assert rt.call(fn, 1, key="v") == "ok"
     assert fn.calls == 3
     assert clock.sleeps == [1.0, 2.0]
@@ -62,7 +78,7 @@ def test_transient_failures_are_retried_with_the_backoffs_waits(clock: VirtualCl
 def test_a_permanent_error_is_reraised_at_once_as_is(clock: VirtualClock, seen: list[Any]) -> None:
     error = ValueError("bad input")
     fn = Flaky(error)
-    rt = rs.Retry(max_attempts=5, clock=clock)
+    rt = Retry(max_attempts=5, clock=clock)
     with pytest.raises(ValueError) as info:
         rt.call(fn)
     assert info.value is error
@@ -76,14 +92,14 @@ def test_a_permanent_error_is_reraised_at_once_as_is(clock: VirtualClock, seen: 
 def test_a_permanent_error_after_a_transient_one_stops_the_loop(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError(), PermissionError("denied"), ConnectionError())
     with pytest.raises(PermissionError):
-        rs.Retry(max_attempts=5, backoff=rs.Backoff.constant(0.1), clock=clock).call(fn)
+        Retry(max_attempts=5, backoff=rs.Backoff.constant(0.1), clock=clock).call(fn)
     assert fn.calls == 2
 
 
 def test_exhaustion_reraises_the_last_error_with_a_note(clock: VirtualClock) -> None:
     last = ConnectionError("third")
     fn = Flaky(ConnectionError("first"), ConnectionError("second"), last)
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0.5), name="payments", clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(0.5), name="payments", clock=clock)
     with pytest.raises(ConnectionError) as info:
         rt.call(fn)
     assert info.value is last
@@ -98,7 +114,7 @@ def test_the_same_exception_object_keeps_a_single_note(clock: VirtualClock) -> N
     def always() -> None:
         raise error
 
-    rt = rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
+    rt = Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
     for _ in range(5):
         with pytest.raises(ConnectionError):
             rt.call(always)
@@ -107,7 +123,7 @@ def test_the_same_exception_object_keeps_a_single_note(clock: VirtualClock) -> N
 
 def test_retry_exhausted_only_for_a_retryable_result(clock: VirtualClock) -> None:
     clf = rs.Classifier(result=lambda r: rs.Verdict.TRANSIENT if r is None else None)
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(1), classifier=clf, clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(1), classifier=clf, clock=clock)
     with pytest.raises(rs.RetryExhausted) as info:
         rt.call(lambda: None)
     assert info.value.attempts == 3
@@ -118,34 +134,34 @@ def test_retry_exhausted_only_for_a_retryable_result(clock: VirtualClock) -> Non
 
 def test_a_zero_wait_never_sleeps(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError(), ConnectionError())
-    assert rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock).call(fn) == "ok"
+    assert Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock).call(fn) == "ok"
     assert clock.sleeps == []
 
 
 def test_retry_after_in_seconds_is_honoured(clock: VirtualClock) -> None:
     fn = Flaky(HTTPError(429, {"Retry-After": "7"}))
-    rt = rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0.5), clock=clock)
+    rt = Retry(max_attempts=2, backoff=rs.Backoff.constant(0.5), clock=clock)
     assert rt.call(fn) == "ok"
     assert clock.sleeps == [7.0]
 
 
 def test_retry_after_never_shortens_the_backoff(clock: VirtualClock) -> None:
     fn = Flaky(HTTPError(503, {"Retry-After": "1"}))
-    rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(4), clock=clock).call(fn)
+    Retry(max_attempts=2, backoff=rs.Backoff.constant(4), clock=clock).call(fn)
     assert clock.sleeps == [4.0]
 
 
 def test_retry_after_as_an_http_date_is_honoured(clock: VirtualClock) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     fn = Flaky(HTTPError(429, {"Retry-After": when}))
-    rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0.1), clock=clock).call(fn)
+    Retry(max_attempts=2, backoff=rs.Backoff.constant(0.1), clock=clock).call(fn)
     (slept,) = clock.sleeps
     assert 28.0 <= slept <= 30.5
 
 
 def test_retry_after_can_be_ignored(clock: VirtualClock) -> None:
     fn = Flaky(HTTPError(429, {"Retry-After": "60"}))
-    rt = rs.Retry(
+    rt = Retry(
         max_attempts=2,
         backoff=rs.Backoff.constant(2),
         respect_retry_after=False,
@@ -157,13 +173,13 @@ def test_retry_after_can_be_ignored(clock: VirtualClock) -> None:
 
 def test_rate_limited_without_retry_after_never_retries_at_once(clock: VirtualClock) -> None:
     fn = Flaky(HTTPError(429), HTTPError(429))
-    rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock).call(fn)
+    Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock).call(fn)
     assert len(clock.sleeps) == 2
     assert all(s > 0 for s in clock.sleeps)
     # with jitter it keeps at least half the un-jittered delay
     clock2 = VirtualClock()
     fn2 = Flaky(*[HTTPError(429) for _ in range(50)])
-    rt = rs.Retry(
+    rt = Retry(
         max_attempts=51,
         backoff=rs.Backoff.exponential(1.0, 1.0, 1.0, jitter="full", seed=1),
         clock=clock2,
@@ -177,7 +193,7 @@ def test_a_retry_after_beyond_max_retry_after_gives_up_at_once(
 ) -> None:
     fn = Flaky(HTTPError(429, {"Retry-After": "86400"}))
     with pytest.raises(HTTPError) as info:
-        rs.Retry(max_attempts=5, clock=clock).call(fn)
+        Retry(max_attempts=5, clock=clock).call(fn)
     assert fn.calls == 1
     assert clock.sleeps == []
     assert "max_retry_after" in info.value.__notes__[0]
@@ -186,7 +202,7 @@ def test_a_retry_after_beyond_max_retry_after_gives_up_at_once(
 
 def test_the_deadline_cuts_retries(clock: VirtualClock, seen: list[Any]) -> None:
     fn = Flaky(*[ConnectionError() for _ in range(10)])
-    rt = rs.Retry(max_attempts=10, backoff=rs.Backoff.constant(1.0), deadline=2.5, clock=clock)
+    rt = Retry(max_attempts=10, backoff=rs.Backoff.constant(1.0), deadline=2.5, clock=clock)
     with pytest.raises(ConnectionError) as info:
         rt.call(fn)
     # attempts at t=0, 1, 2; the wait to t=3 would cross the deadline: stop at once
@@ -200,7 +216,7 @@ def test_the_deadline_cuts_retries(clock: VirtualClock, seen: list[Any]) -> None
 def test_a_retry_after_past_the_deadline_ends_the_loop(clock: VirtualClock) -> None:
     fn = Flaky(HTTPError(429, {"Retry-After": "30"}))
     with pytest.raises(HTTPError):
-        rs.Retry(max_attempts=3, deadline=10, clock=clock).call(fn)
+        Retry(max_attempts=3, deadline=10, clock=clock).call(fn)
     assert fn.calls == 1
     assert clock.sleeps == []
 
@@ -210,7 +226,7 @@ def test_the_deadline_counts_time_spent_in_attempts(clock: VirtualClock) -> None
         clock.advance(4)
         raise ConnectionError()
 
-    rt = rs.Retry(max_attempts=10, backoff=rs.Backoff.constant(0), deadline=10, clock=clock)
+    rt = Retry(max_attempts=10, backoff=rs.Backoff.constant(0), deadline=10, clock=clock)
     with pytest.raises(ConnectionError):
         rt.call(slow)
     assert clock.monotonic() == 12.0  # attempts at 0, 4, 8; at 12 the deadline has passed
@@ -218,7 +234,7 @@ def test_the_deadline_counts_time_spent_in_attempts(clock: VirtualClock) -> None
 
 def test_a_budget_caps_retries_under_a_storm(clock: VirtualClock, seen: list[Any]) -> None:
     budget = rs.RetryBudget(ratio=0.1, min_per_second=5)
-    rt = rs.Retry(max_attempts=5, backoff=rs.Backoff.constant(0), budget=budget, clock=clock)
+    rt = Retry(max_attempts=5, backoff=rs.Backoff.constant(0), budget=budget, clock=clock)
     attempts = 0
 
     def down() -> None:
@@ -255,14 +271,14 @@ def test_budget_deposits_expire_after_ttl(clock: VirtualClock) -> None:
 def test_cancellation_and_keyboard_interrupt_are_never_retried(clock: VirtualClock) -> None:
     fn = Flaky(KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        rs.Retry(max_attempts=3, clock=clock).call(fn)
+        Retry(max_attempts=3, clock=clock).call(fn)
     assert fn.calls == 1
 
 
 def test_decorator_keeps_the_function(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError())
 
-    @rs.Retry(backoff=rs.Backoff.constant(0), clock=clock)
+    @Retry(backoff=rs.Backoff.constant(0), clock=clock)
     def wrapped(x: int) -> str:
         """Docs."""
         return fn(x)
@@ -274,7 +290,7 @@ def test_decorator_keeps_the_function(clock: VirtualClock) -> None:
 
 def test_events_for_each_retry(clock: VirtualClock, seen: list[Any]) -> None:
     fn = Flaky(ConnectionError(), HTTPError(429, {"Retry-After": "2"}))
-    rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(1), name="api", clock=clock).call(fn)
+    Retry(max_attempts=3, backoff=rs.Backoff.constant(1), name="api", clock=clock).call(fn)
     attempted = [e for e in seen if isinstance(e, events.RetryAttempted)]
     assert [(e.operation, e.attempt, e.delay, e.verdict) for e in attempted] == [
         ("api", 1, 1.0, "transient"),
@@ -286,7 +302,7 @@ def test_events_for_each_retry(clock: VirtualClock, seen: list[Any]) -> None:
 @pytest.mark.anyio
 async def test_async_retry(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError(), TimeoutError())
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0.5), clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(0.5), clock=clock)
     assert await rt.acall(fn.acall, "x") == "ok"
     assert clock.sleeps == [0.5, 0.5]
     assert fn.calls == 3
@@ -294,7 +310,7 @@ async def test_async_retry(clock: VirtualClock) -> None:
 
 @pytest.mark.anyio
 async def test_async_exhaustion_and_permanent(clock: VirtualClock) -> None:
-    rt = rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
+    rt = Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
     fn = Flaky(ConnectionError("a"), ConnectionError("b"))
     with pytest.raises(ConnectionError, match="b") as info:
         await rt.acall(fn.acall)
@@ -309,7 +325,7 @@ async def test_async_exhaustion_and_permanent(clock: VirtualClock) -> None:
 async def test_async_decorator_and_deadline(clock: VirtualClock) -> None:
     fn = Flaky(*[ConnectionError() for _ in range(5)])
 
-    @rs.Retry(max_attempts=10, backoff=rs.Backoff.constant(2), deadline=5, clock=clock)
+    @Retry(max_attempts=10, backoff=rs.Backoff.constant(2), deadline=5, clock=clock)
     async def op() -> str:
         return fn()
 
@@ -320,7 +336,7 @@ async def test_async_decorator_and_deadline(clock: VirtualClock) -> None:
 
 
 def test_tenacity_kwargs_drive_tenacity_with_the_same_policy(clock: VirtualClock) -> None:
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0.25), clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(0.25), clock=clock)
     fn = Flaky(ConnectionError(), ConnectionError())
     assert tenacity.Retrying(**rt.tenacity_kwargs())(fn) == "ok"
     assert clock.sleeps == [0.25, 0.25]
@@ -337,7 +353,7 @@ def test_tenacity_kwargs_drive_tenacity_with_the_same_policy(clock: VirtualClock
 
 @pytest.mark.anyio
 async def test_tenacity_kwargs_async(clock: VirtualClock) -> None:
-    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(1), clock=clock)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(1), clock=clock)
     fn = Flaky(ConnectionError())
     retrying = tenacity.AsyncRetrying(**rt.tenacity_kwargs(asynchronous=True))
     assert await retrying(fn.acall) == "ok"
@@ -363,7 +379,7 @@ def test_bad_arguments_raise_config_error_naming_them(
     kwargs: dict[str, Any], argument: str
 ) -> None:
     with pytest.raises(rs.ConfigError) as info:
-        rs.Retry(**kwargs)
+        Retry(**kwargs)
     assert [loc for loc, _ in info.value.errors] == [argument]
 
 
@@ -378,6 +394,8 @@ def test_every_bad_argument_is_listed_at_once() -> None:
 
 
 def test_repr_names_the_policy() -> None:
-    text = repr(rs.Retry(max_attempts=4, name="x"))
+    text = repr(Retry(max_attempts=4, name="x"))
     assert "max_attempts=4" in text
+    with pytest.raises(rs.ConfigError):
+        rs.Retry(engine="fast")  # type: ignore[arg-type]
     assert "Backoff.exponential" in text
