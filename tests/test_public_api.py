@@ -3,6 +3,7 @@ leaks, and `import resilience` stays cheap."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -56,6 +57,26 @@ def test_all_matches_what_dir_offers() -> None:
     listed = {name for name in rs.__all__ if not name.startswith("_")}
     assert offered - listed == set(), "public in dir() but not in __all__"
     assert listed - offered == set(), "in __all__ but not in dir()"
+
+
+FOUNDATION = ["resilience.classify", "resilience.events", "resilience.stores", "resilience.testing"]
+
+
+@pytest.mark.parametrize("module_name", FOUNDATION)
+def test_foundation_modules_all_resolves_and_is_sorted(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert module.__all__ == sorted(module.__all__, key=lambda n: (_group(n), n))
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module_name}.{name}"
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, ModuleType)
+        and getattr(value, "__module__", module_name) == module_name
+        and name != "annotations"
+    }
+    assert public - set(module.__all__) == set(), f"{module_name}: public but not in __all__"
 
 
 def test_design_contract_names_are_all_exported() -> None:
