@@ -156,7 +156,7 @@ class QueueMachine(RuleBasedStateMachine):
         return Held(lease, self.tokens, self.q, expected)
 
     def still_held(self, held: Held) -> list[int]:
-        self.expire()
+        # An expired lease still settles its items until another lease reclaims them.
         return [
             s
             for s in held.seqs
@@ -254,7 +254,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert report.remaining == sum(r.state != "dead" for r in self.rows.values())
 
 
-QueueMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+QueueMachine.TestCase.settings = settings(stateful_step_count=30, deadline=None)
 test_queue_model = QueueMachine.TestCase
 
 

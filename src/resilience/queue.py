@@ -23,14 +23,17 @@ Example:
 The file's layout (schema version 1; `PRAGMA application_id` = 0x52534C51 "RSLQ" and
 `PRAGMA user_version` = 1, checked on every open):
 
-    items(seq INTEGER PRIMARY KEY AUTOINCREMENT, rank INTEGER, payload TEXT (JSON),
-          key TEXT UNIQUE, attempts INTEGER, state INTEGER (0 ready, 1 leased, 2 dead),
-          lease_until REAL (wall time), lease_id INTEGER, created_at REAL, error TEXT,
-          dead_at REAL)
-    counts(bucket INTEGER PRIMARY KEY, n INTEGER)   -- ranks 0..3 (live items), 4 (dead);
-                                                     -- kept by triggers
-    index items_ready(rank, seq) WHERE state = 0    -- serves every lease: no scan, no sort
-    index items_leased(lease_until) WHERE state = 1 -- finds expired leases
+    items(seq INTEGER PRIMARY KEY AUTOINCREMENT, rank INTEGER (0 CRITICAL .. 3 LOW),
+          payload TEXT (JSON), key TEXT, attempts INTEGER, state INTEGER (0 live, 2 dead),
+          lease_until REAL (wall time; NULL or past: not leased), lease_id INTEGER,
+          created_at REAL, error TEXT, dead_at REAL)
+    counts(bucket INTEGER PRIMARY KEY, n INTEGER)  -- live items per rank 0..3; 4: dead
+    unique index items_key(key) WHERE key IS NOT NULL
+    index items_ready(rank, seq) WHERE state = 0   -- serves every lease in order: no sort
+
+A lease writes `lease_until`/`lease_id` in place (no index changes); the next lease walks
+`items_ready` from its start and skips the items whose lease has not expired, so its cost
+grows with the items in flight, never with the queue's length.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ APPLICATION_ID = 0x52534C51
 SCHEMA_VERSION = 1
 """`PRAGMA user_version` of the files this version writes; newer files are refused."""
 
-_READY, _LEASED, _DEAD = 0, 1, 2
+_LIVE, _DEAD = 0, 2
 _DEAD_BUCKET = 4
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
@@ -81,7 +84,7 @@ CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     rank INTEGER NOT NULL,
     payload TEXT NOT NULL,
-    key TEXT UNIQUE,
+    key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     state INTEGER NOT NULL DEFAULT 0,
     lease_until REAL,
@@ -90,25 +93,10 @@ CREATE TABLE IF NOT EXISTS items (
     error TEXT,
     dead_at REAL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items(key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_ready ON items(rank, seq) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS items_leased ON items(lease_until) WHERE state = 1;
 CREATE TABLE IF NOT EXISTS counts (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 INSERT OR IGNORE INTO counts(bucket, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0), (4, 0);
-CREATE TRIGGER IF NOT EXISTS items_counted_in AFTER INSERT ON items BEGIN
-    UPDATE counts SET n = n + 1
-    WHERE bucket = CASE WHEN NEW.state = 2 THEN 4 ELSE NEW.rank END;
-END;
-CREATE TRIGGER IF NOT EXISTS items_counted_out AFTER DELETE ON items BEGIN
-    UPDATE counts SET n = n - 1
-    WHERE bucket = CASE WHEN OLD.state = 2 THEN 4 ELSE OLD.rank END;
-END;
-CREATE TRIGGER IF NOT EXISTS items_counted_moved AFTER UPDATE OF state ON items
-WHEN (OLD.state = 2) <> (NEW.state = 2) BEGIN
-    UPDATE counts SET n = n - 1
-    WHERE bucket = CASE WHEN OLD.state = 2 THEN 4 ELSE OLD.rank END;
-    UPDATE counts SET n = n + 1
-    WHERE bucket = CASE WHEN NEW.state = 2 THEN 4 ELSE NEW.rank END;
-END;
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -231,7 +219,7 @@ class QueueStats:
     Attributes:
         depth: live items (ready and leased), as `len(q)`.
         by_priority: live items per priority name.
-        leased: items currently leased to a consumer (expired leases included until reclaimed).
+        leased: items under a lease that has not expired (counting them reads the table).
         dead_letters: items in the dead letters.
         max_items: the queue's limit (None: unbounded).
     """
@@ -553,6 +541,23 @@ class OfflineQueue:
             if live > self.max_items:
                 raise QueueFull(self.max_items, operation=self.name)
 
+    @staticmethod
+    def _count(db: sqlite3.Connection, ranks: Iterable[int], sign: int, dead: bool = False) -> None:
+        """Keep `counts` in step, one statement per bucket touched (not per row): live items
+        of each rank, and dead letters. `sign` +1 adds the items, -1 removes them; `dead`
+        moves them between their rank and the dead bucket (+1: into the dead letters)."""
+        tally = [0] * 5
+        for rank in ranks:
+            tally[rank] += 1
+        if dead:
+            total = sum(tally)
+            tally = [-n for n in tally]
+            tally[_DEAD_BUCKET] = total
+        db.executemany(
+            "UPDATE counts SET n = n + ? WHERE bucket = ?",
+            [(sign * n, bucket) for bucket, n in enumerate(tally) if n],
+        )
+
     # --- putting --------------------------------------------------------------------------
 
     def put(
@@ -615,39 +620,53 @@ class OfflineQueue:
             >>> q.put_many([("a", Priority.LOW), ("b", Priority.HIGH, "k-b")])
             [1, 2]
         """
-        rows: list[tuple[int, str, str | None]] = []
+        now = self.clock.time()
+        rows: list[tuple[int, str, float]] = []  # (rank, payload, created_at)
+        keys: list[str | None] = []
+        keyed = False
+        get_rank = _RANK_OF.get
+        dumps = _dumps
         for entry in entries:
-            if not isinstance(entry, tuple | list) or len(entry) not in (2, 3):
+            if type(entry) is tuple and len(entry) == 2:  # the common case, kept cheap
+                payload, priority = entry
+                key = None
+            elif isinstance(entry, tuple | list) and len(entry) in (2, 3):
+                payload, priority = entry[0], entry[1]
+                key = entry[2] if len(entry) == 3 else None
+                _check_key(key)
+                keyed = keyed or key is not None
+            else:
                 raise TypeError(
                     "put_many takes (payload, priority) or (payload, priority, key) tuples, "
                     f"got {type(entry).__name__} {entry!r:.80}"
                 )
-            key = entry[2] if len(entry) == 3 else None
-            _check_key(key)
-            rows.append((_rank(entry[1]), _encode(entry[0]), key))
+            rank = get_rank(priority) if type(priority) is Priority else _rank(priority)
+            try:
+                text = dumps(payload)
+            except (TypeError, ValueError):
+                text = _encode(payload)  # raises the TypeError that names the type
+            rows.append((rank, text, now))  # type: ignore[arg-type]
+            keys.append(key)
         if not rows:
             return []
-        now = self.clock.time()
-        keyed = any(r[2] is not None for r in rows)
 
         def insert(db: sqlite3.Connection) -> tuple[list[int], list[int]]:
             if keyed:
                 seqs, fresh = [], []
-                for rank, text, key in rows:
+                for (rank, text, _), key in zip(rows, keys, strict=True):
                     seq, new = self._insert_keyed_unchecked(db, rank, text, key, now)
                     seqs.append(seq)
                     if new:
                         fresh.append(rank)
                 self._check_room(db)
                 return seqs, fresh
-            db.executemany(
-                "INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)",
-                [(rank, text, now) for rank, text, _ in rows],
-            )
+            db.executemany("INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)", rows)
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            ranks = [r[0] for r in rows]
+            self._count(db, ranks, +1)
             self._check_room(db)
             # The write lock is held: the rows took consecutive seqs.
-            return list(range(last - len(rows) + 1, last + 1)), [r[0] for r in rows]
+            return list(range(last - len(rows) + 1, last + 1)), ranks
 
         seqs: list[int]
         fresh: list[int]
@@ -669,6 +688,7 @@ class OfflineQueue:
             "INSERT INTO items(rank, payload, key, created_at) VALUES (?, ?, ?, ?)",
             (rank, text, key, now),
         )
+        db.execute("UPDATE counts SET n = n + 1 WHERE bucket = ?", (rank,))
         return cur.lastrowid, True  # type: ignore[return-value]
 
     # --- leasing --------------------------------------------------------------------------
@@ -700,16 +720,12 @@ class OfflineQueue:
         now = self.clock.time()
 
         def take(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            db.execute(
-                "UPDATE items SET state = 0, lease_until = NULL, lease_id = NULL "
-                "WHERE state = 1 AND lease_until <= ?",
-                (now,),
-            )
             return db.execute(
-                "UPDATE items SET state = 1, lease_until = ?, lease_id = ? WHERE seq IN "
-                "(SELECT seq FROM items WHERE state = 0 ORDER BY rank, seq LIMIT ?) "
+                "UPDATE items SET lease_until = ?, lease_id = ? WHERE seq IN "
+                "(SELECT seq FROM items WHERE state = 0 "
+                "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY rank, seq LIMIT ?) "
                 "RETURNING rank, seq, payload, attempts, key",
-                (now + visibility, lease_id, n),
+                (now + visibility, lease_id, now, n),
             ).fetchall()
 
         rows = self._write(take, durable=False)
@@ -719,18 +735,29 @@ class OfflineQueue:
             for rank, seq, text, attempts, key in rows
         ]
 
-    def _ack_leased(self, seqs: Sequence[int], lease_id: int) -> int:
+    def _delete(self, seqs: Sequence[int], lease_id: int | None) -> int:
+        owned = "" if lease_id is None else " AND lease_id = ?"
+        args: tuple[Any, ...] = (_dumps(list(seqs)),)
+        if lease_id is not None:
+            args += (lease_id,)
+
         def delete(db: sqlite3.Connection) -> int:
-            cur = db.executemany(
-                "DELETE FROM items WHERE seq = ? AND lease_id = ?", [(s, lease_id) for s in seqs]
-            )
-            return cur.rowcount
+            ranks = db.execute(
+                "DELETE FROM items WHERE seq IN (SELECT value FROM json_each(?)) "
+                f"AND state = 0{owned} RETURNING rank",
+                args,
+            ).fetchall()
+            self._count(db, (r[0] for r in ranks), -1)
+            return len(ranks)
 
         done: int = self._write(delete)
         if done and events.enabled:
             events.emit(events.QueueDelivered(self.name, done))
             self._emit_depth()
         return done
+
+    def _ack_leased(self, seqs: Sequence[int], lease_id: int) -> int:
+        return self._delete(seqs, lease_id)
 
     def ack(self, seqs: int | Iterable[int]) -> int:
         """Delete delivered items (live ones: dead letters are left alone); returns how many.
@@ -743,18 +770,7 @@ class OfflineQueue:
             >>> q.ack([seq]), len(q)
             (1, 0)
         """
-        todo = _seqs(seqs)
-
-        def delete(db: sqlite3.Connection) -> int:
-            return db.executemany(
-                "DELETE FROM items WHERE seq = ? AND state <> 2", [(s,) for s in todo]
-            ).rowcount
-
-        done: int = self._write(delete)
-        if done and events.enabled:
-            events.emit(events.QueueDelivered(self.name, done))
-            self._emit_depth()
-        return done
+        return self._delete(_seqs(seqs), None)
 
     def nack(self, seqs: int | Iterable[int], error: str = "nacked") -> int:
         """Record a failed delivery: attempts + 1 and available again at once, or moved to
@@ -773,40 +789,41 @@ class OfflineQueue:
         limit = self.max_attempts
         reason = f"max_attempts: {error}"
         owned = "" if lease_id is None else " AND lease_id = ?"
+        args: tuple[Any, ...] = (limit, limit, reason, limit, now, _dumps(list(seqs)))
+        if lease_id is not None:
+            args += (lease_id,)
 
-        def fail(db: sqlite3.Connection) -> list[int]:
-            dead = []
-            for seq in seqs:
-                args: tuple[Any, ...] = (limit, limit, reason, limit, now, seq)
-                if lease_id is not None:
-                    args += (lease_id,)
-                row = db.execute(
-                    "UPDATE items SET attempts = attempts + 1, lease_until = NULL, "
-                    "lease_id = NULL, state = CASE WHEN attempts + 1 >= ? THEN 2 ELSE 0 END, "
-                    "error = CASE WHEN attempts + 1 >= ? THEN ? ELSE error END, "
-                    "dead_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE dead_at END "
-                    f"WHERE seq = ? AND state <> 2{owned} RETURNING state",
-                    args,
-                ).fetchone()
-                if row is not None and row[0] == _DEAD:
-                    dead.append(seq)
+        def fail(db: sqlite3.Connection) -> list[tuple[int, int]]:
+            rows = db.execute(
+                "UPDATE items SET attempts = attempts + 1, lease_until = NULL, "
+                "lease_id = NULL, state = CASE WHEN attempts + 1 >= ? THEN 2 ELSE 0 END, "
+                "error = CASE WHEN attempts + 1 >= ? THEN ? ELSE error END, "
+                "dead_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE dead_at END "
+                "WHERE seq IN (SELECT value FROM json_each(?)) "
+                f"AND state = 0{owned} RETURNING seq, rank, state",
+                args,
+            ).fetchall()
+            dead = sorted((seq, rank) for seq, rank, state in rows if state == _DEAD)
+            self._count(db, (rank for _, rank in dead), +1, dead=True)
             return dead
 
-        dead: list[int] = self._write(fail)
+        dead: list[tuple[int, int]] = self._write(fail)
         if dead and events.enabled:
-            for seq in dead:
+            for seq, _ in dead:
                 events.emit(events.QueueDeadLettered(self.name, seq, reason))
             self._emit_depth()
         return len(dead)
 
     def _release(self, seqs: Sequence[int], lease_id: int | None) -> None:
         owned = "" if lease_id is None else " AND lease_id = ?"
-        args = [(s,) if lease_id is None else (s, lease_id) for s in seqs]
+        args: tuple[Any, ...] = (_dumps(list(seqs)),)
+        if lease_id is not None:
+            args += (lease_id,)
 
         def release(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "UPDATE items SET state = 0, lease_until = NULL, lease_id = NULL "
-                f"WHERE seq = ? AND state = 1{owned}",
+            db.execute(
+                "UPDATE items SET lease_until = NULL, lease_id = NULL "
+                f"WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0{owned}",
                 args,
             )
 
@@ -815,17 +832,20 @@ class OfflineQueue:
     def _dead_letter(self, seq: int, reason: str, lease_id: int | None) -> bool:
         now = self.clock.time()
         owned = "" if lease_id is None else " AND lease_id = ?"
-        args: tuple[Any, ...] = (
-            (reason, now, seq) if lease_id is None else (reason, now, seq, lease_id)
-        )
+        args: tuple[Any, ...] = (reason, now, seq)
+        if lease_id is not None:
+            args += (lease_id,)
 
         def dead(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
+            row = db.execute(
                 "UPDATE items SET state = 2, attempts = attempts + 1, error = ?, dead_at = ?, "
-                f"lease_until = NULL, lease_id = NULL WHERE seq = ? AND state <> 2{owned}",
+                f"lease_until = NULL, lease_id = NULL WHERE seq = ? AND state = 0{owned} "
+                "RETURNING rank",
                 args,
-            )
-            return cur.rowcount == 1
+            ).fetchone()
+            if row is not None:
+                self._count(db, [row[0]], +1, dead=True)
+            return row is not None
 
         moved: bool = self._write(dead)
         if moved and events.enabled:
@@ -860,18 +880,18 @@ class OfflineQueue:
         Raises:
             QueueFull: they would take the queue over `max_items` (none requeued).
         """
-        todo = None if seqs is None else _seqs(seqs)
-        sql = (
-            "UPDATE items SET state = 0, attempts = 0, error = NULL, dead_at = NULL WHERE state = 2"
-        )
+        which = "" if seqs is None else " AND seq IN (SELECT value FROM json_each(?))"
+        args = () if seqs is None else (_dumps(_seqs(seqs)),)
 
         def requeue(db: sqlite3.Connection) -> int:
-            if todo is None:
-                n = db.execute(sql).rowcount
-            else:
-                n = db.executemany(sql + " AND seq = ?", [(s,) for s in todo]).rowcount
+            rows = db.execute(
+                "UPDATE items SET state = 0, attempts = 0, error = NULL, dead_at = NULL, "
+                f"lease_until = NULL, lease_id = NULL WHERE state = 2{which} RETURNING rank",
+                args,
+            ).fetchall()
+            self._count(db, (r[0] for r in rows), -1, dead=True)
             self._check_room(db)
-            return n
+            return len(rows)
 
         n: int = self._write(requeue)
         if n and events.enabled:
@@ -880,14 +900,13 @@ class OfflineQueue:
 
     def purge_dead(self, seqs: int | Iterable[int] | None = None) -> int:
         """Delete dead letters (all of them by default); returns how many."""
-        todo = None if seqs is None else _seqs(seqs)
+        which = "" if seqs is None else " AND seq IN (SELECT value FROM json_each(?))"
+        args = () if seqs is None else (_dumps(_seqs(seqs)),)
 
         def purge(db: sqlite3.Connection) -> int:
-            if todo is None:
-                return db.execute("DELETE FROM items WHERE state = 2").rowcount
-            return db.executemany(
-                "DELETE FROM items WHERE state = 2 AND seq = ?", [(s,) for s in todo]
-            ).rowcount
+            n: int = db.execute(f"DELETE FROM items WHERE state = 2{which}", args).rowcount
+            db.execute("UPDATE counts SET n = n - ? WHERE bucket = 4", (n,))
+            return n
 
         n: int = self._write(purge)
         return n
@@ -937,7 +956,9 @@ class OfflineQueue:
             1
         """
         counts = self._counts()
-        leased = self._read("SELECT count(*) FROM items WHERE state = 1")[0][0]
+        leased = self._read(
+            "SELECT count(*) FROM items WHERE state = 0 AND lease_until > ?", (self.clock.time(),)
+        )[0][0]
         return QueueStats(
             depth=sum(counts[:4]),
             by_priority={_BY_RANK[r].name: counts[r] for r in range(4)},
