@@ -470,6 +470,16 @@ def test_from_dict_rejects_foreign_data(data: Any) -> None:
         crdt.from_dict(data)
 
 
+def test_from_dict_rejects_absurdly_deep_data() -> None:
+    d = crdt.LWWRegister("a").to_dict()
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    d["state"]["value"] = deep
+    with pytest.raises(CRDTError):
+        crdt.from_dict(d)
+
+
 def test_from_dict_rejects_a_future_version_with_advice() -> None:
     d = _sample().to_dict()
     d["v"] = 2

@@ -155,6 +155,7 @@ def _message(**changes: Any) -> bytes:
         b"\x80\x04\x95 pickle",
         b"not json",
         b"[]",
+        b"[" * 100_000 + b"]" * 100_000,
         json.dumps({"format": "other"}).encode(),
         _message(v=2),
         _message(v="1"),

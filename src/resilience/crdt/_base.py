@@ -393,8 +393,8 @@ def from_dict(
         raise CRDTError(f"CRDT data has unexpected fields {sorted(map(str, set(data) ^ _TOP))}")
     try:
         expected = _checksum(data)
-    except (TypeError, ValueError) as exc:
-        raise CRDTError(f"CRDT data is not JSON-safe: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CRDTError(f"CRDT data is not JSON-safe: {type(exc).__name__}") from None
     if data["checksum"] != expected:
         raise CRDTError("CRDT data was altered (checksum mismatch); refusing to load it")
     cls = _REGISTRY.get(data["type"]) if type(data["type"]) is str else None

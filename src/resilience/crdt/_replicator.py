@@ -251,7 +251,7 @@ class Replicator:
         """
         try:
             message = json.loads(data)
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise CRDTError("a sync message that is not JSON was rejected") from None
         if type(message) is not dict or message.get("format") != WIRE_FORMAT:
             raise CRDTError("a sync message of a foreign format was rejected")
