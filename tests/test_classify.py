@@ -408,6 +408,48 @@ def test_foreign_transport_errors_are_recognised_by_module_and_name() -> None:
     assert verdict(other()) is P
 
 
+# --- exception groups -------------------------------------------------------------------
+
+
+def test_exception_groups_are_judged_by_their_leaves() -> None:
+    transient = ExceptionGroup("x", [ConnectionError(), TimeoutError()])
+    assert verdict(transient) is T
+    mixed = ExceptionGroup("x", [ConnectionError(), ValueError()])
+    assert verdict(mixed) is P
+    limited = ExceptionGroup(
+        "x",
+        [
+            ConnectionError(),
+            StatusError(429, {"Retry-After": "2"}),
+            ExceptionGroup("inner", [RateLimited(5.0), RateLimited(1.0)]),
+        ],
+    )
+    c = C.classify(limited)
+    assert (c.verdict, c.retry_after) == (R, 5.0)  # the longest wait of all leaves
+    assert verdict(BaseExceptionGroup("x", [KeyboardInterrupt()])) is P
+    # the same group type with other leaves is not answered from a cache
+    assert verdict(ExceptionGroup("x", [ConnectionError()])) is T
+    assert verdict(ExceptionGroup("x", [KeyError()])) is P
+    # a user's types come first, for the group and for its leaves
+    assert verdict(mixed, Classifier(transient=(ValueError,))) is T
+    assert verdict(transient, Classifier(permanent=(ExceptionGroup,))) is P
+
+
+@pytest.mark.anyio
+async def test_a_real_task_group_failure_is_transient() -> None:
+    import anyio
+
+    async def call_backend() -> None:
+        await anyio.sleep(0)
+        raise ConnectionResetError("peer reset")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_backend)
+            tg.start_soon(call_backend)
+    assert verdict(info.value) is T
+
+
 # --- rule 5 and results ---------------------------------------------------------------------
 
 

@@ -235,6 +235,9 @@ class Classifier:
        of httpx, aiohttp, anyio and redis-py TRANSIENT (recognised without importing them);
     5. any other exception PERMANENT.
 
+    An exception group (what an anyio task group raises) is judged by its leaves, after rule 1:
+    TRANSIENT or RATE_LIMITED when every leaf is retryable, PERMANENT otherwise.
+
     A returned result is SUCCESS unless `result(value)` returns a verdict, or, with
     `results_by_status=True`, it carries an error status (an HTTP response object). Policies
     inspect results only when `inspects_results` is true, so plain calls pay nothing for it.
@@ -356,6 +359,8 @@ class Classifier:
             return remember(exc_type, Verdict.PERMANENT, "permanent type")
         if self._transient and isinstance(exc, self._transient):
             return remember(exc_type, Verdict.TRANSIENT, "transient type")
+        if isinstance(exc, BaseExceptionGroup):  # e.g. from an anyio task group
+            return self._classify_group(exc)
         if isinstance(exc, ResilienceError):
             if isinstance(exc, CircuitOpenError):
                 wait = _finite_wait(exc.remaining)  # inf when forced open: no wait to honour
@@ -380,6 +385,16 @@ class Classifier:
         if foreign is not None:
             return remember(exc_type, foreign, exc_type.__name__)
         return remember(exc_type, Verdict.PERMANENT, "unknown error")
+
+    def _classify_group(self, group: BaseExceptionGroup[BaseException]) -> Classification:
+        """By its leaves: retryable only if every one is; the longest Retry-After wins."""
+        leaves = [self.classify(e) for e in group.exceptions]  # nested groups recurse
+        if any(not c.verdict.retryable for c in leaves):
+            return Classification(Verdict.PERMANENT, None, "exception group")
+        waits = [c.retry_after for c in leaves if c.retry_after is not None]
+        if any(c.verdict is Verdict.RATE_LIMITED for c in leaves):
+            return Classification(Verdict.RATE_LIMITED, max(waits, default=None), "exception group")
+        return Classification(Verdict.TRANSIENT, None, "exception group")
 
     def _remember(
         self, exc_type: type[BaseException], verdict: Verdict, why: str
