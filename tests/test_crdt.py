@@ -162,6 +162,24 @@ def test_hlc_observe_moves_past_remote_and_max_drift_refuses_far_future(
         hlc.observe(now_ms + 60_000, 0)
 
 
+def test_hlc_stamps_carry_the_replica_id(clock: VirtualClock) -> None:
+    hlc = crdt.HybridLogicalClock("b", clock=clock)
+    first, second = hlc.stamp(), hlc.stamp()
+    assert first < second
+    assert first[2] == "b"
+    with pytest.raises(CRDTError, match="replica"):
+        crdt.HybridLogicalClock(clock=clock).stamp()
+    shared = crdt.HybridLogicalClock("b", clock=clock)
+    reg, m = crdt.LWWRegister("b", hlc=shared), crdt.LWWMap("b", hlc=shared)
+    reg.set(1)
+    m.set("k", 2)
+    assert reg.timestamp is not None
+    assert m["k"] == 2
+    assert list(m) == ["k"]
+    with pytest.raises(KeyError):
+        m["missing"]
+
+
 # --- ORSet ---------------------------------------------------------------------------------
 
 

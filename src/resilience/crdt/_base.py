@@ -437,6 +437,7 @@ class HybridLogicalClock:
     are broken the same way on every replica.
 
     Args:
+        replica: optional owner id; only `stamp()` needs it.
         clock: where physical time comes from (`clock.time()`); pass a
             `resilience.testing.VirtualClock` in tests.
         max_drift: if set, `observe` refuses (CRDTError) a timestamp more than this many
@@ -450,9 +451,16 @@ class HybridLogicalClock:
         (True, True)
     """
 
-    __slots__ = ("_clock", "_counter", "_lock", "_ms", "max_drift")
+    __slots__ = ("_clock", "_counter", "_lock", "_ms", "max_drift", "replica")
 
-    def __init__(self, *, clock: Clock = SYSTEM_CLOCK, max_drift: float | None = None) -> None:
+    def __init__(
+        self,
+        replica: str | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        max_drift: float | None = None,
+    ) -> None:
+        self.replica = None if replica is None else check_replica(replica)
         self._clock = clock
         self._lock = threading.Lock()
         self._ms = 0
@@ -485,6 +493,17 @@ class HybridLogicalClock:
         with self._lock:
             if (ms, counter) > (self._ms, self._counter):
                 self._ms, self._counter = ms, counter
+
+    def stamp(self) -> Timestamp:
+        """A full LWW timestamp `(ms, counter, replica)`: `now()` plus this clock's replica.
+
+        Raises:
+            CRDTError: the clock was made without a replica id.
+        """
+        if self.replica is None:
+            raise CRDTError("HybridLogicalClock.stamp() needs a replica id: pass one to it")
+        ms, counter = self.now()
+        return (ms, counter, self.replica)
 
     def tick(self, after: Timestamp | None = None) -> tuple[int, int]:
         """`now()`, but also greater than `after` (a timestamp this replica has seen)."""

@@ -756,9 +756,18 @@ class LWWMap(CRDT):
         entry = self._entries.get(key)
         return entry[2] if entry is not None and entry[1] else default
 
+    def __getitem__(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        if entry is None or not entry[1]:
+            raise KeyError(key)
+        return entry[2]
+
     def __contains__(self, key: object) -> bool:
         entry = self._entries.get(key)
         return entry is not None and entry[1]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
 
     def __len__(self) -> int:
         return sum(1 for e in self._entries.values() if e[1])
