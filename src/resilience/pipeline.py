@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -168,8 +170,26 @@ class Pipeline:
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function."""
-        return decorate(self, fn)
+        """Decorate a sync or async function (its signature is kept)."""
+        if inspect.iscoroutinefunction(fn):
+            afirst, arest = self._afirst, self._arest
+            if afirst is None or self._sync_only is not None:
+                return decorate(self, fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await afirst(*arest, fn, *args, **kwargs)
+
+            return async_wrapper
+        first, rest = self._first, self._rest
+        if first is None:
+            return decorate(self, fn)
+
+        @functools.wraps(fn)  # straight into the first stage: no pipeline frame per call
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return first(*rest, fn, *args, **kwargs)
+
+        return wrapper
 
     def __len__(self) -> int:
         return self._n
