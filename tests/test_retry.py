@@ -399,3 +399,14 @@ def test_repr_names_the_policy() -> None:
     with pytest.raises(rs.ConfigError):
         rs.Retry(engine="fast")  # type: ignore[arg-type]
     assert "Backoff.exponential" in text
+
+
+def test_backoff_in_its_config_form(clock: VirtualClock) -> None:
+    rt = Retry(backoff={"kind": "constant", "delay": 0.75}, clock=clock)
+    rt.call(Flaky(ConnectionError()))
+    assert clock.sleeps == [0.75]
+    errors = rs.Retry.validate(backoff={"kind": "linear", "initial": -1, "step": 1})
+    assert errors == [("backoff.initial", "must be >= 0 and finite, got -1")]
+    with pytest.raises(rs.ConfigError) as info:
+        Retry(backoff={"kind": "exponential", "base": 2})
+    assert info.value.errors[0][0] == "backoff.base"

@@ -201,15 +201,9 @@ class Backoff:
         Raises:
             ConfigError: unknown kind or keys, or bad values (all of them listed).
         """
+        raise_if(_backoff_spec_errors(spec), "backoff")
         params = dict(spec)
         kind = params.pop("kind", "exponential")
-        allowed = _KIND_KEYS.get(kind) if isinstance(kind, str) else None
-        if allowed is None:
-            raise_if([("kind", f"must be one of {', '.join(map(repr, _KINDS))}; got {kind!r}")])
-            raise AssertionError  # pragma: no cover
-        unknown = sorted(set(params) - allowed - {"seed"})
-        if unknown:
-            raise_if([(k, f"is not an argument of Backoff.{kind}") for k in unknown], "backoff")
         factory: Callable[..., Backoff] = getattr(cls, kind)
         return factory(**params)
 
@@ -322,6 +316,25 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     "exponential": frozenset({"initial", "multiplier", "maximum", "jitter"}),
     "decorrelated": frozenset({"initial", "maximum"}),
 }
+
+
+def _backoff_spec_errors(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every problem with a backoff in its config form (keys are the kind's arguments)."""
+    params = dict(spec)
+    kind = params.pop("kind", "exponential")
+    allowed = _KIND_KEYS.get(kind) if isinstance(kind, str) else None
+    if allowed is None:
+        return [("kind", f"must be one of {', '.join(map(repr, _KINDS))}; got {kind!r}")]
+    unknown = sorted(set(params) - allowed - {"seed"}, key=str)
+    if unknown:
+        return [(str(k), f"is not an argument of Backoff.{kind}") for k in unknown]
+    defaults: dict[str, Any] = {"jitter": "full" if kind == "exponential" else None}
+    if kind == "constant":
+        defaults["delay"] = params.get("delay")
+        if defaults["delay"] is None:
+            return [("delay", "is required for a constant backoff")]
+    params.pop("seed", None)
+    return Backoff.validate(kind=kind, **{**defaults, **params})
 
 
 # --- retry budget ----------------------------------------------------------------------------
@@ -489,7 +502,8 @@ class Retry:
 
     Args:
         max_attempts: total attempts, an integer >= 1 (1 = no retry).
-        backoff: a `Backoff`; default exponential, 0.1 s doubling up to 10 s, full jitter.
+        backoff: a `Backoff` (or its config form, `{"kind": "exponential", "initial": 0.5,
+            ...}`); default exponential, 0.1 s doubling up to 10 s, full jitter.
         deadline: seconds for all attempts and waits together, or None.
         classifier: decides what is retried (default `DEFAULT_CLASSIFIER`).
         respect_retry_after: honour the Retry-After of RATE_LIMITED outcomes.
@@ -533,7 +547,7 @@ class Retry:
     def __init__(
         self,
         max_attempts: int = 3,
-        backoff: Backoff | None = None,
+        backoff: Backoff | Mapping[str, Any] | None = None,
         deadline: float | None = None,
         classifier: Classifier = DEFAULT_CLASSIFIER,
         respect_retry_after: bool = True,
@@ -561,7 +575,9 @@ class Retry:
         )
         self.engine = engine
         self.max_attempts = max_attempts
-        self.backoff = backoff if backoff is not None else Backoff.exponential()
+        if isinstance(backoff, Mapping):
+            backoff = Backoff.from_dict(backoff)
+        self.backoff: Backoff = backoff if backoff is not None else Backoff.exponential()
         self.deadline = None if deadline is None else float(deadline)
         self.classifier = classifier
         self.respect_retry_after = respect_retry_after
@@ -591,7 +607,9 @@ class Retry:
         """Every problem with these arguments, as (argument, message); empty if none."""
         e = Errors()
         e.integer("max_attempts", max_attempts, minimum=1)
-        if backoff is not None and not isinstance(backoff, Backoff):
+        if isinstance(backoff, Mapping):
+            e.extend((f"backoff.{loc}", msg) for loc, msg in _backoff_spec_errors(backoff))
+        elif backoff is not None and not isinstance(backoff, Backoff):
             e.append(("backoff", f"must be a Backoff, got {type(backoff).__name__}"))
         if deadline is not None:
             e.positive("deadline", deadline)
