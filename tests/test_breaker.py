@@ -803,3 +803,39 @@ def test_window_objects_validate() -> None:
         TimeWindow(seconds=10, buckets=0)
     br = CircuitBreaker("w", window={"kind": "time", "seconds": 30})
     assert br.window == TimeWindow(seconds=30)
+
+
+class BrokenStore(MemoryStore):
+    """A store whose writes fail, like a database that went away."""
+
+    def set(self, key: str, value: Any) -> None:
+        raise OSError("disk full")
+
+
+def test_a_failing_store_does_not_fail_the_call(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+    br = make(clock, store=BrokenStore())
+    fail(br, 4)  # the 4th failure opens it; the write fails; the caller sees its own error
+    assert br.state is CircuitState.OPEN
+    assert len(reported) == 1
+    assert isinstance(reported[0].exc_value, OSError)
+    assert "could not write its state" in reported[0].err_msg
+
+
+def test_a_failing_result_classifier_frees_the_trial_slot(clock: VirtualClock) -> None:
+    def judge(result: object) -> rs.Verdict | None:
+        if result == "weird":
+            raise RuntimeError("classifier bug")
+        return None
+
+    br = make(clock, classifier=rs.Classifier(result=judge), half_open_calls=1)
+    fail(br, 4)
+    clock.advance(10)
+    with pytest.raises(RuntimeError, match="classifier bug"):
+        br.call(lambda: "weird")
+    assert br.snapshot()["trial_calls"] == 0
+    succeed(br)
+    assert br.state is CircuitState.CLOSED

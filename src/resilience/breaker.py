@@ -520,7 +520,11 @@ class CircuitBreaker:
 
     def _succeeded(self, epoch: int, t0: float, now: float, result: object) -> None:
         if self._inspects:
-            verdict = self._classify_result(result).verdict
+            try:
+                verdict = self._classify_result(result).verdict
+            except BaseException:  # the user's result= callable failed: free the slot
+                self._release(epoch)
+                raise
             if verdict is not _SUCCESS:
                 if verdict in _COUNTED:
                     self._record(
@@ -607,10 +611,11 @@ class CircuitBreaker:
     # --- the core: transitions (called with the lock held) -------------------------------
 
     def _to(self, new: CircuitState, reason: str, now: float) -> bool:
+        # Lock-free readers look at `_closed_epoch`, `_state` and `_open_until`: close the
+        # fast path first, publish the new state only once its fields are in place.
         old = self._state
-        self._state = new
+        self._closed_epoch = None
         self._epoch += 1
-        self._closed_epoch = self._epoch if new is _CLOSED and not self._shared else None
         if new is _OPEN or new is _FORCED_OPEN:
             self._opened_at = now
             self._open_until = now + self._duration if new is _OPEN else math.inf
@@ -624,6 +629,9 @@ class CircuitBreaker:
             self._reopens = 0
             self._opened_wall = None
             self._reason = ""
+        self._state = new
+        if new is _CLOSED and not self._shared:
+            self._closed_epoch = self._epoch
         self._version += 1
         self._pending.append((old, new, reason, self._record_dict()))
         return True
@@ -724,9 +732,8 @@ class CircuitBreaker:
         if not (math.isfinite(duration) and duration > 0):
             return
         old = self._state
-        self._state = state
+        self._closed_epoch = None  # as in `_to`: fields first, the state last
         self._epoch += 1
-        self._closed_epoch = self._epoch if state is _CLOSED and not self._shared else None
         self._version = version
         self._seen = record
         self._written = max(self._written, version)
@@ -741,7 +748,7 @@ class CircuitBreaker:
             elapsed = 0.0 if opened_wall is None else max(self._wall() - opened_wall, 0.0)
             self._opened_at = now - elapsed
             if state is _HALF_OPEN:
-                self._state = _OPEN
+                state = _OPEN
                 self._open_until = now
             elif state is _OPEN:
                 self._open_until = self._opened_at + duration
@@ -749,8 +756,11 @@ class CircuitBreaker:
                 self._open_until = math.inf
         elif old is not state:
             self._clear_window()
-        if event and old is not self._state:
-            self._pending.append((old, self._state, "shared store", record))
+        self._state = state
+        if state is _CLOSED and not self._shared:
+            self._closed_epoch = self._epoch
+        if event and old is not state:
+            self._pending.append((old, state, "shared store", record))
 
     # --- inspection and manual control -------------------------------------------------------
 
