@@ -225,4 +225,4 @@ class BreakerMachine(RuleBasedStateMachine):
 
 
 TestBreakerModel = BreakerMachine.TestCase
-TestBreakerModel.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestBreakerModel.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
