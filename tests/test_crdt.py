@@ -311,6 +311,20 @@ def test_ormap_concurrent_updates_of_one_key_join_by_the_value_type() -> None:
     assert merged.merge(a).merge(b).value == {"title": "Final"}
 
 
+def test_ormap_recreated_key_never_reuses_nested_dots() -> None:
+    """A removes a set-valued key and re-creates it while C, not having seen the removal,
+    updates it: A's new element and C's new element both survive; the elements A removed
+    (with the key) stay removed."""
+    a = crdt.ORMap("A", crdt.ORSet)
+    a.update("k", lambda s: (s.add("x1"), s.add("x2"), s.add("x3")))
+    c = crdt.ORMap("C", crdt.ORSet).merge(a)
+    a.remove("k")
+    a.update("k", lambda s: s.add("y"))
+    c.update("k", lambda s: s.add("z"))
+    assert a.merge(c).value == c.merge(a).value == {"k": {"y", "z"}}
+    assert a.context_size == 1  # the map's counter skipped ahead without leaving a dot cloud
+
+
 def test_ormap_get_returns_a_copy_and_nested_maps_work(clock: VirtualClock) -> None:
     doc = crdt.ORMap("a", crdt.ORMap, clock=clock)
     doc.update("section", lambda s: s.update("p1", lambda r: r.set("text")))

@@ -223,6 +223,16 @@ def add_dot(vv: dict[str, int], cloud: set[Dot], dot: Dot) -> None:
     compact(vv, cloud)
 
 
+def own_counter(replica: str, vv: dict[str, int], cloud: set[Dot]) -> int:
+    return next_dot(replica, vv, cloud)[1] - 1
+
+
+def seed(replica: str, floor: int, vv: dict[str, int], cloud: set[Dot]) -> None:
+    if vv.get(replica, 0) < floor:
+        vv[replica] = floor
+        compact(vv, cloud)
+
+
 def cc_state(vv: dict[str, int], cloud: set[Dot]) -> dict[str, Any]:
     return {"vv": dict(vv), "cloud": [list(d) for d in sorted(cloud)]}
 
@@ -330,6 +340,15 @@ class CRDT:
     @classmethod
     def _empty(cls, replica: str, hlc: HybridLogicalClock) -> Self:
         return cls(replica)  # type: ignore[call-arg]
+
+    # Dot-based types (ORSet, MVRegister, ORMap) nested in an ORMap override these two, so a
+    # value re-created after its key was removed never reuses a dot of an earlier one.
+    def _counter(self, replica: str) -> int:
+        """The highest dot counter of `replica` this state has seen (0: not dot-based)."""
+        return 0
+
+    def _seed(self, replica: str, floor: int) -> None:
+        """Mark dots of `replica` up to `floor` as seen, so new ones are greater."""
 
     @classmethod
     def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:

@@ -30,8 +30,10 @@ from ._base import (
     covered,
     inner_state,
     next_dot,
+    own_counter,
     parse_cc,
     parse_inner,
+    seed,
     want_counts,
     want_dict,
     want_dot,
@@ -423,6 +425,12 @@ class MVRegister(CRDT):
             and self._cloud == other._cloud
         )
 
+    def _counter(self, replica: str) -> int:
+        return own_counter(replica, self._vv, self._cloud)
+
+    def _seed(self, replica: str, floor: int) -> None:
+        seed(replica, floor, self._vv, self._cloud)
+
     def _state(self) -> dict[str, Any]:
         return {
             "entries": [[d[0], d[1], self._entries[d]] for d in sorted(self._entries)],
@@ -645,6 +653,12 @@ class ORSet(CRDT):
             and self._vv == other._vv
             and self._cloud == other._cloud
         )
+
+    def _counter(self, replica: str) -> int:
+        return own_counter(replica, self._vv, self._cloud)
+
+    def _seed(self, replica: str, floor: int) -> None:
+        seed(replica, floor, self._vv, self._cloud)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -915,6 +929,9 @@ class ORMap(CRDT):
             value: CRDT = vt._empty(self.replica, self._hlc)
         else:
             value = current._rebind(self.replica, self._hlc)
+        # nested dots continue after every one this replica issued in this map, even for a
+        # value re-created after its key was removed (its old dots may still be around)
+        value._seed(self.replica, own_counter(self.replica, self._vv, self._cloud))
         mutate(value)
         return self._put(key, value)
 
@@ -934,14 +951,21 @@ class ORMap(CRDT):
         return self._put(key, joined._rebind(self.replica, self._hlc))
 
     def _put(self, key: Any, value: CRDT) -> Self:
-        dot = next_dot(self.replica, self._vv, self._cloud)
+        replica = self.replica
+        first = next_dot(replica, self._vv, self._cloud)[1]
+        # the map's counter also covers the nested value's dots (see update), so it may skip
+        # ahead; the skipped dots are never issued, and the delta carries them as seen
+        last = max(first, value._counter(replica))
+        issued = {(replica, n) for n in range(first, last + 1)}
+        dot = (replica, last)
         seen = set(self._entries.get(key, ()))
-        seen.add(dot)
+        seen |= issued
         dvv: dict[str, int] = {}
         compact(dvv, seen)
         self._entries[key] = {dot: value}
-        add_dot(self._vv, self._cloud, dot)
-        return self._make(self, self.replica, {key: {dot: value}}, dvv, seen)
+        self._cloud |= issued
+        compact(self._vv, self._cloud)
+        return self._make(self, replica, {key: {dot: value}}, dvv, seen)
 
     def remove(self, key: Any) -> Self:
         """Remove `key` as observed here (a concurrent update elsewhere wins); returns the
@@ -1054,6 +1078,12 @@ class ORMap(CRDT):
             and self._vv == other._vv
             and self._cloud == other._cloud
         )
+
+    def _counter(self, replica: str) -> int:
+        return own_counter(replica, self._vv, self._cloud)
+
+    def _seed(self, replica: str, floor: int) -> None:
+        seed(replica, floor, self._vv, self._cloud)
 
     def _state(self) -> dict[str, Any]:
         return {
