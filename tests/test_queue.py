@@ -665,27 +665,33 @@ def test_several_processes_on_one_file(path: str) -> None:
         for run in range(3)
     ]
     reported: dict[int, list[int]] = {}
-    consumed: list[tuple[int, int]] = []
+    consumed: list[tuple[int, int, int]] = []  # (run, i, seq)
+
+    def take(item: Item) -> None:
+        consumed.append((item.payload["run"], item.payload["i"], item.seq))
+
     q = OfflineQueue(path)
-    for child in children:  # every child is putting
+    for run, child in enumerate(children):  # every child is putting
         assert child.stdout is not None
-        assert child.stdout.readline()
+        reported[run] = [int(child.stdout.readline())]
     for _ in range(30):  # consume from this process while the children put
         with q.lease(n=5) as batch:
-            consumed.extend((i.payload["run"], i.payload["i"]) for i in batch)
+            for item in batch:
+                take(item)
     for run, child in enumerate(children):
         child.kill()
         out, _ = child.communicate()
         lines = out.splitlines(keepends=True)
-        reported[run] = [int(line) for line in lines if line.endswith("\n")]
-    assert all(len(r) > 0 for r in reported.values())
+        reported[run] += [int(line) for line in lines if line.endswith("\n")]
     assert len(consumed) > 0
-    q.drain(lambda item: consumed.append((item.payload["run"], item.payload["i"])))
-    assert len(consumed) == len(set(consumed))
+    q.drain(take)
+    assert q.items() == []
+    assert len(consumed) == len(set(consumed))  # nothing delivered twice
+    seqs = {seq for _, _, seq in consumed}
     for run in range(3):
-        mine = [i for r, i in consumed if r == run]
-        assert len(mine) >= len(reported[run])  # every reported put arrived
-        assert sorted(mine) == list(range(len(mine)))
+        assert set(reported[run]) <= seqs  # every put that returned was delivered
+        mine = sorted((seq, i) for r, i, seq in consumed if r == run)
+        assert [i for _, i in mine] == list(range(len(mine)))  # in put order, no gap
 
 
 # --- events -------------------------------------------------------------------------------

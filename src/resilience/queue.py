@@ -263,7 +263,9 @@ class Lease:
     by this lease is acked (deleted). If the block raises an `Exception`, its items are nacked
     (attempts + 1; available again at once, or dead-lettered at `max_attempts`); on any other
     exit (KeyboardInterrupt, cancellation) they are released without counting an attempt.
-    Items you `ack` or `nack` yourself inside the block are left as you set them.
+    Items you `ack` or `nack` yourself inside the block are left as you set them. A lease that
+    outlived its `visibility` still settles the items nobody else has leased since; the ones
+    another consumer took are left to that consumer.
     """
 
     __slots__ = ("_lease_id", "_n", "_queue", "_visibility", "items")
@@ -1106,6 +1108,10 @@ class OfflineQueue:
             errors.append(("backoff", f"must have a delay(attempt) method, got {backoff!r}"))
         raise_if(errors, self.name)
 
+        if rate is not None:
+            # Lease no more than the rate lets us send in half the visibility, so a slow,
+            # paced batch does not outlive its lease.
+            batch = max(1, min(batch, int(rate * visibility / 2)))
         clock = self.clock
         started = clock.monotonic()
         pacer = _Pacer(rate, bytes_per_second)
