@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -99,7 +101,7 @@ async def test_asleep_is_instant_in_real_time() -> None:
     assert clock.monotonic() == 360_000.0
 
 
-def test_virtual_clock_is_thread_safe() -> None:
+def test_virtual_clock_is_thread_safe(fast_switching: None) -> None:
     clock = VirtualClock()
     n_threads, n_steps = 8, 2000
 
@@ -139,3 +141,12 @@ async def test_system_clock_asleep() -> None:
     await SYSTEM_CLOCK.asleep(0.01)
     await SYSTEM_CLOCK.asleep(-1)
     assert 0.009 <= time.monotonic() - a < 1.0
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every few microseconds, so an unlocked read-modify-write would race."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)

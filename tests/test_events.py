@@ -135,7 +135,7 @@ def test_a_listener_may_unsubscribe_itself_while_being_called() -> None:
     assert [e.operation for e in seen] == ["a"]
 
 
-def test_concurrent_subscribe_and_unsubscribe_lose_nothing() -> None:
+def test_concurrent_subscribe_and_unsubscribe_lose_nothing(fast_switching: None) -> None:
     counts = [0] * 8
 
     def work(i: int) -> None:
@@ -196,3 +196,12 @@ def test_event_fields() -> None:
         repr(t)
         == "StateTransition(operation='db', from_state='open', to_state='half_open', reason='')"
     )
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every few microseconds, so an unlocked read-modify-write would race."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)

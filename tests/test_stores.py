@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -16,6 +18,15 @@ from resilience.stores import MemoryStore, Store
 @pytest.fixture
 def store() -> MemoryStore:
     return MemoryStore()
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every few microseconds, so an unlocked read-modify-write would race."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
 
 
 def test_memory_store_is_a_store(store: MemoryStore) -> None:
@@ -113,6 +124,7 @@ def test_compare_and_set_compares_values_not_spelling(store: MemoryStore) -> Non
     assert store.compare_and_set("k", current, {"v": 2}) is True
 
 
+@pytest.mark.usefixtures("fast_switching")
 def test_compare_and_set_is_atomic_across_threads(store: MemoryStore) -> None:
     store.set("counter", {"n": 0})
     per_thread = 300
@@ -208,6 +220,7 @@ def test_lowering_capacity_caps_a_full_bucket(store: MemoryStore) -> None:
     assert store.take_tokens("b", capacity=2, refill_per_second=1, now=0.0) > 0
 
 
+@pytest.mark.usefixtures("fast_switching")
 def test_threads_never_take_more_than_capacity_plus_refill(store: MemoryStore) -> None:
     capacity, rate = 50.0, 100.0
     taken = [0] * 8
