@@ -192,3 +192,31 @@ def test_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(rs.ConfigError) as info:
         rs.Bulkhead(**kwargs)
     assert [loc for loc, _ in info.value.errors] == [argument]
+
+
+def test_a_huge_limit_costs_no_memory_up_front() -> None:
+    bh = rs.Bulkhead(max_concurrent=10**12)
+    assert bh.call(lambda: "ok") == "ok"
+    assert bh.running == 0
+
+
+def test_slots_beyond_the_first_tokens_are_minted_and_bounded() -> None:
+    bh = rs.Bulkhead(max_concurrent=40, max_waiting=0)
+    release = threading.Event()
+    started = threading.Barrier(41)
+
+    def hold() -> None:
+        started.wait(5)
+        release.wait(5)
+
+    threads = [threading.Thread(target=bh.call, args=(hold,)) for _ in range(40)]
+    for t in threads:
+        t.start()
+    started.wait(5)
+    assert bh.running == 40
+    with pytest.raises(rs.BulkheadFull):
+        bh.call(lambda: None)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert bh.running == 0

@@ -86,6 +86,7 @@ class Bulkhead:
     __slots__ = (
         "_free",
         "_lock",
+        "_minted",
         "_queue",
         "clock",
         "max_concurrent",
@@ -114,7 +115,9 @@ class Bulkhead:
         self.max_wait = max_wait
         self.name = name
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        self._free: list[None] = [None] * max_concurrent
+        # tokens are minted on demand, so a huge max_concurrent costs no memory up front
+        self._free: list[None] = [None] * min(max_concurrent, 16)
+        self._minted = len(self._free)
         self._queue: deque[_Waiter] = deque()
         self._lock = threading.Lock()
 
@@ -144,7 +147,7 @@ class Bulkhead:
     @property
     def running(self) -> int:
         """Calls holding a slot now."""
-        return self.max_concurrent - len(self._free)
+        return self._minted - len(self._free)
 
     # -- the core --------------------------------------------------------------------------
     # `_free` holds one token per free slot. list.pop() and list.append() are atomic, so a
@@ -156,32 +159,34 @@ class Bulkhead:
     def _enter(self, waiter_factory: Callable[[], _Waiter]) -> _Waiter | None:
         """Take a slot (None) or a place in line (a waiter); raise BulkheadFull if neither."""
         free = self._free
+        waiter = None
+        full = False
         with self._lock:
             queue = self._queue
-            if not queue:
-                try:
-                    free.pop()
-                    return None
-                except IndexError:
-                    pass
-            if len(queue) >= self.max_waiting:
-                waiter = None
-            else:
-                waiter = waiter_factory()
-                queue.append(waiter)
-                if len(queue) == 1:
-                    try:
-                        free.pop()
-                    except IndexError:
-                        pass
-                    else:
+            if queue or not self._take(free):
+                if len(queue) >= self.max_waiting:
+                    full = True
+                else:
+                    waiter = waiter_factory()
+                    queue.append(waiter)
+                    if len(queue) == 1 and self._take(free):  # freed meanwhile: see above
                         queue.pop()
-                        return None
-        if waiter is None:
+                        waiter = None
+        if full:
             self._rejected()
         if events.enabled:
             self._emit()
         return waiter
+
+    def _take(self, free: list[None]) -> bool:
+        """Take a token (or mint one, up to max_concurrent). Call with the lock held."""
+        try:
+            free.pop()
+        except IndexError:
+            if self._minted >= self.max_concurrent:
+                return False
+            self._minted += 1
+        return True
 
     def _release(self) -> None:
         """Return a slot; hand it to the first in line, if any."""
