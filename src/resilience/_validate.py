@@ -22,7 +22,7 @@ class Errors(list[tuple[str, str]]):
         >>> e = Errors()
         >>> e.positive("open_duration", -1)
         >>> e
-        [('open_duration', 'must be > 0, got -1')]
+        [('open_duration', 'must be > 0 and finite, got -1')]
     """
 
     def _number(self, name: str, value: object) -> float | None:
