@@ -412,7 +412,10 @@ def main(argv: list[str] | None = None) -> None:
         results["sync"]["resilience @decorated"] / results["sync"]["hand breaker @decorated"]
     )
     async_ratio = results["async"]["resilience .acall"] / results["async"]["hand breaker async"]
-    adec_ratio = results["async"]["resilience @decorated"] / results["async"]["hand breaker async"]
+    adec_ratio = (
+        results["async"]["resilience @decorated"]
+        / results["async"]["hand breaker async @decorated"]
+    )
     open_ratio = results["open"]["resilience"] / results["open"]["hand breaker"]
     aopen_ratio = results["aopen"]["resilience"] / results["aopen"]["hand breaker async"]
     io_ratio = io["resilience"] / io["unwrapped"]
