@@ -146,3 +146,17 @@ def test_import_time_is_small() -> None:
     best = min(import_time_ms() for _ in range(3))
     print(f"import resilience: {best:.1f} ms")
     assert best < 300, f"import resilience took {best:.1f} ms"
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    [*FOUNDATION, "resilience._errors", "resilience._clock", "resilience._validate",
+     "resilience._policy"],
+)  # fmt: skip
+def test_foundation_docstring_examples_run(module_name: str) -> None:
+    import doctest
+
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{module_name} has no examples"
+    assert result.failed == 0
