@@ -240,3 +240,20 @@ def test_repr_lists_the_stages() -> None:
     text = repr(rs.Pipeline(rs.Retry(), rs.Bulkhead(3), name="p"))
     assert text.startswith("Pipeline(Retry(")
     assert "Bulkhead(" in text
+
+
+def test_an_unnamed_retry_reports_the_next_stages_name() -> None:
+    from resilience import events
+
+    clock = VirtualClock()
+    seen: list[Any] = []
+    stop = events.subscribe(seen.append)
+    try:
+        pipe = rs.Pipeline(
+            rs.Retry(backoff=rs.Backoff.constant(0), clock=clock),
+            rs.CircuitBreaker("llm", clock=clock),
+        )
+        pipe.call(Down(1))
+    finally:
+        stop()
+    assert [e.operation for e in seen if isinstance(e, events.RetryAttempted)] == ["llm"]

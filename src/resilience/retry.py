@@ -825,6 +825,10 @@ class _Run:
     def operation(self) -> str:
         if self.rt.name:
             return self.rt.name
+        # in a Pipeline, fn is the next stage's bound `call`: use that policy's name
+        owner_name = getattr(getattr(self.fn, "__self__", None), "name", None)
+        if isinstance(owner_name, str) and owner_name:
+            return owner_name
         return str(getattr(self.fn, "__qualname__", None) or "call")
 
     # -- the core --------------------------------------------------------------------------
