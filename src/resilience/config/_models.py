@@ -275,9 +275,9 @@ class BackoffSettings(_Section):
             for k in data
             if k != "kind" and k not in allowed
         ]
-        out += [((k,), "required") for k in sorted(required) if k not in data]
+        out += [((k,), "required") for k in sorted(required) if data.get(k) is None]
         args = {k: v for k, v in data.items() if k in allowed or k == "kind"}
-        if kind == "constant" and "delay" not in args:
+        if kind == "constant" and args.get("delay") is None:
             args["delay"] = 0.0  # reported as required above; keep validate from guessing
         try:
             found = _policy("retry", "Backoff").validate(**args)
@@ -291,7 +291,8 @@ class BackoffSettings(_Section):
 
     def build_argument(self) -> Any:
         """The `Backoff` object."""
-        return _policy("retry", "Backoff").from_dict(self.table() | {"kind": self.kind})
+        args = {k: getattr(self, k) for k in self.model_fields_set}
+        return _policy("retry", "Backoff").from_dict(args | {"kind": self.kind})
 
     def table(self) -> dict[str, Any]:
         return {"kind": self.kind} | super().table()
@@ -400,7 +401,7 @@ class WindowSettings(_Section):
 
     def build_argument(self) -> Any:
         """The `CountWindow` or `TimeWindow`."""
-        args = {k: v for k, v in self.table().items() if k != "kind"}
+        args = {k: getattr(self, k) for k in self.model_fields_set if k != "kind"}
         return _policy("breaker", "CountWindow" if self.kind == "count" else "TimeWindow")(**args)
 
     def table(self) -> dict[str, Any]:
