@@ -408,6 +408,25 @@ def test_foreign_transport_errors_are_recognised_by_module_and_name() -> None:
     assert verdict(other()) is P
 
 
+def test_urllib3_and_http_client_transport_errors_are_transient() -> None:
+    import http.client
+
+    # urllib3's hierarchy (its errors are not OSErrors), rebuilt without importing it
+    mod = {"__module__": "urllib3.exceptions"}
+    base = type("HTTPError", (Exception,), mod)
+    timeout = type("TimeoutError", (base,), mod)
+    connect = type("ConnectTimeoutError", (timeout,), mod)
+    new_conn = type("NewConnectionError", (connect,), mod)
+    protocol = type("ProtocolError", (base,), mod)
+    decode = type("DecodeError", (base,), mod)
+    for cls in (timeout, connect, new_conn, protocol):
+        assert verdict(cls()) is T, cls
+    assert verdict(decode()) is P
+    assert verdict(http.client.IncompleteRead(b"partial", 100)) is T
+    assert verdict(http.client.RemoteDisconnected("closed")) is T  # a ConnectionResetError
+    assert verdict(http.client.InvalidURL("x")) is P
+
+
 # --- exception groups -------------------------------------------------------------------
 
 

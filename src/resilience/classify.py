@@ -105,6 +105,9 @@ _FOREIGN_TRANSIENT = {
     ("redis", "ConnectionError"),
     ("redis", "TimeoutError"),
     ("trio", "BrokenResourceError"),
+    ("urllib3", "TimeoutError"),  # connect/read timeouts, NewConnectionError (not OSErrors)
+    ("urllib3", "ProtocolError"),  # the connection broke mid-request
+    ("http", "IncompleteRead"),  # http.client: the body was cut short
 }
 _FOREIGN_PERMANENT = {
     ("httpx", "UnsupportedProtocol"),
@@ -232,7 +235,8 @@ class Classifier:
        `http_status`; `Retry-After` is read from `.headers` / `.response.headers`;
     4. `ConnectionError`, `TimeoutError` and other `OSError`s TRANSIENT, except the file-system
        errors (FileNotFoundError, PermissionError, ...) which are PERMANENT; the transport errors
-       of httpx, aiohttp, anyio and redis-py TRANSIENT (recognised without importing them);
+       of httpx, aiohttp, anyio, urllib3 and redis-py, and http.client's IncompleteRead,
+       TRANSIENT (recognised without importing them);
     5. any other exception PERMANENT.
 
     An exception group (what an anyio task group raises) is judged by its leaves, after rule 1:
