@@ -240,6 +240,26 @@ def test_health_check_that_raises_counts_as_unhealthy(clock: VirtualClock) -> No
     assert fo.tiers_status()["dc1"]["held_down"] is True
 
 
+def test_a_forced_open_tier_is_not_probed_back(clock: VirtualClock) -> None:
+    probes: list[str] = []
+
+    def check(tier: Tier) -> bool:
+        probes.append(tier.name)
+        return True
+
+    fo, a, _b, _ = three(clock, health_check=check, probe_interval=1.0)
+    fo.breaker("dc1").force_open()  # an operator takes dc1 out of rotation
+    assert fo.execute("q").source == "dc2"
+    clock.advance(10.0)
+    for _ in range(3):
+        assert fo.execute("q").source == "dc2"
+    assert probes == []
+    assert a.seen == []
+    fo.breaker("dc1").reset()  # and puts it back
+    assert fo.execute("q").source == "dc1"
+    assert fo.active_tier == "dc1"
+
+
 def test_cascade_to_tertiary_and_back(clock: VirtualClock, seen: list[events.Event]) -> None:
     fo, a, b, _c = three(clock, probe_interval=5.0, breaker={"minimum_calls": 3})
     a.down()

@@ -46,6 +46,7 @@ __all__ = ["Failover", "Tier"]
 
 DEFAULT_BREAKER: Mapping[str, Any] = {"failure_rate_threshold": 0.5, "minimum_calls": 5}
 _UP_STATES = frozenset({"CLOSED", "DISABLED"})
+_MANUAL_STATES = frozenset({"FORCED_OPEN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +342,12 @@ class Failover:
         now = self.clock.monotonic()
         with self._lock:
             due = [
-                st for st in self._states if not st.up and not st.probing and now >= st.next_probe
+                st
+                for st in self._states
+                if not st.up
+                and not st.probing
+                and now >= st.next_probe
+                and st.breaker.state.name not in _MANUAL_STATES  # an operator's call: keep it
             ]
             for st in due:
                 st.probing = True
@@ -355,7 +361,7 @@ class Failover:
             else:
                 st.held_down = True
                 st.next_probe = self.clock.monotonic() + self.probe_interval
-        if ok:
+        if ok and st.breaker.state.name not in _MANUAL_STATES:
             st.breaker.reset()
         self._refresh()
 
