@@ -5,6 +5,9 @@ idempotent, so replicas that have seen the same updates hold equal states whatev
 Every mutator changes the object and returns its delta (a small state of the same type) for
 peers to merge. `to_dict()` / `from_dict()` give a JSON-safe, versioned, type-tagged form.
 
+The types live in private modules (`_counters`, `_registers`, `_orset`, `_maps`), the shared
+machinery in `_base` and replication in `_replicator`; everything public is listed here.
+
 Example:
     >>> from resilience import crdt
     >>> a, b = crdt.ORSet("a"), crdt.ORSet("b")
@@ -19,8 +22,11 @@ from __future__ import annotations
 
 from .._errors import CRDTError
 from ._base import CRDT, HybridLogicalClock, from_dict
+from ._counters import GCounter, PNCounter
+from ._maps import LWWMap, ORMap
+from ._orset import ORSet
+from ._registers import LWWRegister, MVRegister
 from ._replicator import LoopbackTransport, MemoryNetwork, MemoryTransport, Replicator, Transport
-from ._types import GCounter, LWWMap, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 
 __all__ = [
     "CRDT",

@@ -4,10 +4,15 @@ causal contexts and the hybrid logical clock.
 Causal contexts follow Almeida, Shoker, Baquero, "Delta state replicated data types": a
 compacted version vector (`vv`: replica -> highest contiguous counter seen) plus a dot cloud
 (`cloud`: the dots seen beyond it). A dot is a plain tuple `(replica, counter)`.
+
+Inside, states are plain dicts, sets and tuples shared between states where immutable, so
+merges allocate only what the result needs. Mutators change the object in place and return
+the delta; `merge` never changes its inputs.
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import hashlib
 import json
 import math
@@ -532,3 +537,27 @@ class HybridLogicalClock:
 
     def __repr__(self) -> str:
         return f"HybridLogicalClock(last=({self._ms}, {self._counter}))"
+
+
+# --- small helpers shared by the types ------------------------------------------------------
+
+
+def _amount(n: Any) -> int:
+    if type(n) is not int or n < 0:
+        raise CRDTError(f"a counter amount must be an int >= 0, got {n!r}")
+    return n
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _own(value: Any) -> Any:
+    """Registers keep their own copy of a list/dict value (the caller may change theirs)."""
+    return _copy.deepcopy(value) if type(value) in (list, dict) else value
+
+
+def _check_covered(dots: Any, vv: dict[str, int], cloud: set[Dot], where: str) -> None:
+    for dot in dots:
+        if not covered(dot, vv, cloud):
+            raise bad(where, f"dot {list(dot)} is not in the causal context")

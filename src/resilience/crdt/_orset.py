@@ -1,0 +1,268 @@
+"""The add-wins observed-remove set (dots and a causal context; no tombstones)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Self
+
+from ._base import (
+    CRDT,
+    Dot,
+    HybridLogicalClock,
+    _check_covered,
+    add_dot,
+    bad,
+    cc_join,
+    cc_state,
+    check_key,
+    check_replica,
+    compact,
+    covered,
+    next_dot,
+    own_counter,
+    parse_cc,
+    seed,
+    want_dict,
+    want_dot,
+    want_key,
+    want_list,
+)
+
+__all__ = ["ORSet"]
+
+
+# --- the add-wins set ----------------------------------------------------------------------
+
+
+_Dots = Dot | frozenset[Dot]
+"""An element's dots: one dot as a bare tuple (the usual case, cheap to test), two or more
+(concurrent adds) as a frozenset. Always normalised this way, so states compare with ==."""
+
+
+def _as_set(dots: _Dots) -> frozenset[Dot]:
+    if isinstance(dots, frozenset):
+        return dots
+    return frozenset((dots,))
+
+
+def _norm(dots: set[Dot] | frozenset[Dot]) -> _Dots | None:
+    if not dots:
+        return None
+    if len(dots) == 1:
+        for dot in dots:
+            return dot
+    return dots if type(dots) is frozenset else frozenset(dots)
+
+
+def _survivors(dots: _Dots, vv: dict[str, int], cloud: set[Dot]) -> _Dots | None:
+    """The dots the other side has not seen (the ones it has seen and lacks were removed)."""
+    if not isinstance(dots, frozenset):
+        return None if covered(dots, vv, cloud) else dots
+    keep = [d for d in dots if not covered(d, vv, cloud)]
+    return dots if len(keep) == len(dots) else _norm(frozenset(keep))
+
+
+def _join_dots(
+    da: _Dots,
+    db: _Dots,
+    vva: dict[str, int],
+    cla: set[Dot],
+    vvb: dict[str, int],
+    clb: set[Dot],
+) -> _Dots | None:
+    if type(da) is tuple and type(db) is tuple:  # two different single dots
+        keep_a = not covered(da, vvb, clb)
+        keep_b = not covered(db, vva, cla)
+        if keep_a and keep_b:
+            return frozenset((da, db))
+        return da if keep_a else db if keep_b else None
+    sa, sb = _as_set(da), _as_set(db)
+    return _norm(
+        (sa & sb)
+        | {d for d in sa - sb if not covered(d, vvb, clb)}
+        | {d for d in sb - sa if not covered(d, vva, cla)}
+    )
+
+
+def _join_dotmap(
+    ea: dict[Any, _Dots],
+    vva: dict[str, int],
+    cla: set[Dot],
+    eb: dict[Any, _Dots],
+    vvb: dict[str, int],
+    clb: set[Dot],
+) -> dict[Any, _Dots]:
+    """Join two element -> dots maps (the hot loop of ORSet.merge: no allocation for an
+    element that survives unchanged)."""
+    out: dict[Any, _Dots] = {}
+    get_b = eb.get
+    seen_b = vvb.get
+    seen_a = vva.get
+    tup = tuple
+    for elem, da in ea.items():
+        db = get_b(elem)
+        if db is None:
+            if type(da) is tup:
+                if da[1] > seen_b(da[0], 0) and not (clb and da in clb):
+                    out[elem] = da
+            else:
+                keep = _survivors(da, vvb, clb)
+                if keep is not None:
+                    out[elem] = keep
+        elif da is db or da == db:
+            out[elem] = da
+        elif type(da) is tup and type(db) is tup:  # concurrent single adds: the usual clash
+            keep_a = da[1] > seen_b(da[0], 0) and not (clb and da in clb)
+            keep_b = db[1] > seen_a(db[0], 0) and not (cla and db in cla)
+            if keep_a:
+                out[elem] = frozenset((da, db)) if keep_b else da
+            elif keep_b:
+                out[elem] = db
+        else:
+            keep = _join_dots(da, db, vva, cla, vvb, clb)
+            if keep is not None:
+                out[elem] = keep
+    for elem in eb.keys() - ea.keys():
+        db = eb[elem]
+        if type(db) is tup:
+            if db[1] > seen_a(db[0], 0) and not (cla and db in cla):
+                out[elem] = db
+        else:
+            keep = _survivors(db, vva, cla)
+            if keep is not None:
+                out[elem] = keep
+    return out
+
+
+class ORSet(CRDT):
+    """An add-wins observed-remove set (the optimized OR-Set, "ORSWOT"): each add gets a
+    fresh dot; a remove forgets the dots it has seen, so a concurrent add survives. The
+    causal context remembers removals, so there are no tombstones: the state stays
+    O(elements + replicas) however many adds and removes ran.
+
+    Elements must be JSON scalars (str, int, finite float, bool, None).
+
+    Example:
+        >>> a = ORSet("a"); _ = a.add("milk")
+        >>> b = a.copy(); b.replica = "b"
+        >>> _ = a.remove("milk"); _ = b.add("milk")  # concurrent: the add wins
+        >>> "milk" in a.merge(b)
+        True
+    """
+
+    TYPE = "ORSet"
+    __slots__ = ("_cloud", "_entries", "_vv")
+
+    def __init__(self, replica: str) -> None:
+        self.replica = check_replica(replica)
+        self._entries: dict[Any, _Dots] = {}
+        self._vv: dict[str, int] = {}
+        self._cloud: set[Dot] = set()
+
+    @classmethod
+    def _make(
+        cls,
+        replica: str,
+        entries: dict[Any, _Dots],
+        vv: dict[str, int],
+        cloud: set[Dot],
+    ) -> Self:
+        obj = cls.__new__(cls)
+        obj.replica = replica
+        obj._entries = entries
+        obj._vv = vv
+        obj._cloud = cloud
+        return obj
+
+    def add(self, element: Any) -> Self:
+        """Add `element`; returns the delta.
+
+        Raises:
+            CRDTError: `element` is not a JSON scalar.
+        """
+        check_key(element, "an ORSet element")
+        dot = next_dot(self.replica, self._vv, self._cloud)
+        old = self._entries.get(element)
+        seen = set() if old is None else set(_as_set(old))
+        seen.add(dot)
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        self._entries[element] = dot
+        add_dot(self._vv, self._cloud, dot)
+        return self._make(self.replica, {element: dot}, dvv, seen)
+
+    def remove(self, element: Any) -> Self:
+        """Remove `element` as observed here (a concurrent add elsewhere wins); returns the
+        delta (empty if the element is absent)."""
+        dots = self._entries.pop(element, None)
+        if dots is None:
+            return self._make(self.replica, {}, {}, set())
+        seen = set(_as_set(dots))
+        dvv: dict[str, int] = {}
+        compact(dvv, seen)
+        return self._make(self.replica, {}, dvv, seen)
+
+    def __contains__(self, element: object) -> bool:
+        return element in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def value(self) -> frozenset[Any]:
+        """The elements, as a frozenset."""
+        return frozenset(self._entries)
+
+    @property
+    def context_size(self) -> int:
+        """Entries in the causal context (version vector + dot cloud): O(replicas)."""
+        return len(self._vv) + len(self._cloud)
+
+    def _join(self, other: Self) -> Self:
+        entries = _join_dotmap(
+            self._entries, self._vv, self._cloud, other._entries, other._vv, other._cloud
+        )
+        vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
+        return self._make(self.replica, entries, vv, cloud)
+
+    def _state_eq(self, other: Self) -> bool:
+        return (
+            self._entries == other._entries
+            and self._vv == other._vv
+            and self._cloud == other._cloud
+        )
+
+    def _counter(self, replica: str) -> int:
+        return own_counter(replica, self._vv, self._cloud)
+
+    def _seed(self, replica: str, floor: int) -> None:
+        seed(replica, floor, self._vv, self._cloud)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "entries": [
+                [e, [list(d) for d in sorted(_as_set(ds))]] for e, ds in self._entries.items()
+            ],
+            "cc": cc_state(self._vv, self._cloud),
+        }
+
+    @classmethod
+    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+        body = want_dict(state, "state", {"entries", "cc"})
+        vv, cloud = parse_cc(body["cc"], "state.cc")
+        entries: dict[Any, _Dots] = {}
+        for item in want_list(body["entries"], "state.entries"):
+            elem, dots = want_list(item, "state.entries[]", 2)
+            want_key(elem, "state.entries[] element")
+            if elem in entries:
+                raise bad("state.entries", f"element {elem!r} appears twice")
+            ds = frozenset(want_dot(d, "state.entries[] dot") for d in want_list(dots, "dots"))
+            _check_covered(ds, vv, cloud, "state.entries")
+            normal = _norm(ds)
+            if normal is None:
+                raise bad("state.entries", f"element {elem!r} has no dots")
+            entries[elem] = normal
+        return cls._make(replica, entries, vv, cloud)
