@@ -15,7 +15,7 @@ import importlib
 import inspect
 from typing import Any
 
-from ._models import OperationPolicy
+from ._models import BackoffSettings, OperationPolicy
 
 __all__ = ["MANY_ATTEMPTS", "PRODUCTION_ATTEMPTS_WITHOUT_BUDGET", "storm_problems"]
 
@@ -35,13 +35,35 @@ def _retry_defaults() -> dict[str, Any]:
     }
 
 
-def _never_waits(backoff: Any) -> bool:
-    if backoff.maximum == 0:
+@functools.cache
+def _backoff_defaults(kind: str) -> dict[str, Any]:
+    backoff = importlib.import_module("resilience.retry").Backoff
+    return {
+        p.name: p.default
+        for p in inspect.signature(getattr(backoff, kind)).parameters.values()
+        if p.default is not p.empty
+    }
+
+
+def _never_waits(settings: BackoffSettings | None) -> bool:
+    """Whether a backoff's every delay is 0 (read from the settings: nothing is built)."""
+    if settings is None:
+        return _never_waits_args("exponential", _backoff_defaults("exponential"))
+    args = _backoff_defaults(settings.kind) | {
+        k: getattr(settings, k) for k in settings.model_fields_set
+    }
+    return _never_waits_args(settings.kind, args)
+
+
+def _never_waits_args(kind: str, args: dict[str, Any]) -> bool:
+    if kind == "constant":
+        return bool(args["delay"] == 0)
+    if args.get("maximum") == 0:
         return True
-    if backoff.kind == "linear":
-        return bool(backoff.initial == 0 and backoff.step == 0)
-    if backoff.kind in ("exponential", "constant"):
-        return bool(backoff.initial == 0)
+    if kind == "linear":
+        return bool(args["initial"] == 0 and args["step"] == 0)
+    if kind == "exponential":
+        return bool(args["initial"] == 0)
     return False
 
 
@@ -56,7 +78,7 @@ def storm_problems(policy: OperationPolicy, environment: str) -> list[tuple[tupl
     retry = policy.retry
     if retry is None or retry.allow_retry_storm:
         return []
-    args = _retry_defaults() | retry.arguments()
+    args = _retry_defaults() | {k: getattr(retry, k) for k in retry.model_fields_set}
     attempts = args["max_attempts"]
     if attempts <= 1:
         return []
@@ -69,10 +91,7 @@ def storm_problems(policy: OperationPolicy, environment: str) -> list[tuple[tupl
                 f"set a deadline or at most {MANY_ATTEMPTS} attempts, {_ALLOW}",
             )
         )
-    backoff = args["backoff"]
-    if backoff is None:
-        backoff = importlib.import_module("resilience.retry").Backoff.exponential()
-    if environment != "testing" and _never_waits(backoff):
+    if environment != "testing" and _never_waits(retry.backoff):
         out.append(
             (
                 ("retry", "backoff"),

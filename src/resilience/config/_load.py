@@ -211,14 +211,12 @@ class Config:
             >>> cfg.operation("anything").retry.max_attempts
             3
         """
-        try:
-            return self._policies[name]
-        except KeyError:
-            pass
-        try:
-            return self._misses[name]
-        except KeyError:
-            pass
+        policy = self._policies.get(name)
+        if policy is not None:
+            return policy
+        policy = self._misses.get(name)
+        if policy is not None:
+            return policy
         policy = self._env_only.get(_norm(name), self._default)
         if len(self._misses) < _MISS_CACHE:
             self._misses[name] = policy
@@ -335,7 +333,11 @@ class Config:
         ]
         layers += [(e.layer(), e.variable) for e in self._env_defaults]
         if table is not None and name is not None:
-            label = table_origin or self._origins.get(name, "register()")
+            label = (
+                table_origin
+                or self._origins.get(name)
+                or f"file {self.source} [{format_location(('operations', name))}]"
+            )
             layers.append((table, label))
         layers += [(e.layer(), e.variable) for e in entries]
         chosen = None
@@ -485,8 +487,7 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
     cfg.source = source
     cfg._defaults = defaults
     cfg._tables = tables
-    label = f"file {source}"
-    cfg._origins = {n: f"{label} [{format_location(('operations', n))}]" for n in tables}
+    cfg._origins = {}  # operation -> its table's origin when not the file (register())
     cfg._env_defaults = [e for e in entries if e.token is None]
     cfg._misses = {}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -47,8 +47,29 @@ SECTIONS: tuple[str, ...] = ("timeout", "retry", "rate_limit", "breaker", "bulkh
 _ERROR_TYPE = "resilience_config"
 
 
+@functools.cache
 def _policy(module: str, name: str) -> Any:
     return getattr(importlib.import_module(f"resilience.{module}"), name)
+
+
+def _freeze(value: Any) -> Hashable:
+    """A type-exact key of a raw table (1, 1.0 and True are different settings).
+
+    Unhashable leaves make the key unhashable: the lookup raises TypeError.
+    """
+    kind = type(value)
+    if kind is dict:
+        return tuple([(k, _freeze(v)) for k, v in value.items()])
+    if kind is list:
+        return (list, tuple([_freeze(v) for v in value]))
+    return (kind, value)
+
+
+# Raw table -> its problems. Files repeat the same sections (everything inherited from a
+# preset or [defaults] is identical), so most are checked once. Bounded; values are lists of
+# strings, so the cache holds no policy objects.
+_PROBLEMS: dict[tuple[type, Hashable], list[tuple[tuple[str, ...], str]]] = {}
+_PROBLEMS_MAX = 4096
 
 
 def _split(argument: str) -> Path:
@@ -144,7 +165,16 @@ class _Section(BaseModel):
     @classmethod
     def _check(cls, data: Any) -> Any:
         data = cls._normalise(data)
-        _raise(cls.problems(data))
+        key: tuple[type, Hashable] | None = (cls, _freeze(data))
+        try:
+            found = _PROBLEMS.get(key)  # type: ignore[arg-type]
+        except TypeError:  # unhashable leaves: check without the cache
+            key = found = None
+        if found is None:
+            found = cls.problems(data)
+            if key is not None and len(_PROBLEMS) < _PROBLEMS_MAX:
+                _PROBLEMS[key] = found
+        _raise(found)
         return data
 
     def arguments(self) -> dict[str, Any]:
