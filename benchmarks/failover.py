@@ -54,6 +54,21 @@ def in_process() -> None:
         except ConnectionError:
             return secondary(x)
 
+    # what users write today: a peer breaker per tier and a loop
+    import pybreaker
+
+    pb = [pybreaker.CircuitBreaker(fail_max=10**9), pybreaker.CircuitBreaker(fail_max=10**9)]
+    pb_open = [pybreaker.CircuitBreaker(), pybreaker.CircuitBreaker()]
+    pb_open[0].open()
+
+    def pybreaker_tiers(breakers: list[pybreaker.CircuitBreaker], x: int) -> int:
+        for br, fn in zip(breakers, (primary, secondary), strict=True):
+            try:
+                return int(br.call(fn, x))
+            except (ConnectionError, pybreaker.CircuitBreakerError):
+                continue
+        raise RuntimeError("all tiers failed")
+
     results = compare(
         {
             "secondary direct": loop(lambda: secondary(1)),
@@ -61,6 +76,8 @@ def in_process() -> None:
             "Failover, primary fails fast": loop(lambda: fo_tries.call(1)),
             "Failover, primary breaker open": loop(lambda: fo_open.call(1)),
             "Failover, primary healthy": loop(lambda: fo_healthy.call(1)),
+            "pybreaker per tier, primary fails fast": loop(lambda: pybreaker_tiers(pb, 1)),
+            "pybreaker per tier, primary open": loop(lambda: pybreaker_tiers(pb_open, 1)),
         },
         number=20_000,
         repeat=9,

@@ -391,6 +391,42 @@ async def test_async_tiers_and_async_health_check(clock: VirtualClock) -> None:
 
 
 @pytest.mark.anyio
+async def test_concurrent_async_callers_lose_nothing_during_an_outage(clock: VirtualClock) -> None:
+    import anyio
+
+    state = {"up": True}
+    served: list[str] = []
+
+    async def primary(i: int) -> str:
+        await anyio.sleep(0)
+        if not state["up"]:
+            raise ConnectionError("down")
+        return "primary"
+
+    async def secondary(i: int) -> str:
+        await anyio.sleep(0)
+        return "secondary"
+
+    fo = Failover(
+        [Tier("primary", primary), Tier("secondary", secondary)],
+        breaker={"minimum_calls": 5},
+        clock=clock,
+    )
+
+    async def caller(i: int) -> None:
+        if i == 50:
+            state["up"] = False
+        served.append(await fo.acall(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(200):
+            tg.start_soon(caller, i)
+    assert len(served) == 200
+    assert served.count("secondary") >= 100
+    assert fo.active_tier == "secondary"
+
+
+@pytest.mark.anyio
 async def test_background_probes_under_async_with(seen: list[events.Event]) -> None:
     # real (tiny) waits: the background task sleeps on the system clock
     healthy = {"on": False}

@@ -391,3 +391,38 @@ def test_law_first_answer_before_any_permanent_error_is_served(outcomes: list[st
         assert served.source == f"s{stop}"
         assert len(served.errors) == stop
     assert calls == list(range(min(stop + 1, len(outcomes))))
+
+
+CACHE_OPS = st.lists(
+    st.tuples(st.sampled_from(["put", "get", "tick"]), st.integers(0, 6)), max_size=60
+)
+
+
+@given(CACHE_OPS, st.integers(1, 4))
+def test_law_stale_cache_matches_a_model_lru(ops: list[tuple[str, int]], size: int) -> None:
+    from collections import OrderedDict
+
+    clock = VirtualClock()
+    cache = StaleCache(max_age=3.0, max_size=size, clock=clock)
+    model: OrderedDict[int, tuple[float, int]] = OrderedDict()
+    version = 0
+    for op, k in ops:
+        if op == "tick":
+            clock.advance(k / 2)
+        elif op == "put":
+            version += 1
+            cache.put((k,), {}, (k, version))
+            model[k] = (clock.monotonic(), version)
+            model.move_to_end(k)
+            while len(model) > size:
+                model.popitem(last=False)
+        else:
+            hit = model.get(k)
+            if hit is not None:
+                model.move_to_end(k)
+            if hit is None or clock.monotonic() - hit[0] > 3.0:
+                with pytest.raises(rs.ResilienceError):
+                    cache.get((k,), {})
+            else:
+                assert cache.get((k,), {}) == (k, hit[1])
+        assert len(cache) == len(model)

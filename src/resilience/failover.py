@@ -86,7 +86,8 @@ class _TierState:
         "held_down",
         "index",
         "is_async",
-        "last_error",
+        "last_args",
+        "last_type",
         "level",
         "name",
         "next_probe",
@@ -107,7 +108,16 @@ class _TierState:
         self.held_down = False  # its health check failed: no real traffic until one passes
         self.probing = False
         self.next_probe = 0.0
-        self.last_error: str | None = None
+        # the last failure, formatted only when read (a failing call pays no str())
+        self.last_type: type[BaseException] | None = None
+        self.last_args: tuple[Any, ...] = ()
+
+    @property
+    def last_error(self) -> str | None:
+        if self.last_type is None:
+            return None
+        detail = ", ".join(map(str, self.last_args))
+        return f"{self.last_type.__name__}: {detail}"[:200]
 
 
 class Failover:
@@ -158,7 +168,7 @@ class Failover:
             ),
             name if isinstance(name, str) else None,
         )
-        from .breaker import CircuitBreaker
+        from .breaker import CircuitBreaker, CircuitState
 
         self.name = name
         self.clock = clock or SYSTEM_CLOCK
@@ -186,6 +196,7 @@ class Failover:
                     operation=name,
                 ) from None
             states.append(_TierState(i, tier, br))
+        self._up_states = frozenset(CircuitState[n] for n in _UP_STATES)
         self._states: tuple[_TierState, ...] = tuple(states)
         self._by_name = {st.name: st for st in states}
         self._has_async = any(st.is_async for st in states)
@@ -274,7 +285,7 @@ class Failover:
     # --- the core, shared by the sync and async shells --------------------------------
 
     def _is_up(self, st: _TierState) -> bool:
-        return not st.held_down and st.breaker.state.name in _UP_STATES
+        return not st.held_down and st.breaker.state in self._up_states
 
     def _refresh(self) -> None:
         """Recompute which tiers are up and which is active; emit the transitions."""
@@ -314,7 +325,8 @@ class Failover:
     def _failed(self, st: _TierState, exc: Exception, errors: dict[str, BaseException]) -> None:
         """Record a tier's failure; re-raise errors that must not move on."""
         if not isinstance(exc, CircuitOpenError):
-            st.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            st.last_type = type(exc)
+            st.last_args = exc.args
             if self.classifier.classify(exc).verdict is Verdict.PERMANENT:
                 if errors or self._down:
                     self._refresh()
