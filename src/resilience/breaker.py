@@ -335,7 +335,7 @@ class CircuitBreaker:
         self._version = 0
         self._written = 0
         self._seen: Record | None = None
-        self._next_sync = -math.inf
+        self._next_sync = -math.inf if self._shared else math.inf
         self._closed_epoch: int | None = None if self._shared else 0
         self._load()
         _registry.register("breaker", name, self)
@@ -472,17 +472,16 @@ class CircuitBreaker:
     def _admit(self) -> int:
         """Admit one call when not plainly CLOSED: returns its epoch, or raises the rejection."""
         now = self._mono()
-        if self._shared and now >= self._next_sync:
-            self._pull(now)
         # While OPEN, the verdict needs no lock: the state only leaves OPEN under the lock,
-        # and a reader that sees OPEN with time left is right to reject.
-        if self._state is _OPEN and now < self._open_until:
+        # and a reader that sees OPEN with time left is right to reject. (`_next_sync` is
+        # inf unless the store is shared: then the record is re-read once a second first.)
+        if self._state is _OPEN and now < self._open_until and now < self._next_sync:
             remaining = self._open_until - now
             if _events.enabled:
                 _events.emit(CallRejected(self.name, "circuit_open", remaining))
             raise CircuitOpenError(self.name, remaining, "open", self._reason)
-        if self._shared and self._state is _OPEN:
-            self._pull(now)  # deciding OPEN -> HALF_OPEN: another process may have decided
+        if self._shared and (now >= self._next_sync or self._state is _OPEN):
+            self._pull(now)  # and always before OPEN -> HALF_OPEN: another process may decide
         moved = False
         rejected: str | None = None
         remaining = 0.0
