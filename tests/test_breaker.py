@@ -593,6 +593,21 @@ def test_shared_store_carries_state_between_breakers(clock: VirtualClock) -> Non
     assert a.state is CircuitState.CLOSED
 
 
+def test_shared_store_lost_race_adopts_the_winner(clock: VirtualClock) -> None:
+    store = SharedMemoryStore()
+    a = make(clock, name="race", store=store)
+    b = make(clock, name="race", store=store)
+    succeed(b)  # b has read the (empty) record: it will not re-read for a second
+    fail(a, 4)  # a opens first and writes the record
+    clock.advance(0.5)
+    fail(b, 3)  # b opens too (3 of 4), but its compare-and-set loses: it takes a's record
+    record = store.get("breaker:race")
+    assert record is not None
+    assert record["version"] == 1
+    assert b.state is CircuitState.OPEN
+    assert b.snapshot()["remaining"] == pytest.approx(9.5)  # a's opening time, not b's
+
+
 # --- shells ------------------------------------------------------------------------------------
 
 
