@@ -200,6 +200,13 @@ def test_custom_cache_key() -> None:
     assert chain.execute("ALICE", trace_id=2).value == "p:('Alice',):[('trace_id', 1)]"
 
 
+def test_a_failing_key_function_never_fails_the_call() -> None:
+    cache = StaleCache(key=lambda user: {"tenant": user}["missing"])
+    chain = FallbackChain(Step(lambda user: f"hi {user}"), cache)
+    assert chain("ann") == "hi ann"
+    assert len(cache) == 0
+
+
 def test_only_real_steps_feed_the_cache() -> None:
     svc = Service("p", ConnectionError())
     cache = StaleCache()

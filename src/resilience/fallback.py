@@ -335,7 +335,7 @@ class StaleCache(_Base):
             else:
                 k = (args, tuple(sorted(kwargs.items()))) if kwargs else args
             hash(k)
-        except TypeError:
+        except Exception:  # unhashable, or a key function that fails: no caching, no failure
             return None
         return k
 
