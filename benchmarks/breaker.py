@@ -331,7 +331,7 @@ def rate_table(title: str, results: dict[str, float], baseline: str) -> str:
 
 
 def threads_io(quick: bool) -> dict[str, float]:
-    per = 50 if quick else 150
+    per = 50 if quick else 200
 
     def sleeper() -> None:
         time.sleep(0.001)
@@ -348,7 +348,7 @@ def threads_io(quick: bool) -> dict[str, float]:
     runs: dict[str, Callable[[], float]] = {
         name: (lambda c=call: threaded(c, 8, per)) for name, call in cases.items()
     }
-    return throughput(runs, 3 if quick else 5)
+    return throughput(runs, 3 if quick else 7)
 
 
 def threads_instant(quick: bool) -> dict[str, float]:
