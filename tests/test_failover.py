@@ -470,6 +470,26 @@ async def test_background_probes_under_async_with(seen: list[events.Event]) -> N
     assert [e.tier for e in only(events.TierRecovered, seen)] == ["dc1"]
 
 
+@pytest.mark.anyio
+async def test_async_with_lets_errors_out_and_can_be_reentered() -> None:
+    fo = Failover([Tier("a", print)], health_check=lambda t: True, probe_interval=0.01)
+    with pytest.raises(ValueError, match="boom"):
+        async with fo:
+            raise ValueError("boom")
+    async with fo:
+        with pytest.raises(RuntimeError, match="already running"):
+            async with fo:
+                pass
+    assert fo._task_group is None
+    import anyio
+
+    with anyio.move_on_after(0.05) as scope:  # cancelled from outside while inside the block
+        async with fo:
+            await anyio.sleep(10)
+    assert scope.cancelled_caught
+    assert fo._task_group is None
+
+
 @given(st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=1, max_size=20))
 def test_law_each_call_served_by_first_healthy_tier(pattern: list[list[bool]]) -> None:
     """With breakers that never open, each call goes to the first tier that is up now."""

@@ -492,7 +492,10 @@ class Failover:
         tg, self._task_group = self._task_group, None
         self._background = False
         tg.cancel_scope.cancel()
-        return bool(await tg.__aexit__(exc_type, exc, tb))
+        # the task group holds only our probe task: the block's own error (or cancellation)
+        # is not its business, and must come out as it is, not wrapped in an ExceptionGroup
+        await tg.__aexit__(None, None, None)
+        return None
 
     def __repr__(self) -> str:
         tiers = ", ".join(st.name for st in self._states)
