@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -139,4 +140,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    own = (n for n, v in globals().items() if n.startswith("__") or _is_submodule(v))
+    return sorted({*own, *__all__})
+
+
+def _is_submodule(value: object) -> bool:
+    return isinstance(value, ModuleType) and value.__name__.startswith(__name__ + ".")
