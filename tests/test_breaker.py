@@ -608,6 +608,85 @@ def test_shared_store_lost_race_adopts_the_winner(clock: VirtualClock) -> None:
     assert b.snapshot()["remaining"] == pytest.approx(9.5)  # a's opening time, not b's
 
 
+FILE_STORE = """
+import json, pathlib
+
+class FileStore:
+    \"\"\"A persistent store: one JSON file (what a SQLite store does, minus the locking).\"\"\"
+
+    shared = False
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def _all(self):
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key):
+        return self._all().get(key)
+
+    def set(self, key, value):
+        data = self._all()
+        data[key] = dict(value)
+        self.path.write_text(json.dumps(data))
+
+    def compare_and_set(self, key, expected, value):
+        if self.get(key) != (None if expected is None else dict(expected)):
+            return False
+        self.set(key, value)
+        return True
+
+    def delete(self, key):
+        data = self._all()
+        data.pop(key, None)
+        self.path.write_text(json.dumps(data))
+"""
+
+CHILD = (
+    FILE_STORE
+    + """
+import sys
+import resilience as rs
+
+def charge():
+    raise ConnectionError("gateway down")
+
+br = rs.CircuitBreaker("orders", minimum_calls=3, open_duration=60, store=FileStore(sys.argv[1]))
+for _ in range(3):
+    try:
+        br.call(charge)
+    except ConnectionError:
+        pass
+print(br.state.value)
+"""
+)
+
+
+def test_open_breaker_survives_a_real_process_restart(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "state.json"
+    started = time.time()
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "open"
+    namespace: dict[str, Any] = {}
+    exec(FILE_STORE, namespace)
+    # This process is "after the restart": it has never seen the failures.
+    br = CircuitBreaker(
+        "orders", minimum_calls=3, open_duration=60, store=namespace["FileStore"](path)
+    )
+    assert br.state is CircuitState.OPEN
+    with pytest.raises(rs.CircuitOpenError) as info:
+        br.call(ok)
+    assert 60 - (time.time() - started) - 1 <= info.value.remaining <= 60
+    assert info.value.reason == "3 of 3 calls failed"
+
+
 # --- shells ------------------------------------------------------------------------------------
 
 
