@@ -471,6 +471,44 @@ async def test_background_probes_under_async_with(seen: list[events.Event]) -> N
 
 
 @pytest.mark.anyio
+async def test_a_blocking_health_check_does_not_stall_the_event_loop() -> None:
+    import anyio
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_check(tier: Tier) -> bool:
+        started.set()
+        release.wait(5)  # a blocking probe (think: an LDAP bind that hangs)
+        return False
+
+    async def dc1(q: int) -> str:
+        raise ConnectionError("down")
+
+    async def dc2(q: int) -> str:
+        return "dc2"
+
+    fo = Failover(
+        [Tier("dc1", dc1), Tier("dc2", dc2)],
+        health_check=slow_check,
+        probe_interval=0.01,
+        breaker={"minimum_calls": 2, "open_duration": 60.0},
+    )
+    t0 = time.monotonic()
+    async with fo:
+        await fo.acall(1)
+        await fo.acall(2)
+        with anyio.fail_after(5):
+            while not started.is_set():
+                await anyio.sleep(0.005)
+        for i in range(20):  # the probe blocks a worker thread, not us
+            assert await fo.acall(i) == "dc2"
+    assert time.monotonic() - t0 < 2.0  # leaving does not wait for the hung probe
+    release.set()
+    assert fo.tiers_status()["dc1"]["up"] is False
+
+
+@pytest.mark.anyio
 async def test_async_with_lets_errors_out_and_can_be_reentered() -> None:
     fo = Failover([Tier("a", print)], health_check=lambda t: True, probe_interval=0.01)
     with pytest.raises(ValueError, match="boom"):

@@ -383,12 +383,18 @@ class Failover:
         assert self.health_check is not None
         if inspect.iscoroutinefunction(self.health_check):
             return  # async health checks run in acall() or under `async with`
-        for st in self._due_probes():
-            try:
-                ok = bool(self.health_check(st.tier))
-            except Exception:
-                ok = False
-            self._probed(st, ok)
+        due = self._due_probes()
+        try:
+            for st in due:
+                try:
+                    ok = bool(self.health_check(st.tier))
+                except Exception:
+                    ok = False
+                self._probed(st, ok)
+        finally:  # interrupted mid-probe: the tiers must stay probe-able
+            with self._lock:
+                for st in due:
+                    st.probing = False
 
     def execute(self, *args: Any, **kwargs: Any) -> Served[Any]:
         """Serve the call from the best tier that is up, moving on when one fails.
@@ -428,16 +434,30 @@ class Failover:
     # --- async shell ---------------------------------------------------------------------
 
     async def _probe_async(self) -> None:
-        assert self.health_check is not None
-        for st in self._due_probes():
-            try:
-                result = self.health_check(st.tier)
-                if inspect.isawaitable(result):
-                    result = await result
-                ok = bool(result)
-            except Exception:
-                ok = False
-            self._probed(st, ok)
+        import anyio.to_thread
+
+        check = self.health_check
+        assert check is not None
+        due = self._due_probes()
+        try:
+            for st in due:
+                try:
+                    if inspect.iscoroutinefunction(check):
+                        result = await check(st.tier)
+                    else:  # a blocking check (a socket connect, an LDAP bind) in a thread
+                        result = await anyio.to_thread.run_sync(
+                            check, st.tier, abandon_on_cancel=True
+                        )
+                        if inspect.isawaitable(result):
+                            result = await result
+                    ok = bool(result)
+                except Exception:
+                    ok = False
+                self._probed(st, ok)
+        finally:  # cancelled mid-probe: the tiers must stay probe-able
+            with self._lock:
+                for st in due:
+                    st.probing = False
 
     async def aexecute(self, *args: Any, **kwargs: Any) -> Served[Any]:
         """`execute` for async code: async tiers are awaited, sync ones called."""
