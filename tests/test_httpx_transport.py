@@ -347,6 +347,8 @@ def test_bad_arguments_are_config_errors() -> None:
     ]
     with pytest.raises(rs.ConfigError):
         ResilientTransport(tiers=[])
+    with pytest.raises(rs.ConfigError, match="only scheme, host and port"):
+        ResilientTransport(tiers=["http://a:1/api/v2"])
     # breaker settings are checked at construction, not at the first request to a host
     with pytest.raises(rs.ConfigError) as info:
         ResilientTransport(breaker={"minimum_calls": 0})

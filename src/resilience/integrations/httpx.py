@@ -231,6 +231,14 @@ class _Core:
                         url = None
                     if url is None or url.scheme not in ("http", "https") or not url.host:
                         errors.append((f"tiers[{i}]", f"must be an http(s) base URL, got {t!r}"))
+                    elif url.path not in ("", "/") or url.query:
+                        errors.append(
+                            (
+                                f"tiers[{i}]",
+                                f"only scheme, host and port are replaced; drop the path/query "
+                                f"of {t!r}",
+                            )
+                        )
                     elif str(url) in seen:
                         errors.append((f"tiers[{i}]", f"duplicate tier {t!r}"))
                     else:
