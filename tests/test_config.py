@@ -310,7 +310,7 @@ def test_every_invalid_field_is_listed_with_its_location() -> None:
                 "timeout": 0,
                 "rate_limit": {"rate": -5, "colour": "red"},
                 "preset": "nope",
-                "chaos": {},
+                "hedge": {},
             }
         },
     }
@@ -333,7 +333,7 @@ def test_every_invalid_field_is_listed_with_its_location() -> None:
         f"{op}.rate_limit.rate",
         f"{op}.rate_limit.colour",
         f"{op}.preset",
-        f"{op}.chaos",
+        f"{op}.hedge",
     ]
     assert sorted(errors) == sorted(expected)
     assert errors[f"{op}.retry.max_attempts"] == "must be >= 1, got 0"
@@ -613,3 +613,22 @@ def test_cli_plain_text_without_rich(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "production" in out.stdout
     assert "----" in out.stdout
+
+
+def test_chaos_in_production_warns() -> None:
+    pytest.importorskip("resilience.chaos")
+    data = {"operations": {"x": {"chaos": {"error_rate": 0.1}}}}
+    with pytest.warns(config.ChaosInProductionWarning, match="x"):
+        cfg = load(data=data, environ={"RESILIENCE_ENV": "production"})
+    assert cfg.warnings
+    assert load(data=data, environ={"RESILIENCE_ENV": "staging"}).warnings == ()
+
+
+def test_chaos_needs_the_fault_injection_policy() -> None:
+    try:
+        import resilience.chaos  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="not available"):
+            load(data={"operations": {"x": {"chaos": {"error_rate": 0.1}}}}, environ={})
+    else:
+        load(data={"operations": {"x": {"chaos": {"error_rate": 0.1}}}}, environ={})

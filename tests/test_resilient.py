@@ -15,16 +15,15 @@ import pytest
 import resilience as rs
 from resilience import config
 from resilience.config import ConfigError, load
-from resilience.config import _active as active_module
+from resilience.config import _active as active_module  # to observe, never to set
 
 
 @pytest.fixture(autouse=True)
 def no_active_config() -> Iterator[None]:
     """Each test starts with nothing `use`d, and leaves the process as it found it."""
-    saved = active_module._active
-    active_module._active = None
+    saved = config.use(None)
     yield
-    active_module._active = saved
+    config.use(saved)
 
 
 def _name() -> str:
@@ -340,3 +339,23 @@ def test_import_and_decoration_do_not_load_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_use_none_forgets_the_config_and_the_next_call_builds_afresh() -> None:
+    op = _name()
+    _use({"operations": {op: {"retry": {"max_attempts": 3}}}})
+    flaky = Flaky(2)
+    fn = rs.resilient(op)(flaky)
+    assert fn() == "ok"
+    config.use(None)
+    assert active_module._active is None
+    _use({"operations": {op: {"retry": False}}})
+    flaky.calls, flaky.failures = 0, 1
+    with pytest.raises(ConnectionError):
+        fn()
+    assert flaky.calls == 1
+
+
+def test_use_refuses_what_is_not_a_config() -> None:
+    with pytest.raises(ConfigError):
+        config.use({"operations": {}})  # type: ignore[arg-type]

@@ -167,6 +167,16 @@ def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], N
     return commit
 
 
+def _reset() -> None:
+    """Every slot back to "build on the next call"; no shared policies kept."""
+    with _lock:
+        _shared.clear()
+        for slot in list(_slots):
+            slot.shared = None
+            slot.fallback_steps = None
+            slot.run = slot._first_async if slot.is_async else slot._first_sync
+
+
 def _as_steps(fallback: Any) -> tuple[Any, ...]:
     if fallback is None:
         return ()

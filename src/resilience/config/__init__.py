@@ -22,12 +22,13 @@ from __future__ import annotations
 from .._errors import ConfigError
 from ._active import current, register, use
 from ._detect import ALIASES, ENVIRONMENTS, detect_environment, normalize_environment
-from ._load import Config, load
+from ._load import ChaosInProductionWarning, Config, load
 from ._models import (
     BackoffSettings,
     BreakerSettings,
     BudgetSettings,
     BulkheadSettings,
+    ChaosSettings,
     FallbackSettings,
     OperationPolicy,
     RateLimitSettings,
@@ -46,6 +47,8 @@ __all__ = [
     "BreakerSettings",
     "BudgetSettings",
     "BulkheadSettings",
+    "ChaosInProductionWarning",
+    "ChaosSettings",
     "Config",
     "ConfigError",
     "FallbackSettings",

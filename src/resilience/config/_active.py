@@ -32,8 +32,11 @@ def current() -> Config:
         return _active
 
 
-def use(cfg: Config) -> Config:
+def use(cfg: Config | None) -> Config | None:
     """Make `cfg` the active config: `@resilient` functions rebuild their pipelines from it.
+
+    `use(None)` forgets the active config (the next `@resilient` call loads one again and
+    builds fresh policies); handy to undo a `use` in tests.
 
     The swap is atomic per operation: calls already running finish on the policies they
     started with; an operation whose settings did not change keeps its policy objects (a
@@ -41,7 +44,7 @@ def use(cfg: Config) -> Config:
     sections of its operation change.
 
     Returns:
-        The config that was active before (None if none).
+        The config that was active before (None if none): `use(previous)` restores it.
 
     Raises:
         ConfigError: building a policy failed; nothing was changed.
@@ -52,12 +55,19 @@ def use(cfg: Config) -> Config:
         >>> config.current().environment
         'testing'
     """
-    if not isinstance(cfg, Config):
+    global _active
+    if cfg is not None and not isinstance(cfg, Config):
         raise ConfigError([("config", f"must be a Config from config.load(), got {cfg!r:.80}")])
     with _lock:
         previous = _active
-        _swap(cfg)
-        return previous  # type: ignore[return-value]
+        if cfg is None:
+            from .. import _resilient
+
+            _active = None
+            _resilient._reset()
+        else:
+            _swap(cfg)
+        return previous
 
 
 def register(name: str, table: Mapping[str, Any]) -> Config:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from ._detect import detect_environment, normalize_environment
 from ._merge import copy_table, format_location, merge_into
 from ._models import OperationPolicy, problems_of
 
-__all__ = ["Config", "load", "parse_env_value"]
+__all__ = ["ChaosInProductionWarning", "Config", "load", "parse_env_value"]
 
 ENV_PREFIX = "RESILIENCE__"
 CONFIG_VARIABLE = "RESILIENCE_CONFIG"
@@ -535,8 +536,24 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
     if problems:
         raise ConfigError(_located(problems))
     assert default is not None
+    notes: list[str] = []
+    if environment == "production":
+        chaotic = [n for n, p in policies.items() if p.chaos is not None]
+        chaotic += [f"{k} (environment variables)" for k, p in env_only.items() if p.chaos]
+        if default.chaos is not None:
+            chaotic.insert(0, "[defaults]")
+        if chaotic:
+            notes.append(
+                f"fault injection (chaos) is enabled in production for: {', '.join(chaotic)}"
+            )
+    for note in notes:
+        warnings.warn(note, ChaosInProductionWarning, stacklevel=3)
     cfg._default = default
     cfg._policies = policies
     cfg._env_only = env_only
-    cfg.warnings = ()
+    cfg.warnings = tuple(notes)
     return cfg
+
+
+class ChaosInProductionWarning(UserWarning):
+    """A loaded config injects faults (a `chaos` section) in the production environment."""

@@ -28,6 +28,7 @@ TABLE_PATHS: frozenset[tuple[str, ...]] = frozenset(
         ("rate_limit",),
         ("fallback",),
         ("fallback", "stale_cache"),
+        ("chaos",),
     }
 )
 

@@ -27,6 +27,7 @@ __all__ = [
     "BreakerSettings",
     "BudgetSettings",
     "BulkheadSettings",
+    "ChaosSettings",
     "FallbackSettings",
     "OperationPolicy",
     "RateLimitSettings",
@@ -40,9 +41,18 @@ __all__ = [
 Path = tuple[str, ...]
 Problem = tuple[Path, str]
 
-SECTIONS: tuple[str, ...] = ("timeout", "retry", "rate_limit", "breaker", "bulkhead", "fallback")
+SECTIONS: tuple[str, ...] = (
+    "timeout",
+    "retry",
+    "rate_limit",
+    "breaker",
+    "bulkhead",
+    "chaos",
+    "fallback",
+)
 """The policy sections of an operation, outermost first: the order of the built Pipeline
-(`Pipeline.standard`'s order; the fallback chain goes around the whole pipeline)."""
+(`Pipeline.standard`'s order, fault injection innermost; the fallback chain goes around the
+whole pipeline)."""
 
 _ERROR_TYPE = "resilience_config"
 
@@ -570,6 +580,35 @@ class FallbackSettings(_Section):
         return out
 
 
+# --- chaos ---------------------------------------------------------------------------------
+
+
+class ChaosSettings(_Section):
+    """`chaos = { error_rate = 0.1, latency = 0.5, latency_rate = 0.05, seed = 7 }`.
+
+    `FaultInjection` (resilience.chaos) innermost, standing in for a failing dependency.
+    Loading a config that enables it in production warns (`ChaosInProductionWarning`).
+    """
+
+    error_rate: float | None = None
+    latency: float | None = None
+    latency_rate: float | None = None
+    seed: int | None = None
+
+    _nullable = frozenset({"latency", "seed"})
+
+    @classmethod
+    def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
+        try:
+            return _policy("chaos", "FaultInjection").validate  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            return lambda **_: [("", "fault injection (resilience.chaos) is not available")]
+
+    def build(self, name: str, clock: Any = None) -> Any:
+        """A `FaultInjection` for operation `name`."""
+        return _policy("chaos", "FaultInjection")(**self.arguments())
+
+
 # --- one operation ---------------------------------------------------------------------
 
 
@@ -580,6 +619,7 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "bulkhead": BulkheadSettings,
     "rate_limit": RateLimitSettings,
     "fallback": FallbackSettings,
+    "chaos": ChaosSettings,
 }
 
 _PRESET_NAMES: Callable[[], tuple[str, ...]] = lambda: ()  # noqa: E731 - set by _presets
@@ -588,7 +628,7 @@ _PRESET_NAMES: Callable[[], tuple[str, ...]] = lambda: ()  # noqa: E731 - set by
 class OperationPolicy(BaseModel):
     """One operation's policies: one optional section per policy (None = off).
 
-    Sections: `timeout`, `retry`, `breaker`, `bulkhead`, `rate_limit`, `fallback`; each
+    Sections: `timeout`, `retry`, `rate_limit`, `breaker`, `bulkhead`, `chaos`, `fallback`; each
     section's keys are its policy's keyword arguments. `preset` names the preset it was built
     on. In a file, `false` turns a section off.
 
@@ -609,6 +649,7 @@ class OperationPolicy(BaseModel):
     bulkhead: BulkheadSettings | None = None
     rate_limit: RateLimitSettings | None = None
     fallback: FallbackSettings | None = None
+    chaos: ChaosSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -77,7 +77,8 @@ PRESET_TABLES: dict[str, dict[str, Any]] = {
     # revenue-critical: more attempts within a stricter deadline, a retry budget, its own
     # capacity (bulkhead) and the last good answer when everything else fails
     "critical": {
-        "timeout": {"seconds": 5.0},
+        # as many timeout workers as the bulkhead lets calls in (threads start on demand)
+        "timeout": {"seconds": 5.0, "max_workers": 200},
         "retry": {
             "max_attempts": 5,
             "backoff": {
