@@ -406,8 +406,9 @@ class ORMap(CRDT):
                 keep = _join_dotfun(da, vva, cla, db, vvb, clb, _join_crdt)
             if keep:
                 out[key] = keep
-        for key in eb.keys() - ea.keys():
-            db = eb[key]
+        for key, db in eb.items():  # iterating beats building a key-set difference
+            if key in ea:
+                continue
             for dot in db:
                 if dot[1] <= seen_a(dot[0], 0) or dot in cla:
                     break

@@ -122,8 +122,9 @@ def _join_dotmap(
             keep = _join_dots(da, db, vva, cla, vvb, clb)
             if keep is not None:
                 out[elem] = keep
-    for elem in eb.keys() - ea.keys():
-        db = eb[elem]
+    for elem, db in eb.items():  # iterating beats building a key-set difference
+        if elem in ea:
+            continue
         if type(db) is tup:
             if db[1] > seen_a(db[0], 0) and not (cla and db in cla):
                 out[elem] = db
