@@ -158,6 +158,8 @@ def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], N
 
     def commit() -> None:
         with _lock:
+            if only is None:  # a full swap: drop what no live function uses any more
+                _shared.clear()
             _shared.update(shared)
             for slot, entry, run, steps in plans:
                 slot.shared = entry

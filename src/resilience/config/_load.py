@@ -518,9 +518,10 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
     cfg._env_ops = env_ops
 
     default = cfg._validate_operation(None, None, [], problems)
-    skip = frozenset((p[1:], m) for p, m in problems if p[:1] == ("defaults",))
     # an operation inherits [defaults]: report a defaults problem once, under defaults
-    skip_rel = frozenset((p, m.split(" (set by ")[0]) for p, m in skip)
+    skip_rel = frozenset(
+        (p[1:], m.split(" (set by ")[0]) for p, m in problems if p[:1] == ("defaults",)
+    )
     policies: dict[str, OperationPolicy] = {}
     for name, table in tables.items():
         p = cfg._validate_operation(name, table, env_ops.get(name, []), problems, skip=skip_rel)
