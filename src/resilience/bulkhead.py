@@ -267,7 +267,16 @@ class Bulkhead:
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""
-        waiter = self._enter(_async_waiter)
+        try:
+            if self._queue:
+                raise IndexError  # others are waiting: take a place in line
+            self._free.pop()  # the fast path: a free slot, no lock
+        except IndexError:
+            waiter = self._enter(_async_waiter)
+        else:
+            waiter = None
+            if events.enabled:
+                self._emit()
         if waiter is not None:
             try:
                 limit = self.max_wait if self.max_wait is not None else float("inf")
