@@ -555,10 +555,11 @@ class OfflineQueue:
             total = sum(tally)
             tally = [-n for n in tally]
             tally[_DEAD_BUCKET] = total
-        db.executemany(
-            "UPDATE counts SET n = n + ? WHERE bucket = ?",
-            [(sign * n, bucket) for bucket, n in enumerate(tally) if n],
-        )
+        changes = [(sign * n, bucket) for bucket, n in enumerate(tally) if n]
+        if len(changes) == 1:
+            db.execute("UPDATE counts SET n = n + ? WHERE bucket = ?", changes[0])
+        elif changes:
+            db.executemany("UPDATE counts SET n = n + ? WHERE bucket = ?", changes)
 
     # --- putting --------------------------------------------------------------------------
 
@@ -739,16 +740,17 @@ class OfflineQueue:
 
     def _delete(self, seqs: Sequence[int], lease_id: int | None) -> int:
         owned = "" if lease_id is None else " AND lease_id = ?"
-        args: tuple[Any, ...] = (_dumps(list(seqs)),)
+        args: tuple[Any, ...]
+        if len(seqs) == 1:  # the common lease(1) + ack: no JSON list to build and parse
+            which, args = "seq = ?", (seqs[0],)
+        else:
+            which, args = "seq IN (SELECT value FROM json_each(?))", (_dumps(list(seqs)),)
         if lease_id is not None:
             args += (lease_id,)
+        sql = f"DELETE FROM items WHERE {which} AND state = 0{owned} RETURNING rank"
 
         def delete(db: sqlite3.Connection) -> int:
-            ranks = db.execute(
-                "DELETE FROM items WHERE seq IN (SELECT value FROM json_each(?)) "
-                f"AND state = 0{owned} RETURNING rank",
-                args,
-            ).fetchall()
+            ranks = db.execute(sql, args).fetchall()
             self._count(db, (r[0] for r in ranks), -1)
             return len(ranks)
 
