@@ -170,12 +170,12 @@ def test_a_bad_update_raises_and_changes_nothing() -> None:
     cfg = _use({"operations": {op: {"retry": {"max_attempts": 3}}}})
     fn = rs.resilient(op)(Flaky(0))
     fn()
-    run = fn.__resilient_slot__.run  # type: ignore[attr-defined]
+    stages = fn.__resilient_slot__.stages  # type: ignore[attr-defined]
     with pytest.raises(ConfigError) as info:
         config.register(op, {"retry": {"max_attempts": 0}, "timeout": -1})
     assert len(info.value.errors) == 2
     assert config.current() is cfg
-    assert fn.__resilient_slot__.run is run  # type: ignore[attr-defined]
+    assert fn.__resilient_slot__.stages is stages  # type: ignore[attr-defined]
     assert config.current().operation(op).retry.max_attempts == 3  # type: ignore[union-attr]
 
 

@@ -1,8 +1,9 @@
 """`@resilient("operation")`: the policies the active config gives an operation, kept current.
 
-Each decorated function holds a small slot whose `run` attribute is the whole hot path: a
-`functools.partial(pipeline.call, fn)` (or a fallback chain around it). When the active config
-changes (`config.use`, `config.register`), new pipelines are built first, for every live slot,
+Each decorated function holds a small slot whose `stages` attribute is the whole hot path:
+`first, rest = slot.stages; first(*rest, fn, *args, **kwargs)`, exactly what a hand-built
+`@pipeline` calls (its first stage, given the others), or a fallback chain around it. When the
+active config changes (`config.use`, `config.register`), new pipelines are built first, for every live slot,
 and then swapped in, one attribute assignment per slot: a call that already started finishes on
 the pipeline it read; the next call sees the new one. Policy objects whose settings did not
 change are reused, so a breaker keeps its state (and a bulkhead its running calls) when only
@@ -30,6 +31,7 @@ __all__ = ["resilient"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Stages = tuple[Callable[..., Any], tuple[Any, ...]]
 
 _lock = threading.RLock()
 """Guards the slots and the active config (resilience.config shares it: one lock, one order)."""
@@ -51,10 +53,14 @@ class _Shared:
 
 
 class _Slot:
-    """A decorated function's view of its operation: `run(*args, **kwargs)` is the call."""
+    """A decorated function's view of its operation.
+
+    `stages` is `(first, rest)`: the call is `first(*rest, fn, *args, **kwargs)`. One tuple,
+    replaced in one assignment, so a call never mixes two configurations.
+    """
 
     __slots__ = ("__weakref__", "clock", "fallback", "fallback_steps", "fn", "is_async",
-                 "operation", "run", "shared")  # fmt: skip
+                 "operation", "shared", "stages")  # fmt: skip
 
     def __init__(
         self, operation: str, fn: Callable[..., Any], fallback: Sequence[Any], clock: Any
@@ -66,9 +72,12 @@ class _Slot:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.shared: _Shared | None = None
         self.fallback_steps: tuple[Any, Any] | None = None  # (settings, built steps)
-        self.run: Callable[..., Any] = self._first_sync if not self.is_async else self._first_async
+        self.stages: Stages = self._lazy()
 
-    def _ensure(self) -> Callable[..., Any]:
+    def _lazy(self) -> Stages:
+        return (self._first_async if self.is_async else self._first_sync), ()
+
+    def _ensure(self) -> Stages:
         from . import config
 
         with _lock:
@@ -76,13 +85,15 @@ class _Slot:
                 cfg = config.current()  # may load, which builds this slot too
                 if self.shared is None:
                     _prepare(cfg, only=(self,))()
-            return self.run
+            return self.stages
 
-    def _first_sync(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ensure()(*args, **kwargs)
+    def _first_sync(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        first, rest = self._ensure()
+        return first(*rest, fn, *args, **kwargs)
 
-    async def _first_async(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._ensure()(*args, **kwargs)
+    async def _first_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        first, rest = self._ensure()
+        return await first(*rest, fn, *args, **kwargs)
 
 
 def _build_shared(
@@ -105,14 +116,23 @@ def _build_shared(
     return _Shared(policy, objects, Pipeline(*objects.values(), name=operation), clock)
 
 
-def _run_for(slot: _Slot, shared: _Shared) -> tuple[Callable[..., Any], tuple[Any, Any] | None]:
+def _pipeline_stages(pipeline: Any, is_async: bool) -> Stages:
+    """What `@pipeline` itself calls: its first stage, given the rest (no pipeline frame)."""
+    first = getattr(pipeline, "_afirst" if is_async else "_first", None)
+    rest = getattr(pipeline, "_arest" if is_async else "_rest", None)
+    if first is None or rest is None or (is_async and pipeline._sync_only is not None):
+        return (pipeline.acall if is_async else pipeline.call), ()
+    return first, tuple(rest)
+
+
+def _run_for(slot: _Slot, shared: _Shared) -> tuple[Stages, tuple[Any, Any] | None]:
     from .fallback import FallbackChain, Step
 
     settings = shared.policy.fallback
     call = shared.pipeline.acall if slot.is_async else shared.pipeline.call
-    primary = functools.partial(call, slot.fn)
     if settings is None and not slot.fallback:
-        return primary, None
+        return _pipeline_stages(shared.pipeline, slot.is_async), None
+    primary = functools.partial(call, slot.fn)
     if slot.fallback_steps is not None and slot.fallback_steps[0] == settings:
         config_steps = slot.fallback_steps  # keep the stale cache's contents
     else:
@@ -124,7 +144,12 @@ def _run_for(slot: _Slot, shared: _Shared) -> tuple[Callable[..., Any], tuple[An
         name=slot.operation,
         clock=shared.clock,
     )
-    return (chain.acall if slot.is_async else chain), config_steps
+    served = chain.acall if slot.is_async else chain
+
+    def run(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return served(*args, **kwargs)  # the chain's first step calls fn through the pipeline
+
+    return (run, ()), config_steps
 
 
 def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], None]:
@@ -147,8 +172,8 @@ def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], N
                     )
                 if entry is slot.shared and only is None:
                     continue
-                run, steps = _run_for(slot, entry)
-                plans.append((slot, entry, run, steps))
+                stages, steps = _run_for(slot, entry)
+                plans.append((slot, entry, stages, steps))
         except ConfigError:
             raise
         except (
@@ -161,10 +186,10 @@ def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], N
             if only is None:  # a full swap: drop what no live function uses any more
                 _shared.clear()
             _shared.update(shared)
-            for slot, entry, run, steps in plans:
+            for slot, entry, stages, steps in plans:
                 slot.shared = entry
                 slot.fallback_steps = steps
-                slot.run = run
+                slot.stages = stages
 
     return commit
 
@@ -176,7 +201,7 @@ def _reset() -> None:
         for slot in list(_slots):
             slot.shared = None
             slot.fallback_steps = None
-            slot.run = slot._first_async if slot.is_async else slot._first_sync
+            slot.stages = slot._lazy()
 
 
 def _as_steps(fallback: Any) -> tuple[Any, ...]:
@@ -231,14 +256,16 @@ def resilient(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await slot.run(*args, **kwargs)
+                first, rest = slot.stages
+                return await first(*rest, fn, *args, **kwargs)
 
             async_wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return slot.run(*args, **kwargs)  # type: ignore[no-any-return]
+            first, rest = slot.stages
+            return first(*rest, fn, *args, **kwargs)  # type: ignore[no-any-return]
 
         wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
         return wrapper
