@@ -131,3 +131,17 @@ def test_validate_is_the_config_layers_entry_point() -> None:
     assert Backoff.validate(kind="exponential", initial=0.5, maximum=20.0) == []
     errors = Backoff.validate(kind="linear", initial=-1, step=-1, maximum=-2)
     assert {loc for loc, _ in errors} == {"initial", "step", "maximum"}
+
+
+@given(
+    initial=st.floats(0.001, 10),
+    extra=st.floats(0, 100),
+    previous=st.one_of(st.none(), st.floats(0, 1000)),
+    seed=st.integers(0, 2**32),
+)
+def test_decorrelated_delays_stay_within_initial_and_maximum(
+    initial: float, extra: float, previous: float | None, seed: int
+) -> None:
+    b = Backoff.decorrelated(initial=initial, maximum=initial + extra, seed=seed)
+    delay = b.delay(5, previous)
+    assert initial <= delay <= initial + extra

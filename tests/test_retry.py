@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import tenacity
+from hypothesis import given
+from hypothesis import strategies as st
 
 import resilience as rs
 from resilience import events
@@ -410,3 +412,26 @@ def test_backoff_in_its_config_form(clock: VirtualClock) -> None:
     with pytest.raises(rs.ConfigError) as info:
         Retry(backoff={"kind": "exponential", "base": 2})
     assert info.value.errors[0][0] == "backoff.base"
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["call", "retry"]), st.floats(0, 3)), min_size=1, max_size=300
+    ),
+    ratio=st.floats(0.01, 1.0),
+    floor=st.integers(0, 20),
+)
+def test_budget_law_retries_never_exceed_ratio_times_calls_plus_the_floor(
+    steps: list[tuple[str, float]], ratio: float, floor: int
+) -> None:
+    clock = VirtualClock()
+    budget = rs.RetryBudget(ratio=ratio, min_per_second=floor, clock=clock)
+    calls = retries = 0
+    for kind, dt in steps:
+        clock.advance(dt)
+        if kind == "call":
+            budget.deposit()
+            calls += 1
+        elif budget.try_withdraw():
+            retries += 1
+    assert retries <= ratio * calls + floor * (1 + clock.monotonic()) + 1e-6
