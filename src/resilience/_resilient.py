@@ -5,9 +5,9 @@ Each decorated function holds a small slot whose `stages` attribute is the whole
 `@pipeline` calls (its first stage, given the others), or a fallback chain around it. When the
 active config changes (`config.use`, `config.register`), new pipelines are built first, for
 every live slot, and then swapped in, one attribute assignment per slot: a call that already
-started finishes on the pipeline it read; the next call sees the new one. Policy objects whose settings did not
-change are reused, so a breaker keeps its state (and a bulkhead its running calls) when only
-other sections change. Pipelines are shared per operation (one breaker per operation).
+started finishes on the pipeline it read; the next call sees the new one. Policy objects whose
+settings did not change are reused, so a breaker keeps its state (and a bulkhead its running
+calls) when only other sections change. Pipelines are shared per operation (one breaker per operation).
 
 Nothing here imports pydantic: `resilience.config` is imported on the first call (which loads
 the configuration if nothing was `use`d) or by the config functions themselves.
