@@ -7,7 +7,7 @@ active config changes (`config.use`, `config.register`), new pipelines are built
 every live slot, and then swapped in, one attribute assignment per slot: a call that already
 started finishes on the pipeline it read; the next call sees the new one. Policy objects whose
 settings did not change are reused, so a breaker keeps its state (and a bulkhead its running
-calls) when only other sections change. Pipelines are shared per operation (one breaker per operation).
+calls) when only other sections change. Pipelines are shared per operation (one breaker each).
 
 Nothing here imports pydantic: `resilience.config` is imported on the first call (which loads
 the configuration if nothing was `use`d) or by the config functions themselves.
