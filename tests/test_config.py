@@ -632,3 +632,16 @@ def test_chaos_needs_the_fault_injection_policy() -> None:
             load(data={"operations": {"x": {"chaos": {"error_rate": 0.1}}}}, environ={})
     else:
         load(data={"operations": {"x": {"chaos": {"error_rate": 0.1}}}}, environ={})
+
+
+def test_environment_variables_still_override_a_registered_operation() -> None:
+    env = {"RESILIENCE_ENV": "testing", "RESILIENCE__OPERATIONS__NEW_OP__TIMEOUT": "2.5"}
+    cfg = load(data={}, environ=env)
+    assert cfg.operation("new.op").timeout.seconds == 2.5  # type: ignore[union-attr]
+    new = cfg.with_operation("new.op", {"timeout": 9.0, "retry": {"max_attempts": 1}})
+    op = new.operation("new.op")
+    assert op.timeout.seconds == 2.5  # type: ignore[union-attr]
+    assert op.retry.max_attempts == 1  # type: ignore[union-attr]
+    origins = {k: o for k, _, o in new.explain("new.op")}
+    assert origins["timeout"] == "RESILIENCE__OPERATIONS__NEW_OP__TIMEOUT"
+    assert origins["retry.max_attempts"] == "register()"

@@ -120,7 +120,8 @@ def _pipeline_stages(pipeline: Any, is_async: bool) -> Stages:
     """What `@pipeline` itself calls: its first stage, given the rest (no pipeline frame)."""
     first = getattr(pipeline, "_afirst" if is_async else "_first", None)
     rest = getattr(pipeline, "_arest" if is_async else "_rest", None)
-    if first is None or rest is None or (is_async and pipeline._sync_only is not None):
+    sync_only = getattr(pipeline, "_sync_only", None) is not None
+    if first is None or rest is None or (is_async and sync_only):
         return (pipeline.acall if is_async else pipeline.call), ()
     return first, tuple(rest)
 
