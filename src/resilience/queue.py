@@ -75,7 +75,7 @@ APPLICATION_ID = 0x52534C51
 SCHEMA_VERSION = 1
 """`PRAGMA user_version` of the files this version writes; newer files are refused."""
 
-_LIVE, _DEAD = 0, 2
+_DEAD = 2
 _DEAD_BUCKET = 4
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
