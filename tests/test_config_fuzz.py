@@ -84,6 +84,11 @@ CASES: list[tuple[type[m._Section], list[str], Any]] = [
         lambda **k: rs.Bulkhead(**k),
     ),
     (
+        m.ChaosSettings,
+        ["error_rate", "latency", "latency_rate", "seed"],
+        lambda **k: rs.FaultInjection(**k),
+    ),
+    (
         m.RateLimitSettings,
         ["rate", "per", "burst", "wait", "max_wait"],
         lambda **k: rs.RateLimiter(**k),
@@ -91,7 +96,7 @@ CASES: list[tuple[type[m._Section], list[str], Any]] = [
 ]
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=150)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_models_and_policies_agree_on_random_inputs(data: st.DataObject) -> None:
     model, names, build = data.draw(st.sampled_from(CASES))
@@ -104,7 +109,7 @@ def test_models_and_policies_agree_on_random_inputs(data: st.DataObject) -> None
         assert model.model_validate(kwargs).arguments().keys() == kwargs.keys()
 
 
-@settings(max_examples=150)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["constant", "linear", "exponential", "decorrelated"]),
     values=st.dictionaries(
@@ -125,7 +130,7 @@ def test_backoff_model_agrees_with_backoff_from_dict(kind: str, values: dict[str
         m.BackoffSettings.model_validate(table).build_argument()
 
 
-@settings(max_examples=100)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["count", "time"]),
     values=st.dictionaries(st.sampled_from(["size", "seconds", "buckets"]), SCALARS),
@@ -176,13 +181,13 @@ def _load_quietly(**kw: Any) -> None:
     cfg.to_dict()
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.dictionaries(KEYS, TREES, max_size=5))
 def test_random_dicts_load_or_raise_config_error(doc: dict[str, Any]) -> None:
     _load_quietly(data=doc, environ={})
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=100)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     ops=st.dictionaries(
         st.sampled_from(["llm.generate", "pay", "a-b"]),
@@ -207,7 +212,7 @@ def test_random_toml_files_load_or_raise_config_error(
         _load_quietly(path=path, environ={})
 
 
-@settings(max_examples=100)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=200))
 def test_random_file_text_loads_or_raises_config_error(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +222,7 @@ def test_random_file_text_loads_or_raises_config_error(text: str) -> None:
             _load_quietly(path=path, environ={})
 
 
-@settings(max_examples=150)
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
     env=st.dictionaries(
         st.sampled_from(
@@ -259,6 +264,7 @@ def test_every_model_field_is_a_policy_argument() -> None:
             m.BreakerSettings: rs.CircuitBreaker,
             m.BulkheadSettings: rs.Bulkhead,
             m.RateLimitSettings: rs.RateLimiter,
+            m.ChaosSettings: rs.FaultInjection,
         }[model]
         params = set(inspect.signature(policy).parameters)
         assert set(model.model_fields) - model._config_only <= params, model

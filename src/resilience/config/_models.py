@@ -593,7 +593,7 @@ class ChaosSettings(_Section):
     error_rate: float | None = None
     latency: float | None = None
     latency_rate: float | None = None
-    seed: int | None = None
+    seed: int | str | None = None
 
     _nullable = frozenset({"latency", "seed"})
 
@@ -606,7 +606,7 @@ class ChaosSettings(_Section):
 
     def build(self, name: str, clock: Any = None) -> Any:
         """A `FaultInjection` for operation `name`."""
-        return _policy("chaos", "FaultInjection")(**self.arguments())
+        return _policy("chaos", "FaultInjection")(name=name, clock=clock, **self.arguments())
 
 
 # --- one operation ---------------------------------------------------------------------
