@@ -2,10 +2,10 @@
 
 `FaultInjection` sits where a dependency would fail: alone, as a decorator, or as the innermost
 stage of a `Pipeline`, so the retries, breakers and fallbacks around it meet the faults they were
-built for. Each call draws two numbers from its own `random.Random(seed)`: the first decides
-whether to add `latency` seconds (slept on the injected clock, so `VirtualClock` makes it free),
-the second whether to raise `error` instead of calling through. Two draws per call, whatever the
-rates, so one seed always gives the same sequence of faults.
+built for. Each call takes 64 bits from its own `random.Random(seed)`: the high 32 decide
+whether to add `latency` seconds (slept on the injected clock, so `VirtualClock` makes it
+free), the low 32 whether to raise `error` instead of calling through. The same draw per call
+whatever the rates, so one seed always gives the same sequence of faults.
 
 Example:
     >>> import resilience as rs
@@ -47,6 +47,20 @@ _NAMES = {
 }
 
 
+_LOW = 0xFFFFFFFF
+
+
+def _cut(rate: float) -> int:
+    """A rate as a threshold on 32 random bits: 0 never, 1.0 always (2**32 > any value)."""
+    return round(rate * 2**32)
+
+
+def _check_rate(e: Errors, key: str, value: object) -> None:
+    v = e._number(key, value)
+    if v is not None and not 0.0 <= v <= 1.0:
+        e.append((key, f"must be in [0, 1], got {value!r}"))
+
+
 class FaultInjection:
     """Raise `error` with probability `error_rate`, add `latency` with `latency_rate`.
 
@@ -69,7 +83,8 @@ class FaultInjection:
 
     Attributes:
         enabled: set it to False to stop injecting (calls go straight through and draw
-            nothing), True to resume. Counters: `calls`, `errors`, `delays`.
+            nothing), True to resume. `error_rate` and `latency_rate` may be set too (checked).
+            Counters: `errors` and `delays` injected so far.
 
     Example:
         >>> import resilience as rs
@@ -81,19 +96,20 @@ class FaultInjection:
     """
 
     __slots__ = (
+        "_bits",
         "_error",
+        "_error_cut",
+        "_error_rate",
+        "_latency_cut",
+        "_latency_rate",
         "_lock",
         "_message",
-        "_random",
-        "calls",
         "clock",
         "delays",
         "enabled",
         "error",
-        "error_rate",
         "errors",
         "latency",
-        "latency_rate",
         "name",
         "seed",
     )
@@ -120,16 +136,16 @@ class FaultInjection:
             ),
             name,
         )
-        self.error_rate = float(error_rate)
         self.error = error
         self.latency = None if latency is None else float(latency)
-        self.latency_rate = float(latency_rate) if latency is not None else 0.0
+        self.error_rate = error_rate
+        self.latency_rate = latency_rate
         self.seed = seed
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self.name = name or "chaos"
         self.enabled = True
-        self.calls = self.errors = self.delays = 0
-        self._random = random.Random(seed)
+        self.errors = self.delays = 0
+        self._bits = random.Random(seed).getrandbits
         self._lock = threading.Lock()
         self._message = f"fault injected by {self.name!r}"
         self._error: Callable[[], BaseException]
@@ -159,10 +175,8 @@ class FaultInjection:
             ('latency', 'must be >= 0 and finite, got -1')
         """
         e = Errors()
-        for key, rate in (("error_rate", error_rate), ("latency_rate", latency_rate)):
-            v = e._number(key, rate)
-            if v is not None and not 0.0 <= v <= 1.0:
-                e.append((key, f"must be in [0, 1], got {rate!r}"))
+        _check_rate(e, "error_rate", error_rate)
+        _check_rate(e, "latency_rate", latency_rate)
         if latency is not None:
             e.non_negative("latency", latency)
         elif isinstance(latency_rate, int | float) and latency_rate > 0:
@@ -188,11 +202,45 @@ class FaultInjection:
 
     # --- the core: one decision per call, no I/O ---------------------------------------------
 
-    def _decide(self) -> tuple[float, bool]:
-        """(seconds of latency to add, whether to fail) for the next call."""
+    @property
+    def error_rate(self) -> float:
+        """The chance that a call raises; settable (checked) between phases of a test."""
+        return self._error_rate
+
+    @error_rate.setter
+    def error_rate(self, value: float) -> None:
+        self._error_rate = self._rate("error_rate", value)
+        self._error_cut = _cut(self._error_rate)
+
+    @property
+    def latency_rate(self) -> float:
+        """The chance that a call is delayed by `latency`; settable (checked)."""
+        return self._latency_rate
+
+    @latency_rate.setter
+    def latency_rate(self, value: float) -> None:
+        if self.latency is None and value:
+            raise_if([("latency_rate", "needs latency (seconds) to be set")], self.name)
+        self._latency_rate = self._rate("latency_rate", value)
+        self._latency_cut = _cut(self._latency_rate)
+
+    def _rate(self, key: str, value: object) -> float:
+        e = Errors()
+        _check_rate(e, key, value)
+        raise_if(e, getattr(self, "name", None))
+        return float(value)  # type: ignore[arg-type]
+
+    def _outcome(self, bits: int) -> tuple[float, bool]:
+        """(latency to add, whether to fail) for one call's 64 random bits: the high 32 decide
+        the latency, the low 32 the error."""
+        latency = self.latency
+        delay = latency if latency is not None and (bits >> 32) < self._latency_cut else 0.0
+        return delay, (bits & _LOW) < self._error_cut
+
+    def _faulted(self, bits: int) -> tuple[float, bool]:
+        """The slow path, for a call whose bits fell under a rate: count, emit, decide."""
+        delay, fail = self._outcome(bits)
         with self._lock:
-            self.calls += 1
-            delay, fail = self._draw(self._random)
             self.delays += delay > 0
             self.errors += fail
         if events.enabled:
@@ -201,14 +249,6 @@ class FaultInjection:
             if fail:
                 events.emit(events.FaultInjected(self.name, "error", self._error_name()))
         return delay, fail
-
-    def _draw(self, rng: random.Random) -> tuple[float, bool]:
-        # Always two draws, so the sequence depends on the seed alone, not on the rates.
-        delay_draw = rng.random()
-        fail = rng.random() < self.error_rate
-        if self.latency and delay_draw < self.latency_rate:
-            return self.latency, fail
-        return 0.0, fail
 
     def _error_name(self) -> str:
         return getattr(self.error, "__name__", type(self.error).__name__)
@@ -227,12 +267,12 @@ class FaultInjection:
 
         Example:
             >>> FaultInjection(error_rate=0.5, seed=1).plan(4)
-            ['ok', 'fault', 'fault', 'ok']
+            ['fault', 'ok', 'ok', 'fault']
         """
-        rng = random.Random(self.seed)
+        bits = random.Random(self.seed).getrandbits
         out = []
         for _ in range(n):
-            delay, fail = self._draw(rng)
+            delay, fail = self._outcome(bits(64))
             out.append(_NAMES[bool(delay), fail])
         return out
 
@@ -253,21 +293,29 @@ class FaultInjection:
             The injected error; otherwise whatever `fn` raises.
         """
         if self.enabled:
-            delay, fail = self._decide()
-            if delay:
-                self.clock.sleep(delay)
-            if fail:
-                self._raise()
+            # One C call per call: atomic under the GIL, so threads never share a draw and
+            # the multiset of outcomes is the seed's, whatever the interleaving.
+            bits = self._bits(64)
+            if (bits >> 32) < self._latency_cut or (bits & _LOW) < self._error_cut:
+                delay, fail = self._faulted(bits)
+                if delay:
+                    self.clock.sleep(delay)
+                if fail:
+                    self._raise()
         return fn(*args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await `fn(*args, **kwargs)` with the same faults as `call` (asyncio or trio)."""
         if self.enabled:
-            delay, fail = self._decide()
-            if delay:
-                await self.clock.asleep(delay)
-            if fail:
-                self._raise()
+            # One C call per call: atomic under the GIL, so threads never share a draw and
+            # the multiset of outcomes is the seed's, whatever the interleaving.
+            bits = self._bits(64)
+            if (bits >> 32) < self._latency_cut or (bits & _LOW) < self._error_cut:
+                delay, fail = self._faulted(bits)
+                if delay:
+                    await self.clock.asleep(delay)
+                if fail:
+                    self._raise()
         return await fn(*args, **kwargs)
 
     def __repr__(self) -> str:

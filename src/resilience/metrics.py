@@ -209,6 +209,8 @@ class MetricsCollector:
         self._lock = threading.Lock()
         self._ops: dict[str, dict[str, Any]] = {}
         self._seen_breakers: set[str] = set()
+        self._completed: dict[tuple[str, str], tuple[Any, Any, dict[str, Any], str]] = {}
+        self._retry_children: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._state_gen: dict[str, int] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
@@ -296,18 +298,31 @@ class MetricsCollector:
             handler(event)
 
     def _on_completed(self, ev: events.CallCompleted) -> None:
+        # The per-call event: the labelled children and the row are looked up once per
+        # (operation, outcome), not per call (`labels()` takes a lock and builds a key).
         op = ev.operation
-        self._calls.labels(op, ev.outcome).inc()
-        self._duration.labels(op).observe(ev.duration)
+        cached = self._completed.get((op, ev.outcome))
+        if cached is None:
+            with self._lock:
+                row = self._row(op)
+            outcome_key = _OUTCOME_KEYS.get(ev.outcome, "ignored")
+            cached = (
+                self._calls.labels(op, ev.outcome),
+                self._duration.labels(op),
+                row,
+                outcome_key,
+            )
+            self._completed[op, ev.outcome] = cached
+            if op not in self._seen_breakers:
+                self._seed_breaker(op)
+        counter, histogram, row, outcome_key = cached
+        counter.inc()
+        histogram.observe(ev.duration)
         with self._lock:
-            row = self._row(op)
             row["calls"] += 1
-            row[_OUTCOME_KEYS.get(ev.outcome, "ignored")] += 1
+            row[outcome_key] += 1
             row["slow_calls"] += ev.slow
             row["duration_sum"] += ev.duration
-            seen = op in self._seen_breakers
-        if not seen:
-            self._seed_breaker(op)
 
     def _on_rejected(self, ev: events.CallRejected) -> None:
         op, reason = ev.operation, ev.reason
@@ -356,9 +371,14 @@ class MetricsCollector:
                 self._set_state(op, state)
 
     def _on_retry(self, ev: events.RetryAttempted) -> None:
-        self._retries.labels(ev.operation).inc()
+        cached = self._retry_children.get(ev.operation)
+        if cached is None:
+            with self._lock:
+                row = self._row(ev.operation)
+            cached = self._retry_children[ev.operation] = (self._retries.labels(ev.operation), row)
+        cached[0].inc()
         with self._lock:
-            self._row(ev.operation)["retries"] += 1
+            cached[1]["retries"] += 1
 
     def _on_gave_up(self, ev: events.RetryGaveUp) -> None:
         self._exhausted.labels(ev.operation, ev.reason).inc()
