@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import json.scanner
 import os
 import random
 import sqlite3
@@ -76,6 +77,7 @@ SCHEMA_VERSION = 1
 """`PRAGMA user_version` of the files this version writes; newer files are refused."""
 
 _DEAD = 2
+_INF = float("inf")
 _DEAD_BUCKET = 4
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
@@ -136,7 +138,17 @@ def _rank(priority: object) -> int:
 
 
 _dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-_loads = json.loads
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _loads(text: str) -> Any:
+    # The C scanner straight away: what we stored is compact JSON with no surrounding
+    # whitespace, so json.loads' two whitespace regex matches per item are skipped.
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises the proper JSONDecodeError
+    return value if end == len(text) else json.loads(text)
 
 
 def _encode(payload: object) -> str:
@@ -712,10 +724,13 @@ class OfflineQueue:
             ...     [item.payload for item in batch]
             ['high']
         """
-        errors = Errors()
-        errors.integer("n", n, minimum=1)
-        errors.positive("visibility", visibility)
-        raise_if(errors, self.name)
+        if not (type(n) is int and n >= 1 and type(visibility) in (int, float)) or not (
+            0 < visibility < _INF
+        ):
+            errors = Errors()
+            errors.integer("n", n, minimum=1)
+            errors.positive("visibility", visibility)
+            raise_if(errors, self.name)
         return Lease(self, n, float(visibility))
 
     def _lease(self, n: int, visibility: float) -> tuple[int, list[Item]]:
