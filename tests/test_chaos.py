@@ -358,3 +358,13 @@ async def test_in_a_pipeline_async() -> None:
     assert chaos.errors > 0
     assert chaos.delays > 0
     assert clock.monotonic() == pytest.approx(0.5 * chaos.delays + 0.1 * chaos.errors)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import resilience.chaos
+
+    result = doctest.testmod(resilience.chaos, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +19,8 @@ import resilience as rs
 from resilience import events
 from resilience.metrics import MetricsCollector, log_events
 from resilience.testing import VirtualClock
+
+_law_ids = itertools.count()
 
 
 @pytest.fixture
@@ -390,3 +395,95 @@ def test_log_events_with_structlog_never_logs_secrets() -> None:
     assert attempted["attempt"] == 1
     assert attempted["error"] == "ConnectionError"
     assert secret not in repr(logs)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import resilience.metrics
+
+    result = doctest.testmod(resilience.metrics, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+@pytest.mark.anyio
+async def test_async_breaker_and_retry_are_counted(collector: MetricsCollector) -> None:
+    import anyio
+
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("m.async", minimum_calls=100, clock=clock)
+    rt = rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0.5), clock=clock)
+    pipe = rs.Pipeline(rt, br)
+    failures = iter([True, False, True, True, False])
+
+    async def call() -> str:
+        await anyio.lowlevel.checkpoint()
+        clock.advance(0.01)
+        if next(failures):
+            raise ConnectionError("flaky")
+        return "ok"
+
+    assert await pipe.acall(call) == "ok"
+    assert await pipe.acall(call) == "ok"
+    snap = collector.snapshot()["m.async"]
+    assert (snap["calls"], snap["successes"], snap["failures"]) == (5, 2, 3)
+    assert snap["retries"] == 3  # the unnamed Retry is named after the next stage
+    assert value(collector, "resilience_call_duration_seconds_sum", operation="m.async") == (
+        pytest.approx(0.05)
+    )
+
+
+def test_attaching_to_an_open_breaker_whose_time_is_up_shows_half_open() -> None:
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("m.elapsed", minimum_calls=1, open_duration=5, clock=clock)
+    with pytest.raises(ConnectionError):
+        br.call(failing(ConnectionError("x")))
+    clock.advance(5)  # nobody has looked since: still OPEN inside, HALF_OPEN when read
+    with MetricsCollector() as c:
+        # seeding reads the state; the transition it causes arrives through our own listener
+        assert value(c, "resilience_circuit_state", operation="m.elapsed", state="half_open") == 1
+        assert value(c, "resilience_circuit_state", operation="m.elapsed", state="open") == 0
+        t = "resilience_circuit_transitions_total"
+        assert value(c, t, operation="m.elapsed", from_state="open", to_state="half_open") == 1
+        assert c.snapshot()["m.elapsed"]["state"] == "half_open"
+
+
+@given(st.lists(st.sampled_from(["ok", "fail", "ignored", "slow"]), max_size=60))
+def test_snapshot_and_exposition_agree(script: list[str]) -> None:
+    clock = VirtualClock()
+    name = f"m.law.{next(_law_ids)}"
+    br = rs.CircuitBreaker(
+        name,
+        minimum_calls=10**6,
+        window=rs.CountWindow(10**6),
+        slow_call_threshold=1.0,
+        clock=clock,
+    )
+
+    def step(kind: str) -> None:
+        if kind == "fail":
+            raise ConnectionError("x")
+        if kind == "ignored":
+            raise FileNotFoundError("x")
+        if kind == "slow":
+            clock.advance(2)
+
+    with MetricsCollector() as c:
+        for kind in script:
+            try:
+                br.call(step, kind)
+            except OSError:
+                pass
+    snap = c.snapshot().get(name, {"calls": 0, "successes": 0, "failures": 0, "ignored": 0})
+    assert snap["calls"] == len(script)
+    assert snap["calls"] == snap["successes"] + snap["failures"] + snap["ignored"]
+    assert snap["failures"] == script.count("fail")
+    assert snap["ignored"] == script.count("ignored")
+    assert snap["successes"] == script.count("ok") + script.count("slow")
+    if script:
+        assert snap["slow_calls"] == script.count("slow")
+    for outcome, key in (("success", "successes"), ("failure", "failures"), ("ignored", "ignored")):
+        assert (value(c, "resilience_calls_total", operation=name, outcome=outcome) or 0) == snap[
+            key
+        ]
