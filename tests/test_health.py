@@ -127,3 +127,33 @@ def test_failover_tiers_show_through_their_breakers() -> None:
     h = rs.health(prefix="h.fo")
     assert h["open"] == ["h.fo/dc1"]
     assert h["status"] == "degraded"
+
+
+def test_failover_clients_that_register_show_their_active_tier() -> None:
+    # Failover does not register itself yet; health() reads those that are registered.
+    clock = VirtualClock()
+    up = {"dc1": True}
+
+    def dc1() -> str:
+        if not up["dc1"]:
+            raise ConnectionError("dc1 down")
+        return "dc1"
+
+    fo = rs.Failover(
+        [rs.Tier("dc1", dc1), rs.Tier("dc2", lambda: "dc2")],
+        name="h.reg",
+        breaker={"minimum_calls": 2},
+        clock=clock,
+    )
+    _registry.register("failover", fo.name, fo)
+    try:
+        h = rs.health(prefix="h.reg")
+        assert h["failovers"] == {"h.reg": {"active_tier": "dc1", "tiers_down": []}}
+        assert h["status"] == "ok"
+        up["dc1"] = False
+        assert [fo.call(), fo.call()] == ["dc2", "dc2"]
+        h = rs.health(prefix="h.reg")
+        assert h["failovers"] == {"h.reg": {"active_tier": "dc2", "tiers_down": ["dc1"]}}
+        assert h["status"] == "degraded"
+    finally:
+        _registry.unregister("failover", fo.name, fo)
