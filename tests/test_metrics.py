@@ -487,3 +487,19 @@ def test_snapshot_and_exposition_agree(script: list[str]) -> None:
         assert (value(c, "resilience_calls_total", operation=name, outcome=outcome) or 0) == snap[
             key
         ]
+
+
+def test_reattach_refreshes_the_state_gauge() -> None:
+    br = rs.CircuitBreaker("m.reattach")
+    c = MetricsCollector().attach()
+    c.detach()
+    br.force_open()  # while detached: not seen
+    assert value(c, "resilience_circuit_state", operation="m.reattach", state="closed") == 1
+    c.attach()
+    try:
+        assert (
+            value(c, "resilience_circuit_state", operation="m.reattach", state="forced_open") == 1
+        )
+        assert value(c, "resilience_circuit_state", operation="m.reattach", state="closed") == 0
+    finally:
+        c.detach()

@@ -235,10 +235,11 @@ class MetricsCollector:
 
     def attach(self) -> MetricsCollector:
         """Start counting events (idempotent); returns self. Seeds the circuit-state gauge
-        from the breakers alive now."""
+        from the breakers alive now (again after a detach: states may have moved since)."""
         with self._lock:
             if self._unsubscribe is not None:
                 return self
+            self._seen_breakers.clear()
             self._unsubscribe = events.subscribe(self._on_event)
         for name in _registry.registered("breaker"):
             self._seed_breaker(name)
@@ -253,6 +254,7 @@ class MetricsCollector:
 
     @property
     def attached(self) -> bool:
+        """Whether the collector is counting events now."""
         return self._unsubscribe is not None
 
     def __enter__(self) -> MetricsCollector:
