@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(fast=args.fast, plain=args.plain)
     if args.command in ("config", "presets"):
-        from .config import _cli as config_cli
+        from .config._cli import run as run_config_command
 
-        return config_cli.run(args)
+        return run_config_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
