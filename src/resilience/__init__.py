@@ -32,7 +32,12 @@ from ._errors import (
     TimeoutExceeded,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what type checkers see; at run time these load on first access
+    from ._policy import Policy
+    from ._resilient import resilient
+    from .breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
+    from .bulkhead import Bulkhead
+    from .chaos import FaultInjection
     from .classify import (
         DEFAULT_CLASSIFIER,
         Classification,
@@ -40,6 +45,14 @@ if TYPE_CHECKING:
         Verdict,
         parse_retry_after,
     )
+    from .failover import Failover, Tier
+    from .fallback import Default, DegradationLevel, FallbackChain, Served, StaleCache, Step
+    from .metrics import MetricsCollector, health
+    from .pipeline import Pipeline
+    from .queue import DrainReport, OfflineQueue, Priority
+    from .ratelimit import RateLimiter
+    from .retry import Backoff, Retry, RetryBudget
+    from .timeout import Timeout
 
 # public name -> the module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
