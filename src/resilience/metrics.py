@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -466,7 +467,8 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
             "payments." for one subsystem's health; "" (default): all of them.
 
     Returns:
-        {"status": ..., "breakers": {name: {"state", "failure_rate", "calls", "remaining",
+        {"status": ..., "breakers": {name: {"state", "failure_rate", "calls", "remaining"
+        (seconds until trial calls, None while forced open),
         "opened_at", "critical"}}, "open": [names], "half_open": [names], "failovers":
         {name: {"active_tier", "tiers_down"}}} (failover clients that register themselves).
 
@@ -486,12 +488,14 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
         if not name.startswith(prefix):
             continue
         snap = br.snapshot()
+        remaining = float(snap.get("remaining", 0.0))
         state = str(snap["state"])  # a CircuitState: a StrEnum, equal to its value
         breakers[name] = {
             "state": state,
             "failure_rate": snap.get("failure_rate", 0.0),
             "calls": snap.get("calls", 0),
-            "remaining": snap.get("remaining", 0.0),
+            # seconds until trial calls; None when forced open (no end): strict JSON has no inf
+            "remaining": None if math.isinf(remaining) else remaining,
             "opened_at": snap.get("opened_at"),
             "critical": name in wanted,
         }
