@@ -168,6 +168,7 @@ class Failover:
             ),
             name if isinstance(name, str) else None,
         )
+        from . import _registry
         from .breaker import CircuitBreaker, CircuitState
 
         self.name = name
@@ -205,6 +206,7 @@ class Failover:
         self._lock = threading.Lock()
         self._background = False
         self._task_group: Any = None
+        _registry.register("failover", name, self)
 
     @staticmethod
     def validate(**kwargs: Any) -> list[tuple[str, str]]:
