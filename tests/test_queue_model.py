@@ -95,16 +95,14 @@ class QueueMachine(RuleBasedStateMachine):
 
     # --- the model's view -----------------------------------------------------------------
 
-    def expire(self) -> None:
-        now = self.clock.time()
-        for row in self.rows.values():
-            if row.state == "leased" and row.until <= now:
-                row.state, row.lease = "ready", None
+    def available(self, row: Row) -> bool:
+        """Ready, or leased with the lease expired. An expired lease keeps its items (it
+        can still settle them) until another lease takes them over."""
+        return row.state == "ready" or (row.state == "leased" and row.until <= self.clock.time())
 
     def ready_order(self) -> list[int]:
-        self.expire()
         return sorted(
-            (s for s, r in self.rows.items() if r.state == "ready"),
+            (s for s, r in self.rows.items() if self.available(r)),
             key=lambda s: (self.rows[s].rank, s),
         )
 
