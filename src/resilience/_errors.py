@@ -270,6 +270,11 @@ class CRDTError(ResilienceError):
     """CRDT data that cannot be trusted: tampered, foreign, or of a future version."""
 
 
+class StoreError(ResilienceError):
+    """A state store (`resilience.stores`) failed: its file is foreign, of a newer schema or
+    unusable, or its server cannot be reached. The message never contains a password."""
+
+
 def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
     exc = cls.__new__(cls, *args)
     exc.args = args  # OSError.__new__ leaves args to __init__ in subclasses that define one

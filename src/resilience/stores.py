@@ -21,13 +21,31 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import threading
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+import time
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
-from ._errors import ConfigError
+from ._errors import ConfigError, StoreError
+from ._validate import Errors, raise_if
 
-__all__ = ["MemoryStore", "Record", "Store"]
+if typing.TYPE_CHECKING:
+    import sqlite3
+
+__all__ = [
+    "SQLITE_APPLICATION_ID",
+    "SQLITE_SCHEMA_VERSION",
+    "MemoryStore",
+    "Record",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+]
+
+_T = TypeVar("_T")
 
 Record = dict[str, Any]
 """A store's value: a JSON-safe dict."""
@@ -147,6 +165,622 @@ class MemoryStore:
         return f"MemoryStore({len(self._data)} records)"
 
 
+SQLITE_APPLICATION_ID = 0x52534C53
+"""`PRAGMA application_id` of a `SQLiteStore` file ("RSLS")."""
+
+SQLITE_SCHEMA_VERSION = 1
+"""`PRAGMA user_version` of the `SQLiteStore` files this version writes; newer are refused."""
+
+_SQLITE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS buckets"
+    " (key TEXT PRIMARY KEY, level REAL NOT NULL, stamp REAL NOT NULL) WITHOUT ROWID",
+    f"PRAGMA application_id = {SQLITE_APPLICATION_ID}",
+    f"PRAGMA user_version = {SQLITE_SCHEMA_VERSION}",
+)
+_UPSERT_RECORD = (
+    "INSERT INTO records (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_UPSERT_BUCKET = (
+    "INSERT INTO buckets (key, level, stamp) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET level = excluded.level, stamp = excluded.stamp"
+)
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+class SQLiteStore:
+    """A store in a SQLite file: survives restarts and is shared by every process that opens
+    the same file (`shared` is True).
+
+    The file is created with mode 0600 and runs in WAL mode (readers never wait for a
+    writer). It holds two tables, `records` (key, JSON value) and `buckets` (the token
+    buckets), and is marked with `PRAGMA application_id` "RSLS" and a schema version, checked
+    on every open: a file of another application, or of a newer version of this library, is
+    refused with `StoreError` and left untouched. `compare_and_set` and `take_tokens` run in
+    a `BEGIN IMMEDIATE` transaction, so they are atomic across threads and processes. Commits
+    use `synchronous=NORMAL`: they survive a crash of the process; a power cut may lose the
+    last few changes (a breaker record or a bucket level, never a torn one).
+
+    `sqlite3` is imported when the first `SQLiteStore` is built, not with `resilience`.
+    `":memory:"` gives a private, non-shared store (for tests).
+
+    Args:
+        path: the database file (created if missing).
+        busy_timeout: seconds to wait for another process's write lock before failing.
+
+    Raises:
+        StoreError: the file cannot be created or opened, is not a SQLite database, belongs
+            to another application, or has a newer schema; later, an operation that fails.
+        ConfigError: a bad argument.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "state.db")
+        >>> with SQLiteStore(path) as store:
+        ...     store.set("breaker:payments", {"state": "open"})
+        >>> SQLiteStore(path).get("breaker:payments")
+        {'state': 'open'}
+    """
+
+    shared = True
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+        errors = Errors()
+        if not isinstance(path, str | os.PathLike):
+            errors.append(("path", f"must be a file path, got {type(path).__name__}"))
+        errors.positive("busy_timeout", busy_timeout)
+        raise_if(errors, "SQLiteStore")
+        import sqlite3 as sq  # lazily: `import resilience` and the breaker must not pay for it
+
+        self._sqlite3: Any = sq
+        self.path = os.fspath(path)
+        self._busy_timeout = float(busy_timeout)
+        self._memory = self.path == ":memory:"
+        if self._memory:
+            self.shared = False
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = self._open()
+        self._pid = os.getpid()
+
+    # --- opening ------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        sq = self._sqlite3
+        if not self._memory:
+            self._create_or_check()
+        try:
+            db: sqlite3.Connection = sq.connect(
+                self.path, timeout=0.0, isolation_level=None, check_same_thread=False
+            )
+        except sq.Error as exc:
+            raise StoreError(f"cannot open store file {self.path!r}: {exc}") from exc
+        try:
+            self._check_header(db)  # again: it may have changed since we looked
+            self._busy(db.execute, "PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                self._busy(db.execute, "BEGIN IMMEDIATE")
+                try:
+                    self._check_header(db)  # another process may have created it meanwhile
+                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                        for statement in _SQLITE_SCHEMA:
+                            db.execute(statement)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sq.Error as exc:
+            db.close()
+            raise StoreError(f"{self.path!r} is not a usable store file ({exc})") from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _create_or_check(self) -> None:
+        """Create a new file with mode 0600 (SQLite gives its -wal and -shm files the same
+        mode), or check an existing one read-only, so a foreign file is never written to."""
+        sq = self._sqlite3
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot create store file {self.path!r}: {exc}") from exc
+        else:
+            os.close(fd)
+            return
+        try:
+            if os.path.getsize(self.path) == 0:
+                return
+        except OSError as exc:
+            raise StoreError(f"cannot open store file {self.path!r}: {exc}") from exc
+        from urllib.parse import quote
+
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        try:
+            ro = sq.connect(uri, uri=True)
+        except sq.Error as exc:
+            raise StoreError(f"cannot open store file {self.path!r}: {exc}") from exc
+        try:
+            self._check_header(ro)
+        except sq.Error as exc:
+            raise StoreError(
+                f"{self.path!r} is not a usable store file ({exc}); it was left untouched"
+            ) from exc
+        finally:
+            ro.close()
+
+    def _check_header(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and version == 0:
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables == 0:
+                return  # an empty database (a creation that did not finish): ours to set up
+        if app_id != SQLITE_APPLICATION_ID:
+            raise StoreError(
+                f"{self.path!r} is a SQLite file of another application (application_id "
+                f"{app_id:#x}, expected {SQLITE_APPLICATION_ID:#x}); it was left untouched"
+            )
+        if version > SQLITE_SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path!r} has store schema version {version}, newer than this library's "
+                f"{SQLITE_SCHEMA_VERSION}; upgrade resilience to open it (the file was left "
+                "untouched)"
+            )
+        if version < 1:
+            raise StoreError(
+                f"{self.path!r} has an unknown store schema version {version}; "
+                "it was left untouched"
+            )
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self.path!r} is closed")
+        if self._pid != os.getpid():
+            # A forked child must not use its parent's connection: open its own.
+            self._db = self._open()
+            self._pid = os.getpid()
+        return self._db
+
+    def _run(self, fn: Callable[[sqlite3.Connection], _T], key: str, *, write: bool) -> _T:
+        """Run `fn` under the thread lock; with `write`, in one BEGIN IMMEDIATE transaction
+        (which takes SQLite's write lock first: a read-modify-write cannot interleave)."""
+        sq = self._sqlite3
+        with self._lock:
+            db = self._conn()
+            try:
+                if not write:
+                    return self._busy(fn, db)
+                self._busy(db.execute, "BEGIN IMMEDIATE")
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                return result
+            except sq.Error as exc:
+                raise StoreError(
+                    f"store {self.path!r}: {exc}; nothing was changed", operation=key
+                ) from exc
+
+    def _busy(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run `fn`, waiting out another process's lock with short real sleeps (SQLite's own
+        busy handler sleeps up to 100 ms at a time, which collapses throughput)."""
+        sq = self._sqlite3
+        try:
+            return fn(*args)
+        except sq.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0001
+        while True:
+            time.sleep(pause * (0.5 + random.random()))
+            try:
+                return fn(*args)
+            except sq.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
+                    raise
+            pause = min(pause * 2, 0.005)
+
+    # --- the Store protocol -------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        row = self._run(
+            lambda db: db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone(),
+            key,
+            write=False,
+        )
+        return None if row is None else _decode(row[0], key)
+
+    def set(self, key: str, value: Mapping[str, Any]) -> None:
+        raw = _encode(value)
+        self._run(lambda db: db.execute(_UPSERT_RECORD, (key, raw)), key, write=False)
+
+    def compare_and_set(
+        self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
+    ) -> bool:
+        raw = _encode(value)
+        want = None if expected is None else _encode(expected)
+
+        def cas(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
+            current = None if row is None else row[0]
+            if current != want:  # both in canonical JSON, as in MemoryStore
+                return False
+            db.execute(_UPSERT_RECORD, (key, raw))
+            return True
+
+        return self._run(cas, key, write=True)
+
+    def delete(self, key: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM records WHERE key = ?", (key,))
+            db.execute("DELETE FROM buckets WHERE key = ?", (key,))
+
+        self._run(delete, key, write=True)
+
+    def take_tokens(
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        tokens: float = 1.0,
+    ) -> float:
+        _check_tokens(key, tokens)
+        _check_bucket(key, capacity, refill_per_second, now)
+
+        def take(db: sqlite3.Connection) -> float:
+            row = db.execute("SELECT level, stamp FROM buckets WHERE key = ?", (key,)).fetchone()
+            level, stamp = (capacity, now) if row is None else row
+            level, stamp, wait = _bucket(level, stamp, capacity, refill_per_second, now, tokens)
+            db.execute(_UPSERT_BUCKET, (key, level, stamp))
+            return wait
+
+        return self._run(take, key, write=True)
+
+    # --- the rest -----------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Every key with a record (for inspection)."""
+        rows = self._run(
+            lambda db: db.execute("SELECT key FROM records ORDER BY key").fetchall(),
+            "",
+            write=False,
+        )
+        return [row[0] for row in rows]
+
+    def close(self) -> None:
+        """Close the connection (idempotent); later operations raise `StoreError`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if self._pid == os.getpid():
+                    self._db.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+
+_CAS_LUA = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+# The same steps as `_bucket`, in the same order, on the same IEEE doubles (%.17g round-trips
+# them exactly). An idle bucket expires once it would be full again anyway (at least an hour,
+# so a caller's clock that runs slower than the server's never sees a refill it did not earn).
+_TAKE_LUA = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[4])
+local saved = redis.call('HMGET', KEYS[1], 'level', 'stamp')
+local level, stamp = capacity, now
+if saved[1] and saved[2] then
+  level = tonumber(saved[1])
+  stamp = tonumber(saved[2])
+end
+if now > stamp then
+  level = level + (now - stamp) * rate
+  stamp = now
+end
+if level > capacity then level = capacity end
+local wait
+if tokens > capacity then
+  wait = 'inf'
+elseif level >= tokens then
+  level = level - tokens
+  wait = '0'
+elseif rate <= 0 then
+  wait = 'inf'
+else
+  wait = string.format('%.17g', (tokens - level) / rate)
+end
+redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level),
+           'stamp', string.format('%.17g', stamp))
+if rate > 0 then
+  local ttl = math.max(2 * capacity / rate, 3600)
+  if ttl > 2592000 then ttl = 2592000 end
+  redis.call('EXPIRE', KEYS[1], string.format('%.0f', math.ceil(ttl)))
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return wait
+"""
+
+
+class RedisStore:
+    """A store in Redis: one state for every process and host that uses the same server and
+    prefix (`shared` is True).
+
+    Records are JSON strings at `prefix + key` (readable with `redis-cli GET`); token buckets
+    are hashes at `prefix + "tokens:" + key` (so record keys starting with "tokens:" are
+    reserved). `compare_and_set` and `take_tokens` are Lua scripts, atomic on the server, sent
+    once and then called by their SHA (EVALSHA). Idle buckets expire on their own.
+
+    `redis` (redis-py, the `redis` extra) is imported when the first `RedisStore` is built.
+    The connection is made on first use, not here, so building a breaker while Redis is
+    down does not fail. A password in the URL never appears in `repr()`, `str()` or in the
+    errors this store raises.
+
+    Args:
+        url_or_client: a URL (`redis://[[user]:password@]host[:port][/db]`, `rediss://...`,
+            `unix://...`) or a ready `redis.Redis` client (its decoding setting does not
+            matter).
+        prefix: put before every key, so several applications can share one server.
+        timeout: seconds for connecting and for each command (URL only; a client you pass
+            keeps its own settings).
+
+    Raises:
+        ConfigError: redis-py is not installed, or a bad argument (an unparsable URL).
+        StoreError: (from the operations) the server cannot be reached or refused a command.
+
+    Example:
+        >>> store = RedisStore("redis://:s3cret@127.0.0.1:6379/0", prefix="myapp:")
+        >>> store
+        RedisStore('redis://:***@127.0.0.1:6379/0', prefix='myapp:')
+    """
+
+    shared = True
+
+    def __init__(
+        self, url_or_client: Any, prefix: str = "resilience:", *, timeout: float = 5.0
+    ) -> None:
+        errors = Errors()
+        if not isinstance(prefix, str):
+            errors.append(("prefix", f"must be a string, got {type(prefix).__name__}"))
+        errors.positive("timeout", timeout)
+        if not isinstance(url_or_client, str) and not callable(
+            getattr(url_or_client, "register_script", None)
+        ):
+            errors.append(
+                (
+                    "url_or_client",
+                    f"must be a redis URL or a redis.Redis client, got "
+                    f"{type(url_or_client).__name__}",
+                )
+            )
+        raise_if(errors, "RedisStore")
+        try:
+            import redis  # lazily: only the users of RedisStore need redis-py
+        except ImportError:
+            raise ConfigError(
+                [
+                    (
+                        "url_or_client",
+                        "RedisStore needs redis-py: pip install 'resilience-primitives[redis]'",
+                    )
+                ],
+                operation="RedisStore",
+            ) from None
+        self._failures: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.prefix = prefix
+        if isinstance(url_or_client, str):
+            self._where, self._secrets = _redact_url(url_or_client)
+            try:
+                self._client: Any = redis.Redis.from_url(
+                    url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    [
+                        (
+                            "url_or_client",
+                            f"not a usable redis URL {self._where!r}: "
+                            f"{_scrub(str(exc), self._secrets)}",
+                        )
+                    ],
+                    operation="RedisStore",
+                ) from None
+        else:
+            self._client = url_or_client
+            kwargs = getattr(
+                getattr(url_or_client, "connection_pool", None), "connection_kwargs", {}
+            )
+            self._secrets = tuple(s for s in (kwargs.get("password"),) if isinstance(s, str) and s)
+            where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            self._where = f"redis client {where}/{kwargs.get('db', 0)}"
+        self._cas = self._client.register_script(_CAS_LUA)
+        self._take = self._client.register_script(_TAKE_LUA)
+
+    def _fail(self, exc: BaseException, key: str) -> NoReturn:
+        text = f"{type(exc).__name__}: {exc}"
+        scrubbed = _scrub(text, self._secrets)
+        error = StoreError(f"redis store {self._where}: {scrubbed}", operation=key)
+        if scrubbed != text or _scrub(repr(exc), self._secrets) != repr(exc):
+            raise error from None  # the original would show the password
+        raise error from exc
+
+    # --- the Store protocol -------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        try:
+            raw = self._client.get(self.prefix + key)
+        except self._failures as exc:
+            self._fail(exc, key)
+        return None if raw is None else _decode(raw, key)
+
+    def set(self, key: str, value: Mapping[str, Any]) -> None:
+        raw = _encode(value)
+        try:
+            self._client.set(self.prefix + key, raw)
+        except self._failures as exc:
+            self._fail(exc, key)
+
+    def compare_and_set(
+        self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
+    ) -> bool:
+        raw = _encode(value)
+        want = "" if expected is None else _encode(expected)
+        absent = "1" if expected is None else "0"
+        try:
+            done = self._cas(keys=[self.prefix + key], args=[want, raw, absent])
+        except self._failures as exc:
+            self._fail(exc, key)
+        return bool(int(done))
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete(self.prefix + key, self._bucket_key(key))
+        except self._failures as exc:
+            self._fail(exc, key)
+
+    def take_tokens(
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        tokens: float = 1.0,
+    ) -> float:
+        _check_tokens(key, tokens)
+        _check_bucket(key, capacity, refill_per_second, now)
+        args = [repr(float(capacity)), repr(float(refill_per_second)), repr(float(now)),
+                repr(float(tokens))]  # fmt: skip
+        try:
+            wait = self._take(keys=[self._bucket_key(key)], args=args)
+        except self._failures as exc:
+            self._fail(exc, key)
+        return float(wait)
+
+    def _bucket_key(self, key: str) -> str:
+        return f"{self.prefix}tokens:{key}"
+
+    # --- the rest -----------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Every key with a record under this prefix (for inspection; uses SCAN)."""
+        start = len(self.prefix)
+        tokens = self.prefix + "tokens:"
+        try:
+            found = self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=500)
+            names = [k.decode() if isinstance(k, bytes) else str(k) for k in found]
+        except self._failures as exc:
+            self._fail(exc, "")
+        return sorted(n[start:] for n in names if not n.startswith(tokens))
+
+    def close(self) -> None:
+        """Close the client's connections (a client you passed in is closed too)."""
+        try:
+            self._client.close()
+        except self._failures:
+            pass
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+
+def _check_bucket(key: str, capacity: float, rate: float, now: float) -> None:
+    # A NaN would be stored as NULL (SQLite) or "nan" (Redis) and poison the bucket for good.
+    errors = [
+        (name, f"must be a number, got {value!r}")
+        for name, value in (("capacity", capacity), ("refill_per_second", rate))
+        if isinstance(value, float) and math.isnan(value)
+    ]
+    if not math.isfinite(now):
+        errors.append(("now", f"must be a finite clock reading, got {now!r}"))
+    if errors:
+        raise ConfigError(errors, operation=key)
+
+
+def _decode(raw: str | bytes, key: str) -> Record:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise StoreError(f"the record at {key!r} is not JSON: {exc}", operation=key) from None
+    if not isinstance(value, dict):
+        raise StoreError(f"the record at {key!r} is not a JSON object", operation=key)
+    return value
+
+
+def _redact_url(url: str) -> tuple[str, tuple[str, ...]]:
+    """The URL with its password replaced by ***, and the secrets to scrub from messages."""
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+    secrets: list[str] = []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable redis URL>", (url,)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, sep, password = userinfo.partition(":")
+        secret = password if sep else user  # "redis://secret@host": redis-py's username
+        if secret:
+            secrets += [secret, unquote(secret)]
+        netloc = f"{user}:***@{host}" if sep else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() == "password" for name, _ in pairs):
+            secrets += [v for name, v in pairs if name.lower() == "password" and v]
+            pairs = [(n, "***" if n.lower() == "password" else v) for n, v in pairs]
+            query = urlencode(pairs, safe="*")
+    safe = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return safe, tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 def _take(
     buckets: dict[str, tuple[float, float]],
     key: str,
@@ -158,22 +792,33 @@ def _take(
     tokens: float,
 ) -> float:
     """Token-bucket arithmetic shared by the stores that keep buckets in a dict."""
+    _check_tokens(key, tokens)
+    level, stamp, wait = _bucket(level, stamp, capacity, rate, now, tokens)
+    buckets[key] = (level, stamp)
+    return wait
+
+
+def _check_tokens(key: str, tokens: float) -> None:
     if not tokens >= 0:  # negative would fill the bucket; NaN would poison it
         raise ConfigError([("tokens", f"must be >= 0, got {tokens!r}")], operation=key)
+
+
+def _bucket(
+    level: float, stamp: float, capacity: float, rate: float, now: float, tokens: float
+) -> tuple[float, float, float]:
+    """One token-bucket step: (new level, new stamp, wait). The Lua script of `RedisStore`
+    does the same operations in the same order, so every store gives the same answers."""
     if now > stamp:
         level = level + (now - stamp) * rate
         stamp = now
     level = min(level, capacity)  # also when the caller lowered the capacity
     if tokens > capacity:
-        buckets[key] = (level, stamp)
-        return math.inf  # can never be satisfied: say so instead of a wait that will not help
+        return level, stamp, math.inf  # never satisfiable: say so instead of a useless wait
     if level >= tokens:
-        buckets[key] = (level - tokens, stamp)
-        return 0.0
-    buckets[key] = (level, stamp)
+        return level - tokens, stamp, 0.0
     if rate <= 0:
-        return math.inf
-    return (tokens - level) / rate
+        return level, stamp, math.inf
+    return level, stamp, (tokens - level) / rate
 
 
 def _encode(value: Mapping[str, Any]) -> str:
