@@ -293,7 +293,14 @@ class StoreContract:
         assert sum(got) == 200  # 450 attempts on a 200-token bucket: exactly 200 admitted
         assert store.get("counter") == {"n": 150}
 
-    @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    # Each subclass runs this on its own store: the differing executors are intended.
+    @settings(
+        max_examples=25,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
     @given(history=st.lists(_ops, max_size=30))
     def test_same_answers_as_memory_store(
         self, make: Callable[[], Store], history: list[Any]
