@@ -506,7 +506,8 @@ class Retry:
             ...}`); default exponential, 0.1 s doubling up to 10 s, full jitter.
         deadline: seconds for all attempts and waits together, or None.
         classifier: decides what is retried (default `DEFAULT_CLASSIFIER`).
-        respect_retry_after: honour the Retry-After of RATE_LIMITED outcomes.
+        respect_retry_after: honour the Retry-After of RATE_LIMITED outcomes (and of
+            TRANSIENT ones that carry one, such as a 503 with the header).
         budget: a `RetryBudget` shared by all calls, or None for no budget.
         name: the operation's name (in events, notes and errors).
         clock: where time is read and waits happen (default the system clock).
@@ -857,6 +858,14 @@ class _Run:
                 return
             elif retry_after > delay:
                 delay = retry_after
+        elif verdict.retry_after is not None and rt.respect_retry_after:
+            # A TRANSIENT failure that says when to come back (a 503 with Retry-After): honour
+            # it like a 429's, never shortening the backoff.
+            if verdict.retry_after > rt.max_retry_after:
+                self.reason = "retry_after"
+                return
+            if verdict.retry_after > delay:
+                delay = verdict.retry_after
         if rt.deadline is not None:
             now = rt.clock.monotonic()
             if self.start is None:
