@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the built-in presets")
 
+    migrate = sub.add_parser("migrate", help="convert legacy resilience settings to a config")
+    from .migrate import add_arguments as add_migrate_arguments
+
+    add_migrate_arguments(migrate)
+
     return parser
 
 
@@ -48,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .config._cli import run as run_config_command
 
         return run_config_command(args)
+    if args.command == "migrate":
+        from .migrate import cli as run_migrate_command
+
+        return run_migrate_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
