@@ -178,6 +178,46 @@ def test_fault_injection_signature_and_seeded_behaviour() -> None:
     assert rs.FaultInjection(error_rate=0.0).call(lambda: 5) == 5
 
 
+def test_fault_injection_as_docs_chaos_describes_it() -> None:
+    # docs/chaos.md: one draw per call whatever the rates (raising error_rate only adds
+    # faults); plan(n) predicts the calls without touching the injector; errors/delays count
+    def faults(rate: float, latency_rate: float = 0.0) -> set[int]:
+        fi = rs.FaultInjection(
+            error_rate=rate, latency=0.1, latency_rate=latency_rate, seed=42, clock=VirtualClock()
+        )
+        out = set()
+        for i in range(400):
+            try:
+                fi.call(lambda: None)
+            except ConnectionError:
+                out.add(i)
+        assert fi.errors == len(out)
+        return out
+
+    low, high = faults(0.1), faults(0.3)
+    assert low < high
+    assert faults(0.1, latency_rate=0.5) == low
+    fi = rs.FaultInjection(
+        error_rate=0.3, latency=1.0, latency_rate=0.3, seed=5, clock=VirtualClock()
+    )
+    plan = fi.plan(50)
+    got = []
+    for _ in range(50):
+        before = fi.delays
+        try:
+            fi.call(lambda: None)
+            fault = False
+        except ConnectionError:
+            fault = True
+        slow = fi.delays > before
+        got.append(
+            {(False, False): "ok", (False, True): "fault", (True, False): "slow"}.get(
+                (slow, fault), "slow+fault"
+            )
+        )
+    assert got == plan
+
+
 def test_fault_injection_latency_on_the_clock() -> None:
     clock = VirtualClock()
     fi = rs.FaultInjection(error_rate=0.0, latency=0.25, latency_rate=1.0, seed=1, clock=clock)

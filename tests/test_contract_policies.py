@@ -576,3 +576,62 @@ async def test_rate_limiter_async() -> None:
     with pytest.raises(rs.RateLimited) as info:
         await rl.acall(fn)
     assert info.value.retry_after == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("build", "fields"),
+    [
+        (
+            lambda: rs.CircuitBreaker(
+                "x", failure_rate_threshold=0, minimum_calls=0, half_open_calls=0
+            ),
+            {"failure_rate_threshold", "minimum_calls", "half_open_calls"},
+        ),
+        (lambda: rs.Retry(max_attempts=0, deadline=-1), {"max_attempts", "deadline"}),
+        (lambda: rs.Timeout(0), {"seconds"}),
+        (lambda: rs.Bulkhead(max_concurrent=0, max_waiting=-1), {"max_concurrent", "max_waiting"}),
+        (lambda: rs.RateLimiter(rate=0, per=0), {"rate", "per"}),
+        (lambda: rs.FaultInjection(error_rate=2, latency_rate=-1), {"error_rate", "latency_rate"}),
+        (
+            lambda: rs.OfflineQueue(":memory:", max_items=0, max_attempts=0),
+            {"max_items", "max_attempts"},
+        ),
+        (lambda: rs.Failover([], probe_interval=0), {"tiers", "probe_interval"}),
+        (lambda: rs.RetryBudget(ratio=2, min_per_second=-1), {"ratio", "min_per_second"}),
+    ],
+)
+def test_bad_arguments_raise_config_error_listing_every_bad_field(
+    build: Any, fields: set[str]
+) -> None:
+    with pytest.raises(rs.ConfigError) as info:
+        build()
+    assert {loc for loc, _ in info.value.errors} == fields
+    text = str(info.value)
+    assert all(field in text for field in fields)
+    assert isinstance(info.value, rs.ResilienceError)
+
+
+def test_reset_restores_the_base_open_duration() -> None:
+    clock = VirtualClock()
+    br = rs.CircuitBreaker(
+        "payments",
+        minimum_calls=1,
+        open_duration=10.0,
+        open_duration_max=100.0,
+        half_open_calls=1,
+        clock=clock,
+    )
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        br.call(down)
+    clock.advance(10)
+    with pytest.raises(ConnectionError):
+        br.call(down)  # failed trial: re-open for 20 s
+    assert br.snapshot()["open_duration"] == 20.0
+    br.reset()
+    with pytest.raises(ConnectionError):
+        br.call(down)
+    assert br.snapshot()["remaining"] == pytest.approx(10.0)
