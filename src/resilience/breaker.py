@@ -676,7 +676,11 @@ class CircuitBreaker:
             return
         try:
             if self._shared:
-                if not self._store.compare_and_set(self._key, self._seen, record):
+                # If the record we saw is gone (a restarted Redis, a deleted row), publish
+                # ours again: otherwise every later compare-and-set would fail too.
+                if not self._store.compare_and_set(self._key, self._seen, record) and (
+                    self._seen is None or not self._store.compare_and_set(self._key, None, record)
+                ):
                     self._pull(self._mono(), lost_race=True)
                     return
             else:
