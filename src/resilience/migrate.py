@@ -134,6 +134,8 @@ class MigrationReport:
                 lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
         if "defaults" in self.config:
             lines += ["", "[defaults]", *_toml_table_lines(self.config["defaults"])]
+        if not self.config.get("operations"):
+            lines += ["", "[operations]"]
         for name, table in self.config.get("operations", {}).items():
             op = self.operations.get(name)
             lines.append("")
@@ -159,14 +161,26 @@ class MigrationReport:
 
 
 def _comment(text: str) -> str:
-    return " ".join(str(text).split())
+    return " ".join("".join(c if c.isprintable() else "?" for c in str(text)).split())
 
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _toml_key(key: str) -> str:
-    return key if _BARE.match(key) else json.dumps(key)
+    return key if _BARE.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _toml_value(value: Any) -> str:
@@ -179,7 +193,7 @@ def _toml_value(value: Any) -> str:
             raise ValueError(value)
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return _toml_string(value)
     if isinstance(value, dict):
         if not value:
             return "{}"
@@ -316,6 +330,13 @@ def _ms(value: Any) -> float:
     return _non_negative(_number(value)) / 1000.0
 
 
+def _cap(value: Any) -> float:
+    """A legacy maximum: a number, where infinity (tenacity's default) means none."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == math.inf:
+        return math.inf
+    return _number(value)
+
+
 def _percent(value: Any) -> float:
     number = _number(value)
     if not 0 <= number <= 100:
@@ -405,6 +426,11 @@ class _Run:
         self.warnings: list[str] = []
 
     def op(self, name: str) -> _Op:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            self.problem(repr(name), "an operation name must be valid Unicode text")
+            name = name.encode("utf-8", "replace").decode("utf-8")
         op = self.ops.get(name)
         if op is None:
             op = self.ops[name] = _Op(name, self)
@@ -1798,7 +1824,7 @@ def _tenacity_wait(op: _Op, label: str, term: _Term, attempts: int) -> dict[str,
             return {"kind": "constant", "delay": delay}
         if name in ("wait_exponential", "wait_random_exponential"):
             mult = num(0, "multiplier", 1.0)
-            cap = _number(_arg(args, kwargs, 1, "max", math.inf))
+            cap = _cap(_arg(args, kwargs, 1, "max", math.inf))
             base = _number(_arg(args, kwargs, 2, "exp_base", 2.0)) if "exp_base" in kwargs or \
                 len(args) > 2 else 2.0  # fmt: skip
             low = num(3, "min", 0.0)
@@ -1814,7 +1840,7 @@ def _tenacity_wait(op: _Op, label: str, term: _Term, attempts: int) -> dict[str,
                     "maximum": max(maximum, initial), "jitter": jitter}  # fmt: skip
         if name == "wait_exponential_jitter":
             initial = num(0, "initial", 1.0)
-            cap = _number(_arg(args, kwargs, 1, "max", math.inf))
+            cap = _cap(_arg(args, kwargs, 1, "max", math.inf))
             base = _number(_arg(args, kwargs, 2, "exp_base", 2.0))
             if base < 1:
                 raise _Bad(f"exp_base must be >= 1, got {base:g}")
@@ -1830,7 +1856,7 @@ def _tenacity_wait(op: _Op, label: str, term: _Term, attempts: int) -> dict[str,
         if name == "wait_incrementing":
             start = num(0, "start", 0.0)
             step = num(1, "increment", 100.0)
-            cap = _number(_arg(args, kwargs, 2, "max", math.inf))
+            cap = _cap(_arg(args, kwargs, 2, "max", math.inf))
             maximum = cap if cap < 1e15 else start + step * max(attempts - 2, 0)
             op.mapped(label, "retry.backoff (linear)")
             return {"kind": "linear", "initial": start, "step": step,
@@ -2194,7 +2220,8 @@ def _detect(data: Mapping[str, Any], kind: str, label: str) -> str:
         return "pybreaker"
     if lower & _CIRCUITBREAKER_KEYS:
         return "circuitbreaker"
-    if lower & _TENACITY_KEYS or any(k.startswith(("stop_", "wait_")) for k in lower):
+    # exact case: Polly's "Retry" is not tenacity's `retry`
+    if set(keys) & _TENACITY_KEYS or any(k.startswith(("stop_", "wait_")) for k in keys):
         return "tenacity"
 
     def has_polly(node: Any, depth: int = 0) -> bool:
