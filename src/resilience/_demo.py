@@ -1311,9 +1311,9 @@ def _play(
         with view:
             _run_act(act, view)
     except Exception as exc:
-        act.close()
         return Report(f"stopped by an unexpected error: {exc!r}", "", [("the act ran", False)])
-    act.close()
+    finally:
+        act.close()  # servers, files: also on Ctrl-C
     return act.report()
 
 
