@@ -559,3 +559,37 @@ def test_breaker_and_limiter_state_in_the_file_is_json(tmp_path: Path) -> None:
 
 def _refused() -> None:
     raise ConnectionError("refused")
+
+
+def test_processes_creating_the_file_at_once_all_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    code = """
+        import sys
+        sys.stdin.readline()  # all start together, on a file nobody has created yet
+        from resilience.stores import SQLiteStore
+        store = SQLiteStore(sys.argv[1])
+        store.set(sys.argv[2], {"ok": True})
+        print(store.take_tokens("t", capacity=10, refill_per_second=0, now=0.0))
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(path), f"p{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(4)
+    ]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err[-3000:]
+        assert float(out) == 0.0
+    with SQLiteStore(path) as store:
+        assert store.keys() == ["p0", "p1", "p2", "p3"]

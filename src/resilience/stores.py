@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import threading
 import time
 import typing
@@ -257,20 +256,8 @@ class SQLiteStore:
         except sq.Error as exc:
             raise StoreError(f"cannot open store file {self.path!r}: {exc}") from exc
         try:
-            self._check_header(db)  # again: it may have changed since we looked
-            self._busy(db.execute, "PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                self._busy(db.execute, "BEGIN IMMEDIATE")
-                try:
-                    self._check_header(db)  # another process may have created it meanwhile
-                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _SQLITE_SCHEMA:
-                            db.execute(statement)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+            # Several processes may open a new file at once: wait out each other's locks.
+            self._busy(self._initialise, db)
         except sq.Error as exc:
             db.close()
             raise StoreError(f"{self.path!r} is not a usable store file ({exc})") from exc
@@ -278,6 +265,24 @@ class SQLiteStore:
             db.close()
             raise
         return db
+
+    def _initialise(self, db: sqlite3.Connection) -> None:
+        self._check_header(db)  # again: it may have changed since we looked
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_header(db)  # another process may have created it meanwhile
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SQLITE_SCHEMA:
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _create_or_check(self) -> None:
         """Create a new file with mode 0600 (SQLite gives its -wal and -shm files the same
@@ -305,7 +310,7 @@ class SQLiteStore:
         except sq.Error as exc:
             raise StoreError(f"cannot open store file {self.path!r}: {exc}") from exc
         try:
-            self._check_header(ro)
+            self._busy(self._check_header, ro)
         except sq.Error as exc:
             raise StoreError(
                 f"{self.path!r} is not a usable store file ({exc}); it was left untouched"
@@ -380,6 +385,8 @@ class SQLiteStore:
         except sq.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF not in _BUSY:
                 raise
+        import random  # only when another process holds the lock
+
         deadline = time.monotonic() + self._busy_timeout
         pause = 0.0001
         while True:

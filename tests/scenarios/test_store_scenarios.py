@@ -65,7 +65,7 @@ def process(code: str, spec: str, *args: object) -> Any:
     return json.loads(out.stdout)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """How a process builds the store: `SQLiteStore("state.db")` or `RedisStore(url)`."""
     if request.param == "sqlite":
