@@ -1351,6 +1351,8 @@ def _summary_rich(
     from rich.text import Text
 
     console = Console(file=stream)
+    utf = console.encoding.lower().startswith("utf")
+    marks = ("✓ ", "✗ ") if utf else ("ok ", "FAIL ")
     table = Table(title="Summary", title_justify="left", show_lines=True)
     for column in ("#", "act", "result", "what happened", "figures", "checks"):
         table.add_column(column)
@@ -1359,7 +1361,7 @@ def _summary_rich(
         for i, (description, passed) in enumerate(report.checks):
             if i:
                 checks.append("\n")
-            checks.append("✓ " if passed else "✗ ", style="green" if passed else "bold red")
+            checks.append(marks[0] if passed else marks[1], style="green" if passed else "bold red")
             checks.append(description)
         table.add_row(
             str(number),
