@@ -359,3 +359,39 @@ def test_two_processes_share_one_rate_limit(spec: str) -> None:
     assert total >= 0.5 * allowed  # and the limit was used, not starved
     assert all(r["admitted"] > 0 for r in results)
     assert sum(r["attempts"] for r in results) > 2 * total  # they really contended
+
+
+@pytest.mark.redis
+def test_a_redis_outage_never_fails_a_call_nor_leaks_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import traceback
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    reports: list[str] = []
+    monkeypatch.setattr(
+        sys,
+        "unraisablehook",
+        lambda u: reports.append(
+            f"{u.err_msg}\n{''.join(traceback.format_exception(u.exc_value))}"
+        ),
+    )
+    store = RedisStore(f"redis://:Hunter2-pw@127.0.0.1:{port}/0", timeout=0.5)
+    clock = VirtualClock(wall=WALL)
+    br = rs.CircuitBreaker("search", minimum_calls=2, store=store, clock=clock)  # reads: fails
+    assert br.call(lambda: "ok") == "ok"  # the store is down; the call is not
+    clock.advance(1.0)
+    with pytest.raises(ConnectionError):
+        br.call(_down)  # 1 of 2 failed: open (the write fails, reported)
+    assert br.state is rs.CircuitState.OPEN  # it still protects, on its in-memory state
+    clock.advance(1.0)
+    with pytest.raises(rs.CircuitOpenError):
+        br.call(lambda: "never")
+    assert reports  # the outage was reported (sys.unraisablehook)...
+    text = "\n".join(reports)
+    assert "could not" in text
+    assert "redis://:***@127.0.0.1" in text  # ...naming the server...
+    assert "Hunter2" not in text  # ...never the password
