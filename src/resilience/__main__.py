@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     add_migrate_arguments(migrate)
 
+    soak = sub.add_parser("soak", help="run a faulty workload for a while and check for leaks")
+    from .chaos import add_arguments as add_soak_arguments
+
+    add_soak_arguments(soak)
+
     return parser
 
 
@@ -53,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .config._cli import run as run_config_command
 
         return run_config_command(args)
+    if args.command == "soak":
+        from .chaos import cli as run_soak_command
+
+        return run_soak_command(args)
     if args.command == "migrate":
         from .migrate import cli as run_migrate_command
 

@@ -1,4 +1,4 @@
-"""FaultInjection: seeded chaos as a policy.
+"""FaultInjection: seeded chaos as a policy; `soak()`: a faulty workload, then leak detection.
 
 `FaultInjection` sits where a dependency would fail: alone, as a decorator, or as the innermost
 stage of a `Pipeline`, so the retries, breakers and fallbacks around it meet the faults they were
@@ -23,8 +23,10 @@ Example:
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import events
@@ -32,7 +34,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._policy import decorate
 from ._validate import Errors, raise_if
 
-__all__ = ["FaultInjection"]
+__all__ = ["FaultInjection", "SoakReport", "soak"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -323,3 +325,245 @@ class FaultInjection:
             f"FaultInjection(error_rate={self.error_rate}, error={self._error_name()}, "
             f"latency={self.latency}, latency_rate={self.latency_rate}, name={self.name!r})"
         )
+
+
+# --- soak runner -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SoakReport:
+    """What a `soak()` run did and whether it leaked.
+
+    Attributes:
+        duration: seconds the workload ran.
+        calls, successes, failures, rejections: outcomes of the calls (a rejection is a
+            `CircuitOpenError` or `BulkheadFull`; a failure is any other error that got out).
+        faults: faults the injector raised (retries absorb most of them).
+        threads: live threads before and after the run (workers joined).
+        fds: open file descriptors before and after (None where they cannot be counted).
+        memory_growth: bytes still allocated at the end beyond the level after the warm-up
+            (tracemalloc, after a full garbage collection).
+        leaks: what leaked, one line each; empty when nothing did.
+    """
+
+    duration: float
+    calls: int
+    successes: int
+    failures: int
+    rejections: int
+    faults: int
+    threads: tuple[int, int]
+    fds: tuple[int | None, int | None]
+    memory_growth: int
+    leaks: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing leaked."""
+        return not self.leaks
+
+    def summary(self) -> str:
+        """A few lines for people: counts, resources, verdict."""
+        rate = self.calls / self.duration if self.duration > 0 else 0.0
+        lines = [
+            f"soak: {self.calls} calls in {self.duration:.1f} s ({rate:,.0f}/s): "
+            f"{self.successes} ok, {self.failures} failed, {self.rejections} rejected, "
+            f"{self.faults} faults injected",
+            f"threads {self.threads[0]} -> {self.threads[1]}, "
+            f"fds {self.fds[0]} -> {self.fds[1]}, memory growth {self.memory_growth:,} B",
+        ]
+        lines += [f"LEAK: {leak}" for leak in self.leaks] or ["no leaks"]
+        return "\n".join(lines)
+
+
+def _open_fds() -> int | None:
+    import os
+
+    for path in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(path)) - 1  # the listing's own descriptor
+        except OSError:
+            continue
+    return None
+
+
+def _soak_work(i: int) -> int:
+    import json
+
+    return len(json.loads(json.dumps({"i": i, "items": list(range(i % 16))})))
+
+
+def soak(
+    fn: Callable[[int], object] | None = None,
+    *,
+    duration: float = 10.0,
+    workers: int = 4,
+    error_rate: float = 0.2,
+    latency: float | None = None,
+    latency_rate: float = 0.0,
+    seed: int | str | bytes | None = 0,
+    memory_limit: int = 1_000_000,
+    name: str = "soak",
+) -> SoakReport:
+    """Run `fn(i)` from `workers` threads for `duration` seconds through a full pipeline
+    (Retry > CircuitBreaker > Bulkhead > FaultInjection), then check for leaks.
+
+    After a warm-up (the first fifth of the run) the traced memory is noted; at the end, with
+    the workers joined and garbage collected, a growth beyond `memory_limit` bytes, more live
+    threads or more open file descriptors than before the run are reported as leaks.
+
+    Args:
+        fn: the call to soak, given a call counter (default: a small JSON round trip).
+        duration: seconds to run (> 0). Real time: this is a soak, not a unit test.
+        workers: threads calling at once (>= 1).
+        error_rate, latency, latency_rate, seed: the `FaultInjection` settings.
+        memory_limit: bytes of growth tolerated after the warm-up (>= 0).
+        name: the operation name of the policies built (events, metrics, health).
+
+    Returns:
+        A `SoakReport`; `report.ok` is False when something leaked.
+
+    Raises:
+        ConfigError: a bad argument (all listed).
+
+    Example:
+        >>> from resilience.chaos import soak
+        >>> report = soak(duration=0.2, workers=2)
+        >>> report.ok, report.calls > 0
+        (True, True)
+    """
+    e = Errors()
+    if fn is not None and not callable(fn):
+        e.append(("fn", f"must be callable, got {type(fn).__name__}"))
+    e.positive("duration", duration)
+    e.integer("workers", workers, minimum=1)
+    e.integer("memory_limit", memory_limit, minimum=0)
+    e.extend(
+        FaultInjection.validate(
+            error_rate=error_rate, latency=latency, latency_rate=latency_rate, seed=seed, name=name
+        )
+    )
+    raise_if(e, name)
+
+    import gc
+    import time
+    import tracemalloc
+
+    from ._errors import BulkheadFull, CircuitOpenError
+    from .breaker import CircuitBreaker, CountWindow
+    from .bulkhead import Bulkhead
+    from .pipeline import Pipeline
+    from .retry import Backoff, Retry
+
+    work: Callable[[int], object] = fn if fn is not None else _soak_work
+    chaos = FaultInjection(
+        error_rate=error_rate, latency=latency, latency_rate=latency_rate, seed=seed, name=name
+    )
+    pipe = Pipeline(
+        Retry(max_attempts=3, backoff=Backoff.exponential(0.001, 2.0, 0.01, seed=0), name=name),
+        CircuitBreaker(name, minimum_calls=20, window=CountWindow(50), open_duration=0.05),
+        Bulkhead(max_concurrent=workers, max_waiting=workers, name=name),
+        chaos,
+        name=name,
+    )
+    counts = [0, 0, 0, 0]  # calls, successes, failures, rejections
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = iter(range(1 << 62))
+
+    def worker() -> None:
+        ok = failed = rejected = 0
+        while not stop.is_set():
+            try:
+                pipe.call(work, next(counter))
+                ok += 1
+            except (CircuitOpenError, BulkheadFull):
+                rejected += 1
+            except Exception:
+                failed += 1
+        with lock:
+            counts[0] += ok + failed + rejected
+            counts[1] += ok
+            counts[2] += failed
+            counts[3] += rejected
+
+    tracing = tracemalloc.is_tracing()
+    gc.collect()
+    threads_before, fds_before = threading.active_count(), _open_fds()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        pool = [threading.Thread(target=worker, name=f"soak-{i}") for i in range(workers)]
+        start = time.monotonic()
+        for t in pool:
+            t.start()
+        time.sleep(duration / 5)
+        gc.collect()
+        baseline = tracemalloc.get_traced_memory()[0]
+        time.sleep(max(duration - (time.monotonic() - start), 0.0))
+        stop.set()
+        for t in pool:
+            t.join()
+        elapsed = time.monotonic() - start
+        del pool
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        stop.set()
+        if not tracing:
+            tracemalloc.stop()
+    threads_after, fds_after = threading.active_count(), _open_fds()
+    leaks: list[str] = []
+    if growth > memory_limit:
+        leaks.append(f"memory grew by {growth:,} B after the warm-up (limit {memory_limit:,} B)")
+    if threads_after > threads_before:
+        leaks.append(f"{threads_after - threads_before} thread(s) still running after the run")
+    if fds_before is not None and fds_after is not None and fds_after > fds_before:
+        leaks.append(f"{fds_after - fds_before} file descriptor(s) left open")
+    return SoakReport(
+        duration=elapsed,
+        calls=counts[0],
+        successes=counts[1],
+        failures=counts[2],
+        rejections=counts[3],
+        faults=chaos.errors,
+        threads=(threads_before, threads_after),
+        fds=(fds_before, fds_after),
+        memory_growth=growth,
+        leaks=tuple(leaks),
+    )
+
+
+def add_arguments(parser: Any) -> None:
+    """The `resilience soak` command's options (an `argparse` parser)."""
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--workers", type=int, default=4, help="threads (default 4)")
+    parser.add_argument("--error-rate", type=float, default=0.2, help="injected (default 0.2)")
+    parser.add_argument("--latency", type=float, default=None, help="injected seconds")
+    parser.add_argument("--latency-rate", type=float, default=0.0, help="(default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="fault seed (default 0)")
+    parser.add_argument(
+        "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
+    )
+
+
+def cli(args: Any) -> int:
+    """Run `resilience soak`: print the report; exit 1 when something leaked, 2 on bad
+    arguments."""
+    from ._errors import ConfigError
+
+    try:
+        report = soak(
+            duration=args.duration,
+            workers=args.workers,
+            error_rate=args.error_rate,
+            latency=args.latency,
+            latency_rate=args.latency_rate,
+            seed=args.seed,
+            memory_limit=args.memory_limit,
+        )
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1

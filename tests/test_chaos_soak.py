@@ -1,0 +1,106 @@
+"""The soak runner (`resilience.chaos.soak`, `resilience soak`): a faulty workload for a while,
+then leak detection that a leaking workload cannot pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import resilience as rs
+from resilience.chaos import SoakReport, soak
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_clean_workload_passes_and_meets_faults() -> None:
+    report = soak(duration=0.3, workers=2, error_rate=0.3, seed=1)
+    assert isinstance(report, SoakReport)
+    assert report.ok, report.summary()
+    assert report.leaks == ()
+    assert report.calls > 50
+    assert report.calls == report.successes + report.failures + report.rejections
+    assert report.faults > 0  # the injector fired; retries absorbed most of it
+    assert report.successes > report.failures
+    assert report.threads[0] == report.threads[1]
+    assert "no leaks" in report.summary()
+
+
+def test_memory_that_keeps_growing_is_a_leak() -> None:
+    kept: list[bytes] = []
+
+    def leaky(i: int) -> None:
+        kept.append(bytes(10_000))
+
+    report = soak(leaky, duration=0.3, workers=2, error_rate=0.0, memory_limit=200_000)
+    assert not report.ok
+    assert any("memory" in leak for leak in report.leaks)
+    assert report.memory_growth > 200_000
+
+
+def test_threads_left_running_are_a_leak() -> None:
+    release = threading.Event()
+    started: list[threading.Thread] = []
+
+    def spawns(i: int) -> None:
+        if len(started) < 3:
+            t = threading.Thread(target=release.wait, daemon=True)
+            started.append(t)
+            t.start()
+
+    try:
+        report = soak(spawns, duration=0.2, workers=1, error_rate=0.0)
+    finally:
+        release.set()
+        for t in started:
+            t.join()
+    assert not report.ok
+    assert any("thread" in leak for leak in report.leaks)
+
+
+def test_file_descriptors_left_open_are_a_leak(tmp_path: Path) -> None:
+    if not os.path.isdir("/proc/self/fd") and not os.path.isdir("/dev/fd"):
+        pytest.skip("no way to count open file descriptors here")
+    opened: list[int] = []
+
+    def opens(i: int) -> None:
+        if len(opened) < 3:
+            opened.append(os.open(tmp_path / f"f{len(opened)}", os.O_CREAT | os.O_RDONLY))
+
+    try:
+        report = soak(opens, duration=0.2, workers=1, error_rate=0.0)
+    finally:
+        for fd in opened:
+            os.close(fd)
+    assert any("file descriptor" in leak for leak in report.leaks)
+
+
+def test_bad_arguments_are_listed_together() -> None:
+    with pytest.raises(rs.ConfigError) as info:
+        soak(duration=0, workers=0, error_rate=2.0)
+    assert {loc for loc, _ in info.value.errors} == {"duration", "workers", "error_rate"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "resilience", "soak", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_soak_command() -> None:
+    ok = _cli("--duration", "0.3", "--workers", "2")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "no leaks" in ok.stdout
+    bad = _cli("--duration", "0")
+    assert bad.returncode == 2
+    assert "duration" in bad.stderr
