@@ -42,6 +42,7 @@ import contextlib
 import enum
 import json
 import json.scanner
+import operator
 import os
 import random
 import sqlite3
@@ -77,6 +78,8 @@ SCHEMA_VERSION = 1
 """`PRAGMA user_version` of the files this version writes; newer files are refused."""
 
 _DEAD = 2
+_PAGE_SIZE = 4096
+_AUTOCHECKPOINT = 1000
 _INF = float("inf")
 _DEAD_BUCKET = 4
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
@@ -102,6 +105,22 @@ INSERT OR IGNORE INTO counts(bucket, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0), (
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+
+_SELECT_READY = (
+    "SELECT rank, seq, payload, attempts, key FROM items WHERE state = 0 "
+    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY rank, seq LIMIT ?"
+)
+_LEASE_ONE = "UPDATE items SET lease_until = ?, lease_id = ? WHERE seq = ?"
+_LEASE_RANGE = (
+    "UPDATE items SET lease_until = ?, lease_id = ? WHERE rank = ? AND seq BETWEEN ? AND ? "
+    "AND state = 0 AND (lease_until IS NULL OR lease_until <= ?)"
+)
+_ACK_ONE = "DELETE FROM items WHERE seq = ? AND state = 0 AND lease_id = ?"
+_ACK_RANGE = (
+    "DELETE FROM items WHERE rank = ? AND seq BETWEEN ? AND ? AND state = 0 AND lease_id = ?"
+)
+_COUNT = "UPDATE counts SET n = n + ? WHERE bucket = ?"
 
 
 class Priority(enum.IntEnum):
@@ -280,26 +299,34 @@ class Lease:
     another consumer took are left to that consumer.
     """
 
-    __slots__ = ("_lease_id", "_n", "_queue", "_visibility", "items")
+    __slots__ = ("_lease_id", "_n", "_queue", "_taken", "_visibility", "items")
 
     def __init__(self, queue: OfflineQueue, n: int, visibility: float) -> None:
         self._queue = queue
         self._n = n
         self._visibility = visibility
         self._lease_id = 0
+        self._taken: tuple[Item, ...] = ()
         self.items: list[Item] = []
 
     def __enter__(self) -> list[Item]:
         self._lease_id, self.items = self._queue._lease(self._n, self._visibility)
+        self._taken = tuple(self.items)
         return self.items
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
-        if not self.items:
+        items = self.items
+        if not items:
             return
-        seqs = [item.seq for item in self.items]
         if exc_type is None:
-            self._queue._ack_leased(seqs, self._lease_id)
-        elif issubclass(exc_type, Exception):
+            # Untouched list: these are all the items the lease holds (the ones acked or
+            # nacked in the block no longer carry its lease_id), so the ack may use ranges.
+            taken = self._taken
+            whole = len(items) == len(taken) and all(map(operator.is_, items, taken))
+            self._queue._ack_leased(items, self._lease_id, whole)
+            return
+        seqs = [item.seq for item in items]
+        if issubclass(exc_type, Exception):
             self._queue._fail(seqs, f"{exc_type.__name__}: {exc}", self._lease_id)
         else:
             self._queue._release(seqs, self._lease_id)
@@ -464,8 +491,11 @@ class OfflineQueue:
     def _initialise(self, db: sqlite3.Connection, path: str) -> None:
         try:
             self._check_header(db, path)
+            # Only takes effect on a file with no tables yet (and before WAL mode is set).
+            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             self._busy_retry(db.execute, "PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self._busy_retry(db.execute, "BEGIN IMMEDIATE")
@@ -736,27 +766,41 @@ class OfflineQueue:
     def _lease(self, n: int, visibility: float) -> tuple[int, list[Item]]:
         lease_id = random.getrandbits(62) + 1
         now = self.clock.time()
+        until = now + visibility
 
         def take(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return db.execute(
-                "UPDATE items SET lease_until = ?, lease_id = ? WHERE seq IN "
-                "(SELECT seq FROM items WHERE state = 0 "
-                "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY rank, seq LIMIT ?) "
-                "RETURNING rank, seq, payload, attempts, key",
-                (now + visibility, lease_id, now, n),
-            ).fetchall()
+            # A SELECT, then an UPDATE by primary key or by a (rank, seq) range: one
+            # `UPDATE ... WHERE seq IN (SELECT ...) RETURNING` costs twice as much, since both
+            # the subquery and RETURNING materialise into an ephemeral table (a temporary
+            # pager, allocated and freed on every call).
+            rows: list[tuple[Any, ...]] = db.execute(_SELECT_READY, (now, n)).fetchall()
+            if len(rows) == 1:
+                db.execute(_LEASE_ONE, (until, lease_id, rows[0][1]))
+            elif rows:
+                # The rows come in (rank, seq) order and are the first `n` available ones, so
+                # the available rows of a rank between its first and last taken seq are
+                # exactly the taken ones (the same predicate, in the same transaction).
+                start = 0
+                last = len(rows) - 1
+                for i, row in enumerate(rows):
+                    if i == last or rows[i + 1][0] != row[0]:
+                        db.execute(
+                            _LEASE_RANGE, (until, lease_id, row[0], rows[start][1], row[1], now)
+                        )
+                        start = i + 1
+            return rows
 
         rows = self._write(take, durable=False)
-        rows.sort()
+        loads = _loads
         return lease_id, [
-            Item(seq, _loads(text), _BY_RANK[rank], attempts, key, len(text))
+            Item(seq, loads(text), _BY_RANK[rank], attempts, key, len(text))
             for rank, seq, text, attempts, key in rows
         ]
 
     def _delete(self, seqs: Sequence[int], lease_id: int | None) -> int:
         owned = "" if lease_id is None else " AND lease_id = ?"
         args: tuple[Any, ...]
-        if len(seqs) == 1:  # the common lease(1) + ack: no JSON list to build and parse
+        if len(seqs) == 1:  # no JSON list to build and parse
             which, args = "seq = ?", (seqs[0],)
         else:
             which, args = "seq IN (SELECT value FROM json_each(?))", (_dumps(list(seqs)),)
@@ -775,8 +819,51 @@ class OfflineQueue:
             self._emit_depth()
         return done
 
-    def _ack_leased(self, seqs: Sequence[int], lease_id: int) -> int:
-        return self._delete(seqs, lease_id)
+    def _ack_leased(self, items: Sequence[Item], lease_id: int, whole: bool = False) -> int:
+        """Ack leased items that are still under this lease (`lease_id`), durably.
+
+        `whole`: `items` are all the items this lease still holds, so a (rank, seq) range
+        with `lease_id = ?` selects exactly them: one statement per priority, no RETURNING
+        (whose ephemeral table costs more than the delete). Otherwise one DELETE by primary
+        key per item (executemany). The ranks are known, so `counts` needs no read back."""
+        groups: list[tuple[int, list[int]]] = []
+        rank_of = _RANK_OF
+        current = -1
+        seqs: list[int] = []
+        for item in items:
+            rank = rank_of[item.priority]
+            if rank != current:
+                current = rank
+                seqs = []
+                groups.append((rank, seqs))
+            seqs.append(item.seq)
+        if not groups:
+            return 0
+
+        def delete(db: sqlite3.Connection) -> int:
+            changes: list[tuple[int, int]] = []
+            done = 0
+            for rank, group in groups:
+                if len(group) == 1:
+                    n = db.execute(_ACK_ONE, (group[0], lease_id)).rowcount
+                elif whole:
+                    n = db.execute(_ACK_RANGE, (rank, min(group), max(group), lease_id)).rowcount
+                else:
+                    n = db.executemany(_ACK_ONE, [(seq, lease_id) for seq in group]).rowcount
+                if n:
+                    changes.append((-n, rank))
+                    done += n
+            if len(changes) == 1:
+                db.execute(_COUNT, changes[0])
+            elif changes:
+                db.executemany(_COUNT, changes)
+            return done
+
+        done: int = self._write(delete)
+        if done and events.enabled:
+            events.emit(events.QueueDelivered(self.name, done))
+            self._emit_depth()
+        return done
 
     def ack(self, seqs: int | Iterable[int]) -> int:
         """Delete delivered items (live ones: dead letters are left alone); returns how many.
@@ -1136,7 +1223,7 @@ class OfflineQueue:
         previous: float | None = None
         error: BaseException | None = None
         held: list[Item] = []  # leased and not yet settled
-        done: list[int] = []  # sent, not yet acked
+        done: list[Item] = []  # sent, not yet acked
         lease_id = 0
         try:
             while True:
@@ -1154,7 +1241,7 @@ class OfflineQueue:
                     outcome = yield ("send", item)
                     held.pop(0)
                     if outcome is None:
-                        done.append(item.seq)
+                        done.append(item)
                         failures = 0
                         previous = None
                         continue
@@ -1182,7 +1269,9 @@ class OfflineQueue:
                     if moved:
                         dead += 1
                 if done:
-                    acked = yield ("db", partial(self._ack_leased, done, lease_id))
+                    # Failed items no longer carry the lease_id: with nothing left held,
+                    # `done` is all that this lease still holds.
+                    acked = yield ("db", partial(self._ack_leased, done, lease_id, not held))
                     delivered += acked  # type: ignore[operator]
                     done = []
                 if held:
@@ -1199,7 +1288,7 @@ class OfflineQueue:
             # If the file itself failed, the leases simply expire.
             with contextlib.suppress(QueueError):
                 if done:
-                    self._ack_leased(done, lease_id)
+                    self._ack_leased(done, lease_id, not held)
                 if held:
                     self._release([i.seq for i in held], lease_id)
         remaining = len(self)
