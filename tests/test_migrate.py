@@ -102,7 +102,10 @@ def test_resilience4j_yaml_units_inheritance_and_report() -> None:
     assert inv["retry"]["max_attempts"] == 4
     assert inv["retry"]["budget"] == {"ratio": 0.2, "min_per_second": 10}  # production needs one
     assert pay["retry"]["backoff"] == {"kind": "constant", "delay": 1.0}  # a bare 1000 is ms
-    assert pay["timeout"] == 3.0
+    # the time limiter bounds each attempt there (3s); here the timeout bounds the whole call:
+    # 2 attempts x 3 s + the 1 s wait
+    assert pay["timeout"] == 7.0
+    assert any("bounds each attempt" in w for w in report.warnings)
     assert pay["rate_limit"] == {
         "rate": 10.0,
         "per": 1.0,
@@ -706,7 +709,9 @@ def test_fuzz_key_value_files(
 
 def test_docstring_examples_run() -> None:
     import doctest
+    import importlib
 
-    result = doctest.testmod(migrate, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0
+    for module in (migrate, importlib.import_module("resilience.migrate._report")):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0
+        assert result.failed == 0

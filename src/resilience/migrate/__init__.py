@@ -1,0 +1,285 @@
+"""Legacy migration: resilience4j, Hystrix, Polly, pybreaker, tenacity, circuitbreaker and flat
+environment settings -> this library's configuration, with a report of how sure it is.
+
+Every legacy setting is either mapped (exactly, or approximately with a warning saying what
+differs), ignored (it has no effect on behaviour: metrics buffers, health indicators), or left
+unmapped (exception class lists, hooks, hedging...): unmapped settings are listed with their
+original key and lower the confidence. Units are converted (percent -> fraction, ms -> s,
+`10s` / `PT10S` / `00:00:30` -> seconds) and, for each policy the legacy library had, the
+settings it did not write are filled with *that library's* defaults, so the migrated
+operation behaves like the old one rather than like our presets. Policies the legacy source
+had no section for are left to the preset (or turned off with `unset="off"`).
+
+The produced config always loads (`resilience.config.load(data=report.config)`) in every
+environment: legacy values this library refuses (unbounded retries, a backoff that never
+waits, a zero failure ratio) are clamped or left to the preset, with a warning.
+
+Example:
+    >>> from resilience import migrate
+    >>> report = migrate.migrate({"fail_max": 5, "reset_timeout": 60, "name": "db"})
+    >>> report.format, report.confidence
+    ('pybreaker', 1.0)
+    >>> report.config["operations"]["db"]["breaker"]["minimum_calls"]
+    5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigError
+from ._core import _ENVIRONMENTS, FORMATS, _Entry, _Run, _sanitise
+from ._dotnet import _polly
+from ._env import _env
+from ._jvm import _flatten, _hystrix, _r4j
+from ._python import _circuitbreaker, _pybreaker, _tenacity
+from ._read import _detect, _read
+from ._report import MigrationReport, OperationReport
+
+__all__ = [
+    "FORMATS",
+    "MigrationReport",
+    "OperationReport",
+    "add_arguments",
+    "cli",
+    "migrate",
+]
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def migrate(
+    source: str | Path | Mapping[str, Any],
+    format: str = "auto",  # the contract's name
+    *,
+    name: str | None = None,
+    preset: str | None = None,
+    unset: str = "preset",
+) -> MigrationReport:
+    """Convert legacy resilience settings into this library's configuration.
+
+    Args:
+        source: a file path (`.yml`/`.yaml`, `.properties`, `.json`, `.env`), the file's text,
+            or a mapping (parsed YAML/JSON, flat properties, or a library's constructor kwargs,
+            e.g. `{"fail_max": 5, "reset_timeout": 60}` or tenacity's `{"stop":
+            stop_after_attempt(3), "wait": wait_fixed(1)}`).
+        format: "auto" (detected), or one of `FORMATS`.
+        name: the operation's name for formats that have none (pybreaker, tenacity,
+            circuitbreaker, a Polly options object at the top). Default: the legacy `name`
+            argument, else "default".
+        preset: written as each operation's `preset` (None: the environment's preset).
+        unset: what becomes of the policies the legacy source did not configure: "preset"
+            (they come from the preset) or "off" (written as `false`).
+
+    Returns:
+        A `MigrationReport`; `report.config` loads with `resilience.config.load(data=...)`
+        in every environment.
+
+    Raises:
+        ConfigError: the source cannot be read, or holds values the legacy library itself
+            would refuse; `.errors` lists every problem as (`file:key`, message).
+
+    Example:
+        >>> from resilience import migrate
+        >>> r = migrate.migrate({"hystrix.command.getUser.circuitBreaker.sleepWindowInMilliseconds":
+        ...                      "7000"})
+        >>> r.format, r.config["operations"]["getUser"]["breaker"]["open_duration"]
+        ('hystrix', 7.0)
+    """
+    if format != "auto" and format not in FORMATS:
+        raise ConfigError([("format", f"must be 'auto' or one of {', '.join(FORMATS)}; "
+                            f"got {format!r}")])  # fmt: skip
+    if unset not in ("preset", "off"):
+        raise ConfigError([("unset", f"must be 'preset' or 'off'; got {unset!r}")])
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError([("name", f"must be a non-empty string, got {name!r}")])
+    if preset is not None:
+        from ..config import PRESETS
+
+        if preset not in PRESETS:
+            raise ConfigError([("preset", f"unknown preset {preset!r}; accepted: "
+                                f"{', '.join(PRESETS)}")])  # fmt: skip
+    try:
+        return _migrate(source, format, name, preset, unset)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError([("source", "nested too deeply")]) from None
+    except Exception as exc:  # a value no check foresaw: still a ConfigError, never a crash
+        raise ConfigError([("source", f"cannot migrate ({type(exc).__name__}: {exc}); "
+                            "please report this as a bug")]) from None  # fmt: skip
+
+
+def _migrate(source: Any, fmt: str, name: str | None, preset: str | None,
+             unset: str) -> MigrationReport:  # fmt: skip
+    data, label, kind = _read(source, fmt)
+    if fmt == "auto":
+        fmt = _detect(data, kind, label)
+    run = _Run(fmt, label, name, unset)
+    if fmt in ("resilience4j", "hystrix"):
+        flat: list[tuple[tuple[str, ...], Any]] = []
+        labels: list[str] = []
+        for segments, value in _flatten(data):
+            flat.append((tuple(segments), value))
+            labels.append(".".join(segments))
+        (_r4j if fmt == "resilience4j" else _hystrix)(run, flat, labels)
+    elif fmt == "polly":
+        _polly(run, data)
+    elif fmt == "env":
+        _env(run, {str(k): v for k, v in data.items()})
+    else:
+        {"pybreaker": _pybreaker, "circuitbreaker": _circuitbreaker, "tenacity": _tenacity}[fmt](
+            run, data
+        )
+    if run.problems:
+        raise ConfigError(run.problems)
+    return _build_report(run, preset)
+
+
+def _build_report(run: _Run, preset: str | None) -> MigrationReport:
+    config: dict[str, Any] = {}
+    defaults_table: dict[str, Any] | None = None
+    if run.defaults is not None:
+        _sanitise(run.defaults, None, preset)
+        defaults_table = run.defaults.table
+        if defaults_table:
+            config["defaults"] = defaults_table
+    operations: dict[str, Any] = {}
+    reports: dict[str, OperationReport] = {}
+    all_entries: list[_Entry] = list(run.entries)
+    warnings = list(run.warnings)
+    if run.defaults is not None:
+        all_entries += run.defaults.entries
+        warnings += [f"[defaults]: {w}" for w in run.defaults.warnings]
+    for op_name, op in run.ops.items():
+        if run.unset == "off":
+            from ..config._models import SECTIONS
+
+            for section in SECTIONS:
+                if section not in op.table and section not in (defaults_table or {}):
+                    op.table[section] = False
+        _sanitise(op, defaults_table, preset)
+        table = dict(op.table)
+        if preset is not None:
+            table = {"preset": preset, **table}
+        operations[op_name] = table
+        reports[op_name] = OperationReport(
+            name=op_name,
+            preset=preset,
+            overrides=dict(op.table),
+            confidence=op.confidence(),
+            mapped=[(e.key, e.target) for e in op.entries if e.quality > 0],
+            unmapped=_unique(e.key for e in op.entries if e.quality == 0),
+            warnings=list(op.warnings),
+        )
+        all_entries += op.entries
+        warnings += [f"{op_name}: {w}" for w in op.warnings]
+    config["operations"] = operations
+    _final_check(config, reports, warnings)
+    counted: dict[str, float] = {}
+    for entry in all_entries:  # a key inherited by several operations counts once, at its worst
+        if entry.quality >= 0:
+            counted[entry.key] = min(counted.get(entry.key, 1.0), entry.quality)
+    confidence = round(sum(counted.values()) / len(counted), 4) if counted else 1.0
+    if not operations and not defaults_table:
+        confidence = 0.0
+        warnings.append("no operation could be migrated")
+    return MigrationReport(
+        format=run.format,
+        source=run.label,
+        config=config,
+        operations=reports,
+        confidence=confidence,
+        unmapped=_unique(e.key for e in all_entries if e.quality == 0),
+        warnings=warnings,
+        ignored=_unique(e.key for e in all_entries if e.quality < 0),
+    )
+
+
+def _final_check(config: dict[str, Any], reports: dict[str, OperationReport],
+                 warnings: list[str]) -> None:  # fmt: skip
+    """Load the whole config in every environment (what users will do)."""
+    import warnings as _warnings
+
+    from ..config import load
+
+    for env in _ENVIRONMENTS:
+        try:
+            with _warnings.catch_warnings():
+                _warnings.simplefilter("ignore")
+                load(data=config, environ={"RESILIENCE_ENV": env})
+        except ConfigError as exc:  # pragma: no cover - every table was checked alone
+            config["operations"] = {}
+            config.pop("defaults", None)
+            for report in reports.values():
+                report.overrides = {}
+                report.confidence = 0.0
+            warnings.append(f"the migrated config did not load ({exc.errors[0][1]}); "
+                            "nothing was kept")  # fmt: skip
+            return
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `resilience migrate` arguments (used by `resilience.__main__`)."""
+    parser.add_argument("legacy_file", help="legacy settings: .yml/.yaml, .properties, .json, .env")
+    parser.add_argument("--format", "-f", default="auto", choices=("auto", *FORMATS))
+    parser.add_argument("--output", "-o", default=None, help="write the TOML here")
+    parser.add_argument(
+        "--check", action="store_true", help="print the report; exit 1 unless all mapped exactly"
+    )
+    parser.add_argument("--name", default=None, help="operation name for formats with none")
+    parser.add_argument("--preset", default=None, help="the preset each operation is written over")
+    parser.add_argument(
+        "--unset",
+        default="preset",
+        choices=("preset", "off"),
+        help="policies the legacy file did not configure: from the preset, or off",
+    )
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Run `resilience migrate LEGACY_FILE [--format F] [-o resilience.toml] [--check]`.
+
+    Without `-o` the TOML goes to stdout and the report to stderr; with `-o` the report goes
+    to stdout. `--check` prints the report and exits 1 when the confidence is below 1 or a
+    setting is unmapped. Unreadable or invalid legacy input exits 2.
+    """
+    try:
+        report = migrate(
+            Path(args.legacy_file),
+            format=getattr(args, "format", "auto"),
+            name=getattr(args, "name", None),
+            preset=getattr(args, "preset", None),
+            unset=getattr(args, "unset", "preset"),
+        )
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    output = getattr(args, "output", None)
+    check = getattr(args, "check", False)
+    if output:
+        try:
+            Path(output).write_text(report.to_toml(), encoding="utf-8")
+        except OSError as exc:
+            print(f"cannot write {output}: {exc}", file=sys.stderr)
+            return 2
+        print(report.summary())
+    elif check:
+        print(report.summary())
+    else:
+        sys.stdout.write(report.to_toml())
+        print(report.summary(), file=sys.stderr)
+    if check and (report.confidence < 1.0 or report.unmapped):
+        return 1
+    return 0

@@ -1,0 +1,156 @@
+"""The migration report and its TOML form."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass
+class OperationReport:
+    """How one operation was migrated.
+
+    Attributes:
+        name: the operation's name (the legacy instance, command or client name).
+        preset: the preset it is written over (None: the environment's preset).
+        overrides: the operation's table in the file layout (what `config["operations"][name]`
+            holds, without `preset`).
+        confidence: 0..1, the mean of its legacy settings' mapping quality (1 exact, below 1
+            approximate, 0 unmapped); settings without effect on behaviour do not count.
+        mapped: `(legacy key, our setting)` pairs.
+        unmapped: the legacy keys that could not be expressed.
+        warnings: what differs, what was clamped, what was assumed.
+    """
+
+    name: str
+    preset: str | None
+    overrides: dict[str, Any]
+    confidence: float
+    mapped: list[tuple[str, str]] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MigrationReport:
+    """The result of `migrate()`: the config and how far to trust it.
+
+    Attributes:
+        format: the legacy format read ("resilience4j", "hystrix", ...).
+        source: the file read, or "<mapping>" / "<text>".
+        config: the file layout of `resilience.config` (`{"operations": {...}}`, and
+            `"defaults"` when the legacy source had defaults for every command/instance).
+        operations: one `OperationReport` per operation.
+        confidence: 0..1 over every legacy setting read (1.0: everything mapped exactly).
+        unmapped: every legacy key that could not be expressed, in source order.
+        ignored: legacy keys without effect on behaviour here (metrics, health indicators).
+        warnings: every warning (each operation's, prefixed with its name, and the global ones).
+    """
+
+    format: str
+    source: str
+    config: dict[str, Any]
+    operations: dict[str, OperationReport]
+    confidence: float
+    unmapped: list[str]
+    warnings: list[str]
+    ignored: list[str] = field(default_factory=list)
+
+    def to_toml(self) -> str:
+        """The config as a `resilience.toml`, with the report as comments.
+
+        Example:
+            >>> from resilience import migrate
+            >>> print(migrate.migrate({"fail_max": 3}, format="pybreaker", name="db").to_toml())
+            ... # doctest: +ELLIPSIS
+            # Migrated from pybreaker (<mapping>); confidence 1.00
+            ...
+            [operations.db]
+            breaker = { failure_rate_threshold = 1.0, ... }
+            <BLANKLINE>
+        """
+        lines = [f"# Migrated from {self.format} ({self.source}); confidence {self.confidence:.2f}"]
+        for key in self.unmapped:
+            lines.append(f"# unmapped: {_comment(key)}")
+        for key, value in self.config.items():
+            if not isinstance(value, dict):
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        if "defaults" in self.config:
+            lines += ["", "[defaults]", *_toml_table_lines(self.config["defaults"])]
+        if not self.config.get("operations"):
+            lines += ["", "[operations]"]
+        for name, table in self.config.get("operations", {}).items():
+            op = self.operations.get(name)
+            lines.append("")
+            if op is not None:
+                lines.append(f"# confidence {op.confidence:.2f}")
+                lines += [f"# {_comment(w)}" for w in op.warnings]
+            lines.append(f"[operations.{_toml_key(name)}]")
+            lines += _toml_table_lines(table)
+        return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        """A human-readable report (what `resilience migrate --check` prints)."""
+        out = [
+            f"format: {self.format}; source: {self.source}",
+            f"confidence: {self.confidence:.2f}; operations: {len(self.operations)}; "
+            f"unmapped: {len(self.unmapped)}",
+        ]
+        for op in self.operations.values():
+            out.append(f"  {op.name}: confidence {op.confidence:.2f}")
+        out += [f"unmapped: {k}" for k in self.unmapped]
+        out += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(out)
+
+
+def _comment(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else "?" for c in str(text)).split())
+
+
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):  # pragma: no cover - the config is validated: finite
+            raise ValueError(value)
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")  # pragma: no cover
+
+
+def _toml_table_lines(table: Mapping[str, Any]) -> list[str]:
+    return [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
