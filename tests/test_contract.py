@@ -694,3 +694,9 @@ def test_tenacity_kwargs_drives_tenacity_with_the_same_policy() -> None:
     with pytest.raises(ValueError):
         tenacity.Retrying(**kwargs)(fn)
     assert fn.calls == 1
+    # exhausted: the last error as is, with the note (not tenacity's RetryError)
+    errors = [ConnectionError("1"), ConnectionError("2"), ConnectionError("3")]
+    with pytest.raises(ConnectionError) as info:
+        tenacity.Retrying(**rt.tenacity_kwargs())(_Flaky(errors))
+    assert info.value is errors[-1]
+    assert info.value.__notes__

@@ -635,3 +635,34 @@ def test_reset_restores_the_base_open_duration() -> None:
     with pytest.raises(ConnectionError):
         br.call(down)
     assert br.snapshot()["remaining"] == pytest.approx(10.0)
+
+
+def test_failover_probes_a_down_tier_every_probe_interval() -> None:
+    clock = VirtualClock()
+    probes: list[float] = []
+
+    def health_check(tier: rs.Tier) -> bool:
+        probes.append(clock.monotonic())
+        return False  # still down: real traffic stays away
+
+    calls: list[int] = []
+
+    def a() -> str:
+        calls.append(1)
+        raise ConnectionError("a down")
+
+    fo = rs.Failover(
+        [rs.Tier("a", a), rs.Tier("b", lambda: "b")],
+        name="contract-fo-probe",
+        health_check=health_check,
+        probe_interval=5.0,
+        breaker={"minimum_calls": 2},
+        clock=clock,
+    )
+    for _ in range(30):
+        assert fo.call() == "b"
+        clock.advance(1)
+    assert len(probes) >= 4
+    assert all(b - a >= 5.0 for a, b in zip(probes, probes[1:], strict=False))
+    assert len(calls) == 2  # a failing probe keeps real calls off the tier
+    assert fo.active_tier == "b"
