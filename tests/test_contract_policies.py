@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -663,6 +664,6 @@ def test_failover_probes_a_down_tier_every_probe_interval() -> None:
         assert fo.call() == "b"
         clock.advance(1)
     assert len(probes) >= 4
-    assert all(b - a >= 5.0 for a, b in zip(probes, probes[1:], strict=False))
+    assert all(b - a >= 5.0 for a, b in itertools.pairwise(probes))
     assert len(calls) == 2  # a failing probe keeps real calls off the tier
     assert fo.active_tier == "b"
