@@ -501,6 +501,19 @@ def test_env_file_reads_spring_variables_and_named_settings() -> None:
     assert report.operations["inventory"].confidence == 1.0
 
 
+def test_env_names_skip_the_words_between_operation_and_setting() -> None:
+    report = migrate.migrate(
+        "PAYMENTS_RETRY_MAX_ATTEMPTS=4\nPAYMENTS_CIRCUIT_BREAKER_RESET_TIMEOUT=30\n"
+        "PAYMENTS_REQUEST_TIMEOUT=PT5S\n",
+        format="env",
+    )
+    assert list(report.operations) == ["payments"]
+    table = op(report, "payments")
+    assert table["retry"]["max_attempts"] == 4
+    assert table["breaker"]["open_duration"] == 30.0
+    assert table["timeout"] == 5.0
+
+
 def test_env_mapping_and_unknown_variables() -> None:
     report = migrate.migrate(
         {"HYSTRIX_COMMAND_GETUSER_CIRCUITBREAKER_SLEEPWINDOWINMILLISECONDS": "8000", "HOME": "/"},

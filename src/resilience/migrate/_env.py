@@ -67,6 +67,10 @@ _GENERIC: list[tuple[tuple[str, ...], str, str]] = [
     (("RPS",), "rate", "n"),
 ]
 _GENERIC.sort(key=lambda g: -len(g[0]))
+# words between the operation's name and the setting's: PAYMENTS_CIRCUIT_BREAKER_FAIL_MAX
+_CONTEXT_WORDS = frozenset(
+    {"RETRY", "RETRIES", "CIRCUIT", "BREAKER", "CB", "BULKHEAD", "REQUEST", "HTTP", "CLIENT"}
+)
 
 
 def _parse_env(text: str, run: _Run) -> dict[str, str]:
@@ -124,7 +128,10 @@ def _env(run: _Run, data: Mapping[str, Any]) -> None:
             for suffix, setting, unit in _GENERIC:
                 n = len(suffix)
                 if tuple(tokens[-n:]) == suffix and len(tokens) >= n:
-                    name = "_".join(tokens[:-n]).lower() or run.name or "default"
+                    prefix = tokens[:-n]
+                    while prefix and prefix[-1] in _CONTEXT_WORDS:  # PAYMENTS_RETRY_MAX_ATTEMPTS
+                        prefix = prefix[:-1]
+                    name = "_".join(prefix).lower() or run.name or "default"
                     generic.setdefault(name, {})[setting] = (value, key, unit)
                     break
             else:
