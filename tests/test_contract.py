@@ -356,9 +356,17 @@ def test_disabled_lets_all_through_and_records_nothing() -> None:
     br = _breaker(clock)
     br.disable()
     assert br.state is rs.CircuitState.DISABLED
-    for _ in range(50):
-        with pytest.raises(ConnectionError):
-            br.call(_fail)
+    from resilience import events
+
+    seen: list[object] = []
+    unsubscribe = events.subscribe(seen.append)
+    try:
+        for _ in range(50):
+            with pytest.raises(ConnectionError):
+                br.call(_fail)
+    finally:
+        unsubscribe()
+    assert seen == []  # no call events either
     assert br.state is rs.CircuitState.DISABLED
     assert br.snapshot()["calls"] == 0
     assert br.call(lambda: "through") == "through"
