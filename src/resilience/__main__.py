@@ -35,9 +35,25 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
 
     migrate = sub.add_parser("migrate", help="convert legacy resilience settings to a config")
-    from .migrate import add_arguments as add_migrate_arguments
-
-    add_migrate_arguments(migrate)
+    migrate.add_argument("legacy_file", help="legacy settings: .yml, .properties, .json, .env")
+    migrate.add_argument(
+        "--format",
+        "-f",
+        default="auto",
+        help="auto, resilience4j, hystrix, polly, pybreaker, tenacity, circuitbreaker or env",
+    )
+    migrate.add_argument("--output", "-o", default=None, help="write the TOML to this file")
+    migrate.add_argument(
+        "--check", action="store_true", help="print the report; exit 1 unless all mapped exactly"
+    )
+    migrate.add_argument("--name", default=None, help="operation name for formats with none")
+    migrate.add_argument("--preset", default=None, help="the preset operations are written over")
+    migrate.add_argument(
+        "--unset",
+        default="preset",
+        choices=("preset", "off"),
+        help="policies the legacy file did not configure: from the preset, or off",
+    )
 
     soak = sub.add_parser("soak", help="run a faulty workload for a while and check for leaks")
     from .chaos import add_arguments as add_soak_arguments

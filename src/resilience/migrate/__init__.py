@@ -44,7 +44,6 @@ __all__ = [
     "FORMATS",
     "MigrationReport",
     "OperationReport",
-    "add_arguments",
     "cli",
     "migrate",
 ]
@@ -228,24 +227,6 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 # --- command line --------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `resilience migrate` arguments (used by `resilience.__main__`)."""
-    parser.add_argument("legacy_file", help="legacy settings: .yml/.yaml, .properties, .json, .env")
-    parser.add_argument("--format", "-f", default="auto", choices=("auto", *FORMATS))
-    parser.add_argument("--output", "-o", default=None, help="write the TOML here")
-    parser.add_argument(
-        "--check", action="store_true", help="print the report; exit 1 unless all mapped exactly"
-    )
-    parser.add_argument("--name", default=None, help="operation name for formats with none")
-    parser.add_argument("--preset", default=None, help="the preset each operation is written over")
-    parser.add_argument(
-        "--unset",
-        default="preset",
-        choices=("preset", "off"),
-        help="policies the legacy file did not configure: from the preset, or off",
-    )
 
 
 def cli(args: argparse.Namespace) -> int:
