@@ -206,6 +206,38 @@ def test_resilience4j_unknown_base_config_and_bad_values_list_every_problem(
     assert "'soon'" in str(info.value)
 
 
+def test_resilience4j_thread_pools_rate_limiters_and_both_bulkheads() -> None:
+    report = migrate.migrate(
+        {
+            "resilience4j.bulkhead.instances.a.maxConcurrentCalls": 5,
+            "resilience4j.thread-pool-bulkhead.instances.a.maxThreadPoolSize": 8,
+            "resilience4j.thread-pool-bulkhead.instances.a.queueCapacity": 20,
+            "resilience4j.ratelimiter.instances.b.limitForPeriod": 100,
+            "resilience4j.ratelimiter.instances.b.limitRefreshPeriod": "1m",
+            "resilience4j.ratelimiter.instances.b.timeoutDuration": "250ms",
+            "resilience4j.bulkhead.instances.c.maxConcurrentCalls": 4,
+            "resilience4j.bulkhead.instances.c.maxWaitDuration": "100ms",
+        }
+    )
+    assert op(report, "a")["bulkhead"] == {
+        "max_concurrent": 8,
+        "max_waiting": 20,
+        "max_wait": False,
+    }
+    assert report.unmapped == ["resilience4j.bulkhead.instances.a.maxConcurrentCalls"]
+    assert op(report, "b")["rate_limit"] == {
+        "rate": 100.0,
+        "per": 60.0,
+        "burst": 100.0,
+        "wait": True,
+        "max_wait": 0.25,
+    }
+    # resilience4j lets any number wait up to maxWaitDuration; here a bounded line
+    assert op(report, "c")["bulkhead"] == {"max_concurrent": 4, "max_waiting": 4, "max_wait": 0.1}
+    assert report.operations["c"].confidence < 1.0
+    loads_everywhere(report)
+
+
 def test_spring_durations() -> None:
     def open_duration(value: object) -> float:
         report = migrate.migrate(
@@ -468,6 +500,43 @@ def test_tenacity_unbounded_or_never_waiting_retries_are_left_to_the_preset() ->
     assert report.unmapped == ["retry"]
     cfg = loads_everywhere(report)["production"]
     assert cfg.operation("default").retry.max_attempts == 3  # the preset's
+
+
+def test_tenacity_approximations_lower_the_confidence() -> None:
+    report = migrate.migrate(
+        {
+            "stop": tenacity.stop_after_attempt(3) & tenacity.stop_after_delay(5),
+            "wait": tenacity.wait_random(1, 3),
+        }
+    )
+    retry = op(report, "default")["retry"]
+    assert retry["max_attempts"] == 3
+    assert retry["deadline"] == 5.0
+    assert retry["backoff"] == {"kind": "constant", "delay": 3.0, "jitter": "equal"}
+    assert report.confidence < 1.0
+    combined = migrate.migrate(
+        {"stop": tenacity.stop_after_attempt(3), "wait": "wait_fixed(1) + wait_random(0, 1)"}
+    )
+    assert combined.unmapped == ["wait (wait_combine)"]
+    assert "backoff" not in op(combined, "default")["retry"]  # the preset's
+    loads_everywhere(combined)
+
+
+def test_polly_clamping_lowers_only_the_clamped_setting() -> None:
+    report = migrate.migrate(
+        {"Retry": {"BackoffType": "Linear", "Delay": "00:00:00.2", "MaxRetryAttempts": 10}},
+        name="x",
+    )
+    retry = op(report, "x")["retry"]
+    assert retry["max_attempts"] == 5  # 11 attempts, no deadline: clamped
+    assert retry["backoff"] == {
+        "kind": "linear",
+        "initial": 0.2,
+        "step": 0.2,
+        "maximum": 2.0,
+        "jitter": "equal",
+    }
+    assert report.confidence == pytest.approx((0.5 + 1 + 1) / 3, abs=1e-3)
 
 
 def test_many_attempts_without_a_deadline_are_clamped() -> None:

@@ -150,10 +150,15 @@ def _polly_retry(op: _Op, raw: Mapping[str, tuple[Any, str]], prefix: str) -> No
                 "'full' jitter" if kind == "exponential" else "'equal' jitter"
             )
         op.mapped(s[key][1], targets[key], quality.get(key, 1.0), note)
-    labels = [s[k][1] for k in values]
+
+    def labels(*keys: str) -> list[str]:
+        return [s[k][1] for k in keys if k in values]
+
     _retry(op, attempts=attempts, backoff=backoff,
            respect_retry_after=values.get("shouldretryafterheader", True),
-           sources={"max_attempts": labels, "backoff": labels})  # fmt: skip
+           sources={"max_attempts": labels("maxretryattempts"),
+                    "backoff": labels("backofftype", "delay", "maxdelay", "usejitter"),
+                    "respect_retry_after": labels("shouldretryafterheader")})  # fmt: skip
     _rest(op, s, values, ignored={"name"},
           notes={"shouldhandle": _EXCEPTIONS_NOTE.replace("Java", ".NET")})  # fmt: skip
 

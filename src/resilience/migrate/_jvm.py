@@ -194,7 +194,10 @@ def _r4j(run: _Run, flat: list[tuple[tuple[str, ...], Any]], labels: list[str]) 
             merged.update(layer)
         return merged
 
-    for (kind, module, name), settings in groups.items():
+    order = list(_R4J_MODULES)  # a thread pool after a semaphore bulkhead: the pool wins
+    for (kind, module, name), settings in sorted(
+        groups.items(), key=lambda item: order.index(item[0][1])
+    ):
         if kind == "instances":
             op = run.op(name)
             _R4J_MAPPERS[module](op, resolve(module, settings, name))
@@ -498,6 +501,11 @@ def _r4j_bulkhead(op: _Op, s: Settings) -> None:
 
 
 def _r4j_thread_pool(op: _Op, s: Settings) -> None:
+    if "bulkhead" in op.table:  # both kinds for one instance: only one bulkhead here
+        op.warn("a bulkhead and a thread-pool-bulkhead: the thread pool's limits are used")
+        _lower(op, ("bulkhead", ""), 0.0)
+        for key in [k for k in op.sources if k[0] == "bulkhead"]:
+            del op.sources[key]
     used = {"maxthreadpoolsize", "corethreadpoolsize", "queuecapacity"}
     size, queue = None, 100
     for key in ("maxthreadpoolsize", "corethreadpoolsize"):
@@ -521,8 +529,6 @@ def _r4j_thread_pool(op: _Op, s: Settings) -> None:
         if value is not None:
             queue = value
             op.mapped(label, "bulkhead.max_waiting")
-    if "bulkhead" in op.table:
-        op.warn("both a bulkhead and a thread-pool-bulkhead: the thread pool's limits are used")
     op.put("bulkhead", "max_concurrent", int(size))
     op.put("bulkhead", "max_waiting", int(queue))
     op.put("bulkhead", "max_wait", False)
