@@ -504,8 +504,8 @@ def _r4j_thread_pool(op: _Op, s: Settings) -> None:
     if "bulkhead" in op.table:  # both kinds for one instance: only one bulkhead here
         op.warn("a bulkhead and a thread-pool-bulkhead: the thread pool's limits are used")
         _lower(op, ("bulkhead", ""), 0.0)
-        for key in [k for k in op.sources if k[0] == "bulkhead"]:
-            del op.sources[key]
+        for path in [p for p in op.sources if p[0] == "bulkhead"]:
+            del op.sources[path]
     used = {"maxthreadpoolsize", "corethreadpoolsize", "queuecapacity"}
     size, queue = None, 100
     for key in ("maxthreadpoolsize", "corethreadpoolsize"):
