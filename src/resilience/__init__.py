@@ -29,6 +29,7 @@ from ._errors import (
     RateLimited,
     ResilienceError,
     RetryExhausted,
+    StoreError,
     TimeoutExceeded,
 )
 
@@ -127,6 +128,7 @@ __all__ = [
     "Served",
     "StaleCache",
     "Step",
+    "StoreError",
     "Tier",
     "TimeWindow",
     "Timeout",

@@ -23,6 +23,7 @@ __all__ = [
     "RateLimited",
     "ResilienceError",
     "RetryExhausted",
+    "StoreError",
     "TimeoutExceeded",
 ]
 
