@@ -645,6 +645,26 @@ def test_bad_arguments() -> None:
         migrate.migrate(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"fail_max": 10**400},
+        {"fail_max": 10**5000},
+        {"fail_max": float("nan")},
+        {"fail_max": object()},
+        {"stop": "stop_after_attempt(" + "(" * 200 + ")" * 200 + ")"},
+        {"stop": object()},
+        {1: object()},
+        {"Retry": {"Delay": object()}},
+    ],
+)
+def test_hostile_values_are_config_errors_or_valid_reports(data: dict[Any, Any]) -> None:
+    for fmt in ("auto", *migrate.FORMATS):
+        report = report_or_errors(data, fmt)
+        if report is not None:
+            loads_everywhere(report)
+
+
 def test_yaml_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(rs.ConfigError, match=r"PyYAML.*\[yaml\]"):

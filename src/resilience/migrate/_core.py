@@ -40,7 +40,12 @@ def _number(value: Any) -> float:
     if isinstance(value, bool):
         raise _Bad(f"must be a number, got {value!r}")
     if isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            raise _Bad(
+                f"must be a finite number, got a {int(value).bit_length()}-bit integer"
+            ) from None
     elif isinstance(value, str):
         try:
             result = float(value.strip())
