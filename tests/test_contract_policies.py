@@ -667,3 +667,41 @@ def test_failover_probes_a_down_tier_every_probe_interval() -> None:
     assert all(b - a >= 5.0 for a, b in itertools.pairwise(probes))
     assert len(calls) == 2  # a failing probe keeps real calls off the tier
     assert fo.active_tier == "b"
+
+
+@pytest.mark.anyio
+async def test_pipeline_acall_on_both_backends_cancels_at_the_timeout() -> None:
+    import anyio
+
+    clock = VirtualClock()
+    pipe = rs.Pipeline(
+        rs.Timeout(0.05),
+        rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0.01), clock=clock),
+        rs.CircuitBreaker("contract.llm.async", clock=clock),
+        rs.Bulkhead(20),
+        name="llm",
+    )
+    attempts: list[int] = []
+
+    async def flaky(prompt: str) -> str:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConnectionError("once")
+        return prompt.upper()
+
+    assert await pipe.acall(flaky, "hi") == "HI"
+    assert len(attempts) == 2
+
+    cancelled: list[bool] = []
+
+    async def hangs(prompt: str) -> str:
+        try:
+            await anyio.sleep(5)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(True)
+            raise
+        return prompt
+
+    with pytest.raises(rs.TimeoutExceeded):
+        await pipe.acall(hangs, "x")
+    assert cancelled == [True]
