@@ -56,9 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     soak = sub.add_parser("soak", help="run a faulty workload for a while and check for leaks")
-    from .chaos import add_arguments as add_soak_arguments
-
-    add_soak_arguments(soak)
+    soak.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    soak.add_argument("--workers", type=int, default=4, help="threads (default 4)")
+    soak.add_argument("--error-rate", type=float, default=0.2, help="injected (default 0.2)")
+    soak.add_argument("--latency", type=float, default=None, help="injected seconds")
+    soak.add_argument("--latency-rate", type=float, default=0.0, help="(default 0)")
+    soak.add_argument("--seed", type=int, default=0, help="fault seed (default 0)")
+    soak.add_argument(
+        "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
+    )
 
     return parser
 

@@ -534,19 +534,6 @@ def soak(
     )
 
 
-def add_arguments(parser: Any) -> None:
-    """The `resilience soak` command's options (an `argparse` parser)."""
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    parser.add_argument("--workers", type=int, default=4, help="threads (default 4)")
-    parser.add_argument("--error-rate", type=float, default=0.2, help="injected (default 0.2)")
-    parser.add_argument("--latency", type=float, default=None, help="injected seconds")
-    parser.add_argument("--latency-rate", type=float, default=0.0, help="(default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="fault seed (default 0)")
-    parser.add_argument(
-        "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
-    )
-
-
 def cli(args: Any) -> int:
     """Run `resilience soak`: print the report; exit 1 when something leaked, 2 on bad
     arguments."""
