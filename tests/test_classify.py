@@ -325,7 +325,8 @@ def test_real_httpx_responses_as_results() -> None:
     assert by_status.classify(ok).verdict is S
     assert by_status.classify(busy) == Classification(R, 2.0, "HTTP 429")
     assert by_status.classify(gone).verdict is P
-    assert C.classify(busy).verdict is S  # results are not inspected by default
+    assert C.classify(busy) == Classification(R, 2.0, "HTTP 429")  # asked directly: by status
+    assert C.classify_result(busy).verdict is S  # what policies see without results_by_status
     assert not C.inspects_results
     assert by_status.inspects_results
 
@@ -484,7 +485,12 @@ def test_unknown_exceptions_are_permanent(exc: BaseException) -> None:
 def test_results_are_success_unless_a_rule_says_otherwise() -> None:
     assert C.classify(42) == Classification(S, None, "returned")
     assert C.classify(None).verdict is S
-    assert C.classify(Resp(503)).verdict is S  # not inspected without results_by_status
+    # Asked directly, the classifier reads a returned response's status (DESIGN.md: "any
+    # object with .status_code"); the policies look at results only when `inspects_results`.
+    assert C.classify(Resp(503)).verdict is T
+    assert C.classify(Resp(200)).verdict is S
+    assert not C.inspects_results
+    assert C.classify_result(Resp(503)).verdict is S
 
 
 def test_result_callable() -> None:

@@ -320,15 +320,20 @@ class Classifier:
                 return self._classify_exception(outcome)  # type: ignore[arg-type]
         except Exception:  # attribute access raised, in ways _status_of could not catch
             return Classification(Verdict.PERMANENT, None, "unclassifiable error")
-        return self.classify_result(outcome)
+        return self.classify_result(outcome, by_status=True)
 
-    def classify_result(self, value: object) -> Classification:
-        """Classify a value a call returned (SUCCESS unless a rule says otherwise)."""
+    def classify_result(self, value: object, *, by_status: bool | None = None) -> Classification:
+        """Classify a value a call returned (SUCCESS unless a rule says otherwise).
+
+        `by_status`: read an HTTP status from the value (default: `results_by_status`). The
+        policies call this on their hot path only when `inspects_results`, with the default;
+        `classify()` passes True, so asking it directly about a response reads its status.
+        """
         if self.result is not None:
             verdict = self.result(value)
             if verdict is not None:
                 return Classification(verdict, _safe_retry_after(value), "result")
-        if self.results_by_status:
+        if self.results_by_status if by_status is None else by_status:
             try:
                 status = _status_of(value)
             except Exception:
