@@ -730,3 +730,87 @@ def test_public_names() -> None:
     assert rs.Priority is Priority
     assert rs.DrainReport.__name__ == "DrainReport"
     assert rs.QueueFull.__mro__[1] is rs.QueueError
+
+
+# --- the layout: the table's key is the delivery order ------------------------------------
+
+
+def test_older_schema_is_refused_and_left_untouched(path: str) -> None:
+    OfflineQueue(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 1")  # the layout of development builds
+    db.commit()
+    db.close()
+    before = Path(path).read_bytes()
+    with pytest.raises(rs.QueueError, match="schema version 1"):
+        OfflineQueue(path)
+    assert Path(path).read_bytes() == before
+
+
+def test_seqs_keep_growing_across_priorities_and_reopening(path: str) -> None:
+    q = OfflineQueue(path)
+    seqs = [q.put(i, priority=p) for i, p in enumerate([P.LOW, P.CRITICAL, P.NORMAL])]
+    assert seqs == [1, 2, 3]
+    assert q.put_many([("x", P.HIGH), ("y", P.LOW)]) == [4, 5]
+    q.ack(list(range(1, 6)))
+    q.close()
+    q = OfflineQueue(path)
+    assert q.put("z", priority=P.CRITICAL) == 6  # the last seq is stored, not derived
+    q.close()
+
+
+def test_items_range_spans_priorities_in_seq_order(q: OfflineQueue) -> None:
+    order = [P.LOW, P.CRITICAL, P.NORMAL, P.HIGH]
+    seqs = q.put_many([(i, order[i % 4]) for i in range(12)])
+    assert payloads(q.items(seqs[2], seqs[9])) == list(range(2, 9))
+    assert payloads(q.items(None, seqs[1])) == [0]
+    assert q.items(seqs[5], seqs[5]) == []
+    assert q.items(-10, 1) == []
+    assert [i.priority for i in q.items(seqs[0], seqs[4])] == order
+
+
+def test_requeue_and_purge_chosen_dead_letters(path: str) -> None:
+    q = OfflineQueue(path, max_attempts=1)
+    seqs = q.put_many([(i, P.LOW if i % 2 else P.HIGH) for i in range(6)])
+    assert q.nack(seqs) == 6
+    assert q.requeue_dead([seqs[1], seqs[4], 999]) == 2
+    assert [d.seq for d in q.dead_letters()] == [seqs[0], seqs[2], seqs[3], seqs[5]]
+    assert q.purge_dead([seqs[2], seqs[1]]) == 1  # seqs[1] is live again: left alone
+    assert [d.seq for d in q.dead_letters()] == [seqs[0], seqs[3], seqs[5]]
+    assert q.ack([seqs[0]]) == 0  # a dead letter is not acked
+    assert [(i.seq, i.priority) for i in q.items()] == [(seqs[1], P.LOW), (seqs[4], P.HIGH)]
+    with q.lease(10) as batch:
+        assert [i.seq for i in batch] == [seqs[4], seqs[1]]  # HIGH, then LOW
+    assert len(q) == 0
+    assert q.stats().dead_letters == 3
+    q.close()
+
+
+def test_a_lease_skips_items_in_flight_between_the_ones_it_takes(q: OfflineQueue) -> None:
+    q.put_many([(i, P.NORMAL) for i in range(5)])
+    first = q.lease(5)
+    held = first.__enter__()
+    q.nack([held[1].seq, held[3].seq])  # available again; 0, 2, 4 stay leased
+    with q.lease(5) as second:
+        assert payloads(second) == [1, 3]
+    assert len(q) == 3
+    first.__exit__(None, None, None)  # still acks its own three
+    assert len(q) == 0
+    assert q.stats().by_priority["NORMAL"] == 0
+
+
+def test_a_lease_acks_only_the_items_left_in_its_batch(q: OfflineQueue) -> None:
+    q.put_many([(i, P.NORMAL) for i in range(5)])
+    with q.lease(5) as batch:
+        batch.pop(2)  # taken out of the batch: not acked, leased until it expires
+    assert payloads(q.items()) == [2]
+    with q.lease(5) as again:
+        assert again == []
+
+
+def test_a_lease_across_priorities_acks_each(q: OfflineQueue) -> None:
+    q.put_many([(i, [P.LOW, P.HIGH, P.CRITICAL][i % 3]) for i in range(9)])
+    with q.lease(7) as batch:
+        assert payloads(batch) == [2, 5, 8, 1, 4, 7, 0]
+    assert payloads(q.items()) == [3, 6]
+    assert q.stats().by_priority == {"CRITICAL": 0, "HIGH": 0, "NORMAL": 0, "LOW": 2}

@@ -20,20 +20,22 @@ Example:
     >>> sent
     ['b', 'a']
 
-The file's layout (schema version 1; `PRAGMA application_id` = 0x52534C51 "RSLQ" and
-`PRAGMA user_version` = 1, checked on every open):
+The file's layout (schema version 2; `PRAGMA application_id` = 0x52534C51 "RSLQ" and
+`PRAGMA user_version` = 2, checked on every open):
 
-    items(seq INTEGER PRIMARY KEY AUTOINCREMENT, rank INTEGER (0 CRITICAL .. 3 LOW),
-          payload TEXT (JSON), key TEXT, attempts INTEGER, state INTEGER (0 live, 2 dead),
-          lease_until REAL (wall time; NULL or past: not leased), lease_id INTEGER,
-          created_at REAL, error TEXT, dead_at REAL)
-    counts(bucket INTEGER PRIMARY KEY, n INTEGER)  -- live items per rank 0..3; 4: dead
+    items(id INTEGER PRIMARY KEY,     -- (rank << 56) | seq; dead letters: (4 << 56) | seq
+          rank INTEGER (0 CRITICAL .. 3 LOW), payload TEXT (JSON), key TEXT,
+          attempts INTEGER, lease_until REAL (wall time; NULL or past: not leased),
+          lease_id INTEGER, created_at REAL, error TEXT, dead_at REAL)
+    counts(bucket INTEGER PRIMARY KEY, n INTEGER)  -- live items per rank 0..3; 4: dead;
+                                                   -- 5: the last seq handed out
     unique index items_key(key) WHERE key IS NOT NULL
-    index items_ready(rank, seq) WHERE state = 0   -- serves every lease in order: no sort
 
-A lease writes `lease_until`/`lease_id` in place (no index changes); the next lease walks
-`items_ready` from its start and skips the items whose lease has not expired, so its cost
-grows with the items in flight, never with the queue's length.
+The table's own key is the serving order (priority, then seq), so no index has to be kept
+in step on put, lease or ack: a put or an ack writes the item's page and the `counts` page,
+nothing else. A lease writes `lease_until`/`lease_id` in place; the next lease walks the
+table from its start and skips the items whose lease has not expired, so its cost grows with
+the items in flight, never with the queue's length.
 """
 
 from __future__ import annotations
@@ -74,24 +76,24 @@ __all__ = [
 APPLICATION_ID = 0x52534C51
 """`PRAGMA application_id` of an OfflineQueue file ("RSLQ")."""
 
-SCHEMA_VERSION = 1
-"""`PRAGMA user_version` of the files this version writes; newer files are refused."""
+SCHEMA_VERSION = 2
+"""`PRAGMA user_version` of the files this version writes; other versions are refused."""
 
-_DEAD = 2
-_PAGE_SIZE = 4096
-_AUTOCHECKPOINT = 1000
+_SHIFT = 56  # an item's id is (rank << 56) | seq
+_MASK = (1 << _SHIFT) - 1
+_DEAD_BASE = 4 << _SHIFT  # dead letters: (4 << 56) | seq, after every live item
+_SEQ_BUCKET = 5  # counts row holding the last seq handed out
 _INF = float("inf")
 _DEAD_BUCKET = 4
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     rank INTEGER NOT NULL,
     payload TEXT NOT NULL,
     key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    state INTEGER NOT NULL DEFAULT 0,
     lease_until REAL,
     lease_id INTEGER,
     created_at REAL NOT NULL,
@@ -99,28 +101,33 @@ CREATE TABLE IF NOT EXISTS items (
     dead_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS items_key ON items(key) WHERE key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_ready ON items(rank, seq) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS counts (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-INSERT OR IGNORE INTO counts(bucket, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0), (4, 0);
+INSERT OR IGNORE INTO counts(bucket, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0);
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
 _SELECT_READY = (
-    "SELECT rank, seq, payload, attempts, key FROM items WHERE state = 0 "
-    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY rank, seq LIMIT ?"
+    f"SELECT id, payload, attempts, key FROM items WHERE id < {_DEAD_BASE} "
+    "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?"
 )
-_LEASE_ONE = "UPDATE items SET lease_until = ?, lease_id = ? WHERE seq = ?"
+_LEASE_ONE = "UPDATE items SET lease_until = ?, lease_id = ? WHERE id = ?"
 _LEASE_RANGE = (
-    "UPDATE items SET lease_until = ?, lease_id = ? WHERE rank = ? AND seq BETWEEN ? AND ? "
-    "AND state = 0 AND (lease_until IS NULL OR lease_until <= ?)"
+    "UPDATE items SET lease_until = ?, lease_id = ? WHERE id BETWEEN ? AND ? "
+    "AND (lease_until IS NULL OR lease_until <= ?)"
 )
-_ACK_ONE = "DELETE FROM items WHERE seq = ? AND state = 0 AND lease_id = ?"
-_ACK_RANGE = (
-    "DELETE FROM items WHERE rank = ? AND seq BETWEEN ? AND ? AND state = 0 AND lease_id = ?"
-)
+_ACK_ONE = "DELETE FROM items WHERE id = ? AND lease_id = ?"
+_ACK_RANGE = "DELETE FROM items WHERE id BETWEEN ? AND ? AND lease_id = ?"
 _COUNT = "UPDATE counts SET n = n + ? WHERE bucket = ?"
+_NEXT_SEQS = f"UPDATE counts SET n = n + ? WHERE bucket = {_SEQ_BUCKET}"
+_LAST_SEQ = f"SELECT n FROM counts WHERE bucket = {_SEQ_BUCKET}"
+_INSERT = "INSERT INTO items(id, rank, payload, key, created_at) VALUES (?, ?, ?, ?, ?)"
+_DEAD_IDS = f" AND id IN (SELECT value + {_DEAD_BASE} FROM json_each(?))"
+# The live ids a list of seqs may have (the rank is not known): a JSON list of seqs -> ids.
+_LIVE_IDS = (
+    f"SELECT s.value + (r.value << {_SHIFT}) FROM json_each(?) AS s, json_each('[0, 1, 2, 3]') AS r"
+)
 
 
 class Priority(enum.IntEnum):
@@ -482,20 +489,18 @@ class OfflineQueue:
                 f"{SCHEMA_VERSION}; upgrade resilience to open it (the file was left untouched)",
                 operation=self.name,
             )
-        if version < 1:
+        if version < SCHEMA_VERSION:
             raise QueueError(
-                f"{path!r} has an unknown queue schema version {version}; it was left untouched",
+                f"{path!r} has queue schema version {version}, which this library does not "
+                f"read (it writes {SCHEMA_VERSION}); it was left untouched",
                 operation=self.name,
             )
 
     def _initialise(self, db: sqlite3.Connection, path: str) -> None:
         try:
             self._check_header(db, path)
-            # Only takes effect on a file with no tables yet (and before WAL mode is set).
-            db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             self._busy_retry(db.execute, "PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self._busy_retry(db.execute, "BEGIN IMMEDIATE")
@@ -705,13 +710,20 @@ class OfflineQueue:
                         fresh.append(rank)
                 self._check_room(db)
                 return seqs, fresh
-            db.executemany("INSERT INTO items(rank, payload, created_at) VALUES (?, ?, ?)", rows)
-            last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            db.execute(_NEXT_SEQS, (len(rows),))
+            last = db.execute(_LAST_SEQ).fetchone()[0]
+            seqs = list(range(last - len(rows) + 1, last + 1))
+            db.executemany(
+                "INSERT INTO items(id, rank, payload, created_at) VALUES (?, ?, ?, ?)",
+                [
+                    ((rank << _SHIFT) | seq, rank, text, now)
+                    for seq, (rank, text, _) in zip(seqs, rows, strict=True)
+                ],
+            )
             ranks = [r[0] for r in rows]
             self._count(db, ranks, +1)
             self._check_room(db)
-            # The write lock is held: the rows took consecutive seqs.
-            return list(range(last - len(rows) + 1, last + 1)), ranks
+            return seqs, ranks
 
         seqs: list[int]
         fresh: list[int]
@@ -726,15 +738,14 @@ class OfflineQueue:
         self, db: sqlite3.Connection, rank: int, text: str, key: str | None, now: float
     ) -> tuple[int, bool]:
         if key is not None:
-            row = db.execute("SELECT seq FROM items WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT id FROM items WHERE key = ?", (key,)).fetchone()
             if row is not None:
-                return row[0], False
-        cur = db.execute(
-            "INSERT INTO items(rank, payload, key, created_at) VALUES (?, ?, ?, ?)",
-            (rank, text, key, now),
-        )
-        db.execute("UPDATE counts SET n = n + 1 WHERE bucket = ?", (rank,))
-        return cur.lastrowid, True  # type: ignore[return-value]
+                return row[0] & _MASK, False
+        db.execute(_NEXT_SEQS, (1,))
+        seq: int = db.execute(_LAST_SEQ).fetchone()[0]
+        db.execute(_INSERT, ((rank << _SHIFT) | seq, rank, text, key, now))
+        db.execute(_COUNT, (1, rank))
+        return seq, True
 
     # --- leasing --------------------------------------------------------------------------
 
@@ -775,38 +786,27 @@ class OfflineQueue:
             # pager, allocated and freed on every call).
             rows: list[tuple[Any, ...]] = db.execute(_SELECT_READY, (now, n)).fetchall()
             if len(rows) == 1:
-                db.execute(_LEASE_ONE, (until, lease_id, rows[0][1]))
+                db.execute(_LEASE_ONE, (until, lease_id, rows[0][0]))
             elif rows:
-                # The rows come in (rank, seq) order and are the first `n` available ones, so
-                # the available rows of a rank between its first and last taken seq are
-                # exactly the taken ones (the same predicate, in the same transaction).
-                start = 0
-                last = len(rows) - 1
-                for i, row in enumerate(rows):
-                    if i == last or rows[i + 1][0] != row[0]:
-                        db.execute(
-                            _LEASE_RANGE, (until, lease_id, row[0], rows[start][1], row[1], now)
-                        )
-                        start = i + 1
+                # The rows are the first `n` available ones in id order, so the available
+                # rows between the first and the last id are exactly them (the same
+                # predicate, in the same transaction).
+                db.execute(_LEASE_RANGE, (until, lease_id, rows[0][0], rows[-1][0], now))
             return rows
 
         rows = self._write(take, durable=False)
         loads = _loads
         return lease_id, [
-            Item(seq, loads(text), _BY_RANK[rank], attempts, key, len(text))
-            for rank, seq, text, attempts, key in rows
+            Item(id_ & _MASK, loads(text), _BY_RANK[id_ >> _SHIFT], attempts, key, len(text))
+            for id_, text, attempts, key in rows
         ]
 
     def _delete(self, seqs: Sequence[int], lease_id: int | None) -> int:
         owned = "" if lease_id is None else " AND lease_id = ?"
-        args: tuple[Any, ...]
-        if len(seqs) == 1:  # no JSON list to build and parse
-            which, args = "seq = ?", (seqs[0],)
-        else:
-            which, args = "seq IN (SELECT value FROM json_each(?))", (_dumps(list(seqs)),)
+        args: tuple[Any, ...] = (_dumps(list(seqs)),)
         if lease_id is not None:
             args += (lease_id,)
-        sql = f"DELETE FROM items WHERE {which} AND state = 0{owned} RETURNING rank"
+        sql = f"DELETE FROM items WHERE id IN ({_LIVE_IDS}){owned} RETURNING rank"
 
         def delete(db: sqlite3.Connection) -> int:
             ranks = db.execute(sql, args).fetchall()
@@ -836,20 +836,20 @@ class OfflineQueue:
                 current = rank
                 seqs = []
                 groups.append((rank, seqs))
-            seqs.append(item.seq)
+            seqs.append((rank << _SHIFT) | item.seq)
         if not groups:
             return 0
 
         def delete(db: sqlite3.Connection) -> int:
             changes: list[tuple[int, int]] = []
             done = 0
-            for rank, group in groups:
-                if len(group) == 1:
-                    n = db.execute(_ACK_ONE, (group[0], lease_id)).rowcount
+            for rank, ids in groups:
+                if len(ids) == 1:
+                    n = db.execute(_ACK_ONE, (ids[0], lease_id)).rowcount
                 elif whole:
-                    n = db.execute(_ACK_RANGE, (rank, min(group), max(group), lease_id)).rowcount
+                    n = db.execute(_ACK_RANGE, (min(ids), max(ids), lease_id)).rowcount
                 else:
-                    n = db.executemany(_ACK_ONE, [(seq, lease_id) for seq in group]).rowcount
+                    n = db.executemany(_ACK_ONE, [(id_, lease_id) for id_ in ids]).rowcount
                 if n:
                     changes.append((-n, rank))
                     done += n
@@ -901,15 +901,14 @@ class OfflineQueue:
 
         def fail(db: sqlite3.Connection) -> list[tuple[int, int]]:
             rows = db.execute(
-                "UPDATE items SET attempts = attempts + 1, lease_until = NULL, "
-                "lease_id = NULL, state = CASE WHEN attempts + 1 >= ? THEN 2 ELSE 0 END, "
+                "UPDATE items SET attempts = attempts + 1, lease_until = NULL, lease_id = NULL, "
+                f"id = CASE WHEN attempts + 1 >= ? THEN (id & {_MASK}) | {_DEAD_BASE} ELSE id END, "
                 "error = CASE WHEN attempts + 1 >= ? THEN ? ELSE error END, "
                 "dead_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE dead_at END "
-                "WHERE seq IN (SELECT value FROM json_each(?)) "
-                f"AND state = 0{owned} RETURNING seq, rank, state",
+                f"WHERE id IN ({_LIVE_IDS}){owned} RETURNING id, rank",
                 args,
             ).fetchall()
-            dead = sorted((seq, rank) for seq, rank, state in rows if state == _DEAD)
+            dead = sorted((id_ & _MASK, rank) for id_, rank in rows if id_ >= _DEAD_BASE)
             self._count(db, (rank for _, rank in dead), +1, dead=True)
             return dead
 
@@ -929,7 +928,7 @@ class OfflineQueue:
         def release(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE items SET lease_until = NULL, lease_id = NULL "
-                f"WHERE seq IN (SELECT value FROM json_each(?)) AND state = 0{owned}",
+                f"WHERE id IN ({_LIVE_IDS}){owned}",
                 args,
             )
 
@@ -938,15 +937,15 @@ class OfflineQueue:
     def _dead_letter(self, seq: int, reason: str, lease_id: int | None) -> bool:
         now = self.clock.time()
         owned = "" if lease_id is None else " AND lease_id = ?"
-        args: tuple[Any, ...] = (reason, now, seq)
+        args: tuple[Any, ...] = (reason, now, _dumps([seq]))
         if lease_id is not None:
             args += (lease_id,)
 
         def dead(db: sqlite3.Connection) -> bool:
             row = db.execute(
-                "UPDATE items SET state = 2, attempts = attempts + 1, error = ?, dead_at = ?, "
-                f"lease_until = NULL, lease_id = NULL WHERE seq = ? AND state = 0{owned} "
-                "RETURNING rank",
+                f"UPDATE items SET id = (id & {_MASK}) | {_DEAD_BASE}, attempts = attempts + 1, "
+                "error = ?, dead_at = ?, lease_until = NULL, lease_id = NULL "
+                f"WHERE id IN ({_LIVE_IDS}){owned} RETURNING rank",
                 args,
             ).fetchone()
             if row is not None:
@@ -970,8 +969,8 @@ class OfflineQueue:
             []
         """
         rows = self._read(
-            "SELECT seq, payload, rank, attempts, key, error, dead_at FROM items "
-            "WHERE state = 2 ORDER BY seq LIMIT ?",
+            f"SELECT id & {_MASK}, payload, rank, attempts, key, error, dead_at FROM items "
+            f"WHERE id >= {_DEAD_BASE} ORDER BY id LIMIT ?",
             (-1 if limit is None else limit,),
         )
         return [
@@ -986,13 +985,14 @@ class OfflineQueue:
         Raises:
             QueueFull: they would take the queue over `max_items` (none requeued).
         """
-        which = "" if seqs is None else " AND seq IN (SELECT value FROM json_each(?))"
+        which = "" if seqs is None else _DEAD_IDS
         args = () if seqs is None else (_dumps(_seqs(seqs)),)
 
         def requeue(db: sqlite3.Connection) -> int:
             rows = db.execute(
-                "UPDATE items SET state = 0, attempts = 0, error = NULL, dead_at = NULL, "
-                f"lease_until = NULL, lease_id = NULL WHERE state = 2{which} RETURNING rank",
+                f"UPDATE items SET id = (rank << {_SHIFT}) | (id & {_MASK}), attempts = 0, "
+                "error = NULL, dead_at = NULL, lease_until = NULL, lease_id = NULL "
+                f"WHERE id >= {_DEAD_BASE}{which} RETURNING rank",
                 args,
             ).fetchall()
             self._count(db, (r[0] for r in rows), -1, dead=True)
@@ -1006,11 +1006,11 @@ class OfflineQueue:
 
     def purge_dead(self, seqs: int | Iterable[int] | None = None) -> int:
         """Delete dead letters (all of them by default); returns how many."""
-        which = "" if seqs is None else " AND seq IN (SELECT value FROM json_each(?))"
+        which = "" if seqs is None else _DEAD_IDS
         args = () if seqs is None else (_dumps(_seqs(seqs)),)
 
         def purge(db: sqlite3.Connection) -> int:
-            n: int = db.execute(f"DELETE FROM items WHERE state = 2{which}", args).rowcount
+            n: int = db.execute(f"DELETE FROM items WHERE id >= {_DEAD_BASE}{which}", args).rowcount
             db.execute("UPDATE counts SET n = n - ? WHERE bucket = 4", (n,))
             return n
 
@@ -1029,12 +1029,20 @@ class OfflineQueue:
             >>> [item.payload for item in q.items(2, 4)]
             [1, 2]
         """
-        lo = -(2**63) if start is None else start
-        hi = 2**63 - 1 if stop is None else stop
+        lo = 0 if start is None else max(start, 0)
+        hi = _MASK + 1 if stop is None else min(stop, _MASK + 1)
+        if lo >= hi:
+            return []
+        # One id range per priority; SQLite walks the four ranges, then sorts by seq.
         rows = self._read(
-            "SELECT seq, payload, rank, attempts, key FROM items "
-            "WHERE seq >= ? AND seq < ? AND state <> 2 ORDER BY seq",
-            (lo, hi),
+            f"SELECT id & {_MASK} AS seq, payload, rank, attempts, key FROM items WHERE "
+            + " OR ".join(["(id >= ? AND id < ?)"] * 4)
+            + " ORDER BY seq",
+            [
+                bound
+                for rank in range(4)
+                for bound in ((rank << _SHIFT) | lo, (rank << _SHIFT) + hi)
+            ],
         )
         return [
             Item(seq, _loads(text), _BY_RANK[rank], attempts, key, len(text))
@@ -1042,7 +1050,7 @@ class OfflineQueue:
         ]
 
     def _counts(self) -> list[int]:
-        rows = self._read("SELECT bucket, n FROM counts")
+        rows = self._read("SELECT bucket, n FROM counts WHERE bucket < 5")
         counts = [0] * 5
         for bucket, n in rows:
             counts[bucket] = n
@@ -1063,7 +1071,8 @@ class OfflineQueue:
         """
         counts = self._counts()
         leased = self._read(
-            "SELECT count(*) FROM items WHERE state = 0 AND lease_until > ?", (self.clock.time(),)
+            f"SELECT count(*) FROM items WHERE id < {_DEAD_BASE} AND lease_until > ?",
+            (self.clock.time(),),
         )[0][0]
         return QueueStats(
             depth=sum(counts[:4]),
