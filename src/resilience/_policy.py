@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload, runtime_checkable
 
-__all__ = ["Policy", "decorate"]
+__all__ = ["Decorator", "Policy", "decorate"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,3 +70,29 @@ def _is_async(fn: object) -> bool:
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         return False
     return inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))  # noqa: B004
+
+
+class Decorator:
+    """Gives a policy class its decorator form: `@policy` on a def or async def.
+
+    A mixin for classes that implement `call` and `acall`; the decorated function keeps its
+    signature, and the sync/async choice is made once, here.
+
+    Example:
+        >>> import resilience as rs
+        >>> @rs.Bulkhead(max_concurrent=2)
+        ... def ping() -> str:
+        ...     return "pong"
+        >>> ping()
+        'pong'
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function (def or async def); its signature is kept."""
+        return decorate(cast(Policy, self), fn)

@@ -44,13 +44,13 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from . import _registry
 from . import events as _events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import CircuitOpenError
-from ._policy import decorate
+from ._policy import Decorator
 from ._validate import Errors, raise_if
 from ._window import FAILURE, SLOW, CountRing, TimeRing
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
@@ -167,7 +167,7 @@ def _window_from(value: object) -> Window:
     raise TypeError(value)
 
 
-class CircuitBreaker:
+class CircuitBreaker(Decorator):
     """Rejects calls to something that keeps failing, then lets a few trial calls probe it.
 
     Args:
@@ -400,14 +400,6 @@ class CircuitBreaker:
         return errors
 
     # --- the shells ---------------------------------------------------------------------
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function (def or async def); its signature is kept."""
-        return decorate(self, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn(*args, **kwargs)` through the breaker.

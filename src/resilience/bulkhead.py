@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -28,7 +28,7 @@ import anyio.lowlevel
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import BulkheadFull
-from ._policy import decorate
+from ._policy import Decorator
 from ._validate import Errors, raise_if
 
 __all__ = ["Bulkhead"]
@@ -60,7 +60,7 @@ class _Waiter:
                 pass
 
 
-class Bulkhead:
+class Bulkhead(Decorator):
     """Run at most `max_concurrent` calls at once; up to `max_waiting` more wait in line.
 
     Args:
@@ -230,14 +230,6 @@ class Bulkhead:
         raise BulkheadFull(self.max_concurrent, self.max_waiting, operation=self.name)
 
     # -- shells ------------------------------------------------------------------------
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function."""
-        return decorate(self, fn)
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""

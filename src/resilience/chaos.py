@@ -27,11 +27,11 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._policy import decorate
+from ._policy import Decorator
 from ._validate import Errors, raise_if
 
 __all__ = ["FaultInjection", "SoakReport", "soak"]
@@ -63,7 +63,7 @@ def _check_rate(e: Errors, key: str, value: object) -> None:
         e.append((key, f"must be in [0, 1], got {value!r}"))
 
 
-class FaultInjection:
+class FaultInjection(Decorator):
     """Raise `error` with probability `error_rate`, add `latency` with `latency_rate`.
 
     Args:
@@ -279,14 +279,6 @@ class FaultInjection:
         return out
 
     # --- the shells ----------------------------------------------------------------------------
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function (def or async def); its signature is kept."""
-        return decorate(self, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `fn(*args, **kwargs)`, maybe late, maybe not at all (raising `error`).

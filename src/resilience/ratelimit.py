@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import RateLimited
-from ._policy import decorate
+from ._policy import Decorator
 from ._validate import Errors, raise_if
 from .stores import MemoryStore, Store
 
@@ -40,7 +40,7 @@ _MIN_SLEEP = 1e-6
 """Waits are at least this long: a float-rounding remainder (4e-17 s) must still move time."""
 
 
-class RateLimiter:
+class RateLimiter(Decorator):
     """Admit at most `burst` calls at once and `rate` calls per `per` seconds on average.
 
     Args:
@@ -199,14 +199,6 @@ class RateLimiter:
             await self.clock.asleep(max(retry_after, _MIN_SLEEP))
 
     # -- shells ----------------------------------------------------------------------------
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function."""
-        return decorate(self, fn)
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` once a token is taken."""

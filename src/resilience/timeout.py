@@ -23,14 +23,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as _FutureTimeout
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import TimeoutExceeded
-from ._policy import decorate
+from ._policy import Decorator
 from ._validate import Errors, raise_if
 
 __all__ = ["Timeout"]
@@ -39,7 +39,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Timeout:
+class Timeout(Decorator):
     """Give a call `seconds` to finish; raise `TimeoutExceeded` (a `TimeoutError`) after that.
 
     Both forms measure real elapsed time: an async call is cancelled by anyio at the deadline;
@@ -91,14 +91,6 @@ class Timeout:
         if name is not None and not isinstance(name, str):
             e.append(("name", f"must be a string, got {type(name).__name__}"))
         return e
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function."""
-        return decorate(self, fn)
 
     def _executor(self) -> ThreadPoolExecutor:
         pool = self._pool
