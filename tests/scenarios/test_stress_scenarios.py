@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -123,9 +122,9 @@ async def test_async_bursts_through_a_pipeline_shed_exactly_what_exceeds_capacit
     admitted = MAX_CONCURRENT + MAX_WAITING
     started = time.perf_counter()
 
-    for burst in range(3):
+    async def burst() -> Counter[str]:
         outcome: Counter[str] = Counter()
-        dependency.gate = anyio.Event()
+        gate = dependency.gate = anyio.Event()
 
         async def caller(i: int) -> None:
             try:
@@ -149,9 +148,12 @@ async def test_async_bursts_through_a_pipeline_shed_exactly_what_exceeds_capacit
                 "the burst to settle",
             )
             assert outcome["ok"] == 0
-            dependency.gate.set()
+            gate.set()
+        return outcome
 
-        assert outcome == {"ok": admitted, "shed": CALLERS - admitted}, f"burst {burst}"
+    for n in range(3):
+        outcome = await burst()
+        assert outcome == {"ok": admitted, "shed": CALLERS - admitted}, f"burst {n}"
         assert (bulkhead.running, bulkhead.waiting) == (0, 0)
         assert breaker.state is rs.CircuitState.CLOSED  # shedding opened nothing
 
@@ -282,7 +284,7 @@ def test_thread_bursts_shed_exactly_what_exceeds_capacity() -> None:
 
             futures = [pool.submit(caller) for _ in range(threads)]
             _wait_threads(
-                lambda: (
+                lambda outcome=outcome: (  # type: ignore[misc]
                     outcome["shed"] == threads - max_concurrent - max_waiting
                     and bulkhead.running == max_concurrent
                     and bulkhead.waiting == max_waiting
@@ -558,7 +560,8 @@ async def test_rate_limiter_under_1000_async_callers_in_bursts(anyio_backend: st
         return ok, waits
 
     ok, waits = await burst()  # time stands still: the burst, then nothing
-    assert ok == 100 and len(waits) == CALLERS - 100
+    assert ok == 100
+    assert len(waits) == CALLERS - 100
     assert min(waits) > 0
     for seconds, expected in [(0.5, 32), (0.25, 16), (10.0, 100)]:  # capped at burst
         clock.advance(seconds)
@@ -717,7 +720,8 @@ def test_pn_counters_on_32_replicas_merge_to_the_exact_total() -> None:
     gossip = crdt.PNCounter("gossip")
     for replica in reversed(replicas):
         gossip = gossip.merge(replica)
-    assert gossip == merged and gossip.value == expected
+    assert gossip == merged
+    assert gossip.value == expected
 
 
 def test_one_replicator_updated_by_32_threads_loses_no_increment() -> None:
