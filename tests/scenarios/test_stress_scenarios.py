@@ -366,6 +366,72 @@ def test_64_threads_against_a_flaky_http_server_lose_nothing() -> None:
     )
 
 
+@pytest.mark.anyio
+async def test_one_bulkhead_shared_by_threads_and_async_tasks_never_exceeds_its_slots(
+    anyio_backend: str,
+) -> None:
+    """32 threads and 400 async tasks share one bulkhead of 4 slots: slots pass from a thread
+    to a task and back (woken across the thread boundary); all finish, never more than 4 run."""
+    threads, tasks, slots = 32, 400, 4
+    bulkhead = rs.Bulkhead(slots, threads + tasks, name=_name("stress-mixed"))
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0, "done": 0}
+
+    def enter() -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+
+    def leave() -> None:
+        with lock:
+            state["now"] -= 1
+            state["done"] += 1
+
+    def sync_work() -> None:
+        enter()
+        time.sleep(0.0005)
+        leave()
+
+    async def async_work() -> None:
+        enter()
+        await anyio.sleep(0.0005)
+        leave()
+
+    pool = [
+        threading.Thread(target=lambda: [bulkhead.call(sync_work) for _ in range(5)])
+        for _ in range(threads)
+    ]
+    for t in pool:
+        t.start()
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(tasks):
+                tg.start_soon(bulkhead.acall, async_work)
+        while any(t.is_alive() for t in pool):  # the threads may need the loop to wake them
+            await anyio.sleep(0.001)
+    for t in pool:
+        t.join()
+    assert state["done"] == threads * 5 + tasks
+    assert state["peak"] == slots
+    assert (bulkhead.running, bulkhead.waiting) == (0, 0)
+
+
+def test_the_same_keys_put_by_16_threads_are_stored_once(tmp_path: Path) -> None:
+    q = rs.OfflineQueue(tmp_path / "keys.db", max_items=100)
+    start = threading.Barrier(16)
+
+    def producer(t: int) -> dict[str, int]:
+        start.wait()
+        return {f"op-{k}": q.put({"op": k, "by": t}, key=f"op-{k}") for k in range(50)}
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(producer, range(16)))
+    assert all(s == seen[0] for s in seen)  # every thread got the one stored seq per key
+    assert len(q) == 50
+    assert sorted(item.key for item in q.items()) == sorted(seen[0])
+    q.close()
+
+
 # --- the offline queue at max_items: QueueFull, never a silent drop --------------------------
 
 
