@@ -671,6 +671,53 @@ def test_rate_limit_shared_by_processes_through_sqlite_store(tmp_path: Path) -> 
     assert sum(granted) == 50, granted
 
 
+_RL_REAL_CHILD = """
+import json, sys, time
+from resilience import RateLimiter
+from resilience.stores import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+limiter = RateLimiter(rate=200, per=1.0, burst=20, store=store, name="shared-real")
+first, granted, tries = time.time(), 0, 0
+stop = first + float(sys.argv[2])
+while time.time() < stop:
+    tries += 1
+    if limiter.try_acquire():
+        granted += 1
+print(json.dumps({"first": first, "last": time.time(), "granted": granted, "tries": tries}))
+"""
+
+
+def test_rate_limit_shared_by_processes_in_real_time(tmp_path: Path) -> None:
+    """Three processes hammer one bucket (200/s, burst 20) in a SQLite file for half a second
+    of wall-clock time: together they never get more than burst + rate * elapsed."""
+    path = tmp_path / "limits-real.db"
+    SQLiteStore(path).close()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RL_REAL_CHILD, str(path), "0.5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        for _ in range(3)
+    ]
+    reports = []
+    for child in children:
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        reports.append(json.loads(out))
+    granted = sum(r["granted"] for r in reports)
+    elapsed = max(r["last"] for r in reports) - min(r["first"] for r in reports)
+    assert granted <= 20 + 200 * elapsed + 1, (granted, elapsed)
+    assert sum(r["tries"] for r in reports) > 2 * granted  # demand exceeded the limit
+    assert granted > 20  # and the bucket refilled meanwhile
+    print(
+        f"\n[stress:ratelimit] 3 processes, {sum(r['tries'] for r in reports):,} tries, "
+        f"{granted} granted in {elapsed:.2f} s (limit {20 + 200 * elapsed:.0f})"
+    )
+
+
 # --- concurrent writes to one resource stay consistent ----------------------------------------
 
 
