@@ -1,6 +1,8 @@
 """OfflineQueue against persist-queue (SQLiteAckQueue), litequeue and raw sqlite3 floors.
 
-Run: .venv/bin/python -m benchmarks.queue [N]   (N: items in the drain-rate run, default 10000)
+Run: .venv/bin/python -m benchmarks.queue [N [ROUNDS]]
+    N: items in the drain-rate run (default 10000); ROUNDS: how many times each comparison is
+    repeated (default 3); the tables show the median over the rounds of each case's median.
 
 Floors (BASELINES.md): raw sqlite3, WAL, synchronous=FULL, json payloads; one commit per item
 (put: INSERT + COMMIT; get+ack: SELECT oldest + DELETE + COMMIT) and 100 items per commit.
@@ -20,7 +22,8 @@ import time
 from collections.abc import Callable
 from itertools import count
 
-from benchmarks._harness import Case, compare, table
+from benchmarks._harness import Case, table
+from benchmarks._harness import compare as compare_once
 from resilience.queue import OfflineQueue, Priority
 
 PAYLOAD = {"id": 0, "op": "update", "table": "readings", "body": "x" * 64}
@@ -65,6 +68,16 @@ class Floor:
         return [json.loads(r[1]) for r in rows]
 
 
+ROUNDS = 3  # main() takes it from the command line
+
+
+def compare(cases: dict[str, Case], *, number: int, repeat: int) -> dict[str, float]:
+    """`_harness.compare`, ROUNDS times; each case's median over the rounds (fsync latency on a
+    shared disk drifts for seconds at a time: one round can be off by 20%)."""
+    runs = [compare_once(cases, number=number, repeat=repeat) for _ in range(ROUNDS)]
+    return {name: statistics.median(run[name] for run in runs) for name in cases}
+
+
 def timed(body: Callable[[int], None], setup: Callable[[int], None] | None = None) -> Case:
     def case(n: int) -> float:
         if setup is not None:
@@ -77,7 +90,9 @@ def timed(body: Callable[[int], None], setup: Callable[[int], None] | None = Non
 
 
 def main() -> None:
+    global ROUNDS
     n_drain = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else ROUNDS
     import litequeue
     import persistqueue
 
