@@ -636,6 +636,53 @@ async def test_rate_limiter_under_1000_async_callers_in_bursts(anyio_backend: st
         assert ok + len(waits) == CALLERS
 
 
+def _worst_window_excess(times: list[float], rate: float, burst: int) -> float:
+    """max over all windows [t_i, t_j] of grants - (burst + rate * (t_j - t_i)); a token
+    bucket keeps it <= 0. O(n): (j + 1 - rate t_j) + max over i <= j of (rate t_i - i)."""
+    worst, best_start = -float("inf"), -float("inf")
+    for j, t in enumerate(sorted(times)):
+        best_start = max(best_start, rate * t - j)
+        worst = max(worst, (j + 1 - rate * t) + best_start - burst)
+    return worst
+
+
+@pytest.mark.anyio
+async def test_1000_async_callers_retrying_through_a_rate_limit_never_beat_the_bucket(
+    anyio_backend: str,
+) -> None:
+    """Retry > RateLimiter: 1000 callers are refused, wait the `retry_after` they were told
+    (on the virtual clock) and come back. Over every window of time, the grants stay within
+    burst + rate * window, and every caller gets through in the end."""
+    clock = VirtualClock()
+    rate, burst = 100.0, 10
+    limiter = rs.RateLimiter(rate=rate, per=1.0, burst=burst, clock=clock, name=_name("rl-pipe"))
+    pipe = rs.Pipeline(
+        rs.Retry(max_attempts=1000, backoff=rs.Backoff.constant(0.001), clock=clock),
+        limiter,
+        name="rl-pipe",
+    )
+    granted_at: list[float] = []
+
+    async def work(i: int) -> int:
+        granted_at.append(clock.monotonic())  # runs right after the token was taken
+        return i
+
+    results: list[int] = []
+
+    async def caller(i: int) -> None:
+        results.append(await pipe.acall(work, i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(CALLERS):
+            tg.start_soon(caller, i)
+
+    assert sorted(results) == list(range(CALLERS))
+    assert len(granted_at) == CALLERS
+    assert _worst_window_excess(granted_at, rate, burst) <= 1e-6
+    # and the limit was the bottleneck: it took at least (callers - burst) / rate seconds
+    assert max(granted_at) >= (CALLERS - burst) / rate - 1e-9
+
+
 _RL_CHILD = """
 import sys
 from resilience import RateLimiter
