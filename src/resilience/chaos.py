@@ -26,7 +26,7 @@ import random
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from . import events
@@ -336,6 +336,8 @@ class SoakReport:
         memory_growth: bytes still allocated at the end beyond the level after the warm-up
             (tracemalloc, after a full garbage collection).
         leaks: what leaked, one line each; empty when nothing did.
+        transitions: the breaker's state changes, {(from_state, to_state): count}.
+        recoveries: how often the breaker closed again after a trial (half_open -> closed).
     """
 
     duration: float
@@ -348,6 +350,12 @@ class SoakReport:
     fds: tuple[int | None, int | None]
     memory_growth: int
     leaks: tuple[str, ...]
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def recoveries(self) -> int:
+        """Times the breaker closed again after its trial calls succeeded."""
+        return self.transitions.get(("half_open", "closed"), 0)
 
     @property
     def ok(self) -> bool:
@@ -363,6 +371,9 @@ class SoakReport:
             f"{self.faults} faults injected",
             f"threads {self.threads[0]} -> {self.threads[1]}, "
             f"fds {self.fds[0]} -> {self.fds[1]}, memory growth {self.memory_growth:,} B",
+            f"breaker: {sum(self.transitions.values())} transitions, "
+            f"{self.recoveries} recoveries"
+            + "".join(f"; {a} -> {b} x{n}" for (a, b), n in sorted(self.transitions.items())),
         ]
         lines += [f"LEAK: {leak}" for leak in self.leaks] or ["no leaks"]
         return "\n".join(lines)
@@ -460,6 +471,14 @@ def soak(
     )
     counts = [0, 0, 0, 0]  # calls, successes, failures, rejections
     lock = threading.Lock()
+    transitions: dict[tuple[str, str], int] = {}
+
+    def on_event(event: events.Event) -> None:
+        if type(event) is events.StateTransition and event.operation == name:
+            with lock:
+                key = (event.from_state, event.to_state)
+                transitions[key] = transitions.get(key, 0) + 1
+
     stop = threading.Event()
     counter = iter(range(1 << 62))
 
@@ -484,6 +503,7 @@ def soak(
     threads_before, fds_before = threading.active_count(), _open_fds()
     if not tracing:
         tracemalloc.start()
+    unsubscribe = events.subscribe(on_event)
     try:
         pool = [threading.Thread(target=worker, name=f"soak-{i}") for i in range(workers)]
         start = time.monotonic()
@@ -502,6 +522,7 @@ def soak(
         growth = tracemalloc.get_traced_memory()[0] - baseline
     finally:
         stop.set()
+        unsubscribe()
         if not tracing:
             tracemalloc.stop()
     threads_after, fds_after = threading.active_count(), _open_fds()
@@ -523,6 +544,7 @@ def soak(
         fds=(fds_before, fds_after),
         memory_growth=growth,
         leaks=tuple(leaks),
+        transitions=dict(transitions),
     )
 
 
