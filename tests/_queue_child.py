@@ -13,9 +13,14 @@ Usage: python tests/_queue_child.py MODE PATH [ARG]
 from __future__ import annotations
 
 import sys
-import time
+import threading
 
 from resilience.queue import OfflineQueue, Priority
+
+
+def _wait_for_the_kill() -> None:
+    """Block until the parent SIGKILLs us (bounded, in case it never does)."""
+    threading.Event().wait(60)
 
 
 def main() -> None:
@@ -37,13 +42,13 @@ def main() -> None:
             q.put({"op": i, "body": f"operation {i}"}, priority=priority, key=f"op-{i}")
         out.write("done\n")
         out.flush()
-        time.sleep(60)
+        _wait_for_the_kill()
     elif mode == "lease":
         lease = q.lease(n=int(sys.argv[3]), visibility=30.0)
         items = lease.__enter__()
         out.write(" ".join(str(item.seq) for item in items) + "\n")
         out.flush()
-        time.sleep(60)
+        _wait_for_the_kill()
     elif mode == "consume":
         while True:
             with q.lease(n=1) as batch:
@@ -51,7 +56,7 @@ def main() -> None:
                     break
             out.write(f"{batch[0].seq}\n")
             out.flush()
-        time.sleep(60)
+        _wait_for_the_kill()
     else:  # pragma: no cover
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -49,7 +49,6 @@ import os
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +57,7 @@ from typing import Any, Protocol
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import QueueError, QueueFull
+from ._sqlite import busy_retry
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
 
@@ -85,7 +85,6 @@ _DEAD_BASE = 4 << _SHIFT  # dead letters: (4 << 56) | seq, after every live item
 _SEQ_BUCKET = 5  # counts row holding the last seq handed out
 _INF = float("inf")
 _DEAD_BUCKET = 4
-_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS items (
@@ -560,24 +559,7 @@ class OfflineQueue:
                 raise self._error(exc) from exc
 
     def _busy_retry(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn`, waiting out another process's lock with short sleeps: SQLite's own busy
-        handler sleeps up to 100 ms at a time, which collapses throughput when several
-        processes write to one file. Real time: this waits on I/O, not on the queue's clock."""
-        try:
-            return fn(*args)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _BUSY:
-                raise
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.0001
-        while True:
-            time.sleep(pause * (0.5 + random.random()))
-            try:
-                return fn(*args)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
-                    raise
-            pause = min(pause * 2, 0.005)
+        return busy_retry(self._busy_timeout, fn, *args)
 
     def _error(self, exc: sqlite3.Error) -> QueueError:
         return QueueError(

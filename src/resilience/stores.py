@@ -23,7 +23,6 @@ import json
 import math
 import os
 import threading
-import time
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
@@ -185,7 +184,6 @@ _UPSERT_BUCKET = (
     "INSERT INTO buckets (key, level, stamp) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET level = excluded.level, stamp = excluded.stamp"
 )
-_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 class SQLiteStore:
@@ -377,28 +375,9 @@ class SQLiteStore:
                 ) from exc
 
     def _busy(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run `fn`, waiting out another process's lock with short real sleeps (SQLite's own
-        busy handler sleeps up to 100 ms at a time, which collapses throughput)."""
-        sq = self._sqlite3
-        try:
-            return fn(*args)
-        except sq.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _BUSY:
-                raise
-        import random  # only when another process holds the lock
+        from ._sqlite import busy_retry
 
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.0001
-        while True:
-            time.sleep(pause * (0.5 + random.random()))
-            try:
-                return fn(*args)
-            except sq.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
-                    raise
-            pause = min(pause * 2, 0.005)
-
-    # --- the Store protocol -------------------------------------------------------------
+        return busy_retry(self._busy_timeout, fn, *args)
 
     def get(self, key: str) -> Record | None:
         row = self._run(
