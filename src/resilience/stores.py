@@ -176,6 +176,7 @@ _SQLITE_SCHEMA = (
     f"PRAGMA application_id = {SQLITE_APPLICATION_ID}",
     f"PRAGMA user_version = {SQLITE_SCHEMA_VERSION}",
 )
+_SQLITE_TABLES = frozenset({"records", "buckets"})
 _UPSERT_RECORD = (
     "INSERT INTO records (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -320,9 +321,11 @@ class SQLiteStore:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if app_id == 0 and version == 0:
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables == 0:
-                return  # an empty database (a creation that did not finish): ours to set up
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if names <= _SQLITE_TABLES:
+                # Empty, or our own creation seen half-way (another process is setting the
+                # file up right now): ours to set up; `_initialise` re-checks under its lock.
+                return
         if app_id != SQLITE_APPLICATION_ID:
             raise StoreError(
                 f"{self.path!r} is a SQLite file of another application (application_id "
