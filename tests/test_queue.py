@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -814,3 +815,38 @@ def test_a_lease_across_priorities_acks_each(q: OfflineQueue) -> None:
         assert payloads(batch) == [2, 5, 8, 1, 4, 7, 0]
     assert payloads(q.items()) == [3, 6]
     assert q.stats().by_priority == {"CRITICAL": 0, "HIGH": 0, "NORMAL": 0, "LOW": 2}
+
+
+def test_processes_creating_the_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """A file another process is setting up right now is ours, not a foreign one."""
+    path = tmp_path / "outbox.db"
+    code = """
+        import sys
+        sys.stdin.readline()  # all start together, on a file nobody has created yet
+        from resilience.queue import OfflineQueue
+        q = OfflineQueue(sys.argv[1])
+        print(q.put({"who": sys.argv[2]}))
+        q.close()
+    """
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(path), f"p{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(4)
+    ]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err[-3000:]
+    q = OfflineQueue(str(path))
+    assert sorted(item.payload["who"] for item in q.items()) == ["p0", "p1", "p2", "p3"]
+    q.close()

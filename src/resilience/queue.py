@@ -107,6 +107,8 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
+_OWN_NAMES = frozenset({"items", "items_key", "counts"})
+
 _SELECT_READY = (
     f"SELECT id, payload, attempts, key FROM items WHERE id < {_DEAD_BASE} "
     "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?"
@@ -473,9 +475,12 @@ class OfflineQueue:
     def _check_header(self, db: sqlite3.Connection, path: str) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id == 0 and version == 0 and tables == 0:
-            return  # an empty database (a creation that did not finish): ours to initialise
+        if app_id == 0 and version == 0:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if names <= _OWN_NAMES:
+                # Empty, or our own creation seen half-way (another process is setting the
+                # file up right now): ours to initialise; `_initialise` re-checks under a lock.
+                return
         if app_id != APPLICATION_ID:
             raise QueueError(
                 f"{path!r} is a SQLite file of another application (application_id "
@@ -497,26 +502,31 @@ class OfflineQueue:
 
     def _initialise(self, db: sqlite3.Connection, path: str) -> None:
         try:
-            self._check_header(db, path)
-            self._busy_retry(db.execute, "PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                self._busy_retry(db.execute, "BEGIN IMMEDIATE")
-                try:
-                    # Another process may have created it since we looked: check again.
-                    self._check_header(db, path)
-                    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        for statement in _split_sql(_SCHEMA):
-                            db.execute(statement)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
+            # Several processes may open a new file at once: wait out each other's locks.
+            self._busy_retry(self._set_up, db, path)
         except sqlite3.Error as exc:
             raise QueueError(
                 f"{path!r} is not a usable queue file ({exc})", operation=self.name
             ) from exc
+
+    def _set_up(self, db: sqlite3.Connection, path: str) -> None:
+        self._check_header(db, path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created it since we looked: check again.
+            self._check_header(db, path)
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _split_sql(_SCHEMA):
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     # --- plumbing -------------------------------------------------------------------------
 
