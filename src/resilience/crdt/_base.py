@@ -449,6 +449,30 @@ def inner_state(value: CRDT) -> dict[str, Any]:
     return {"type": value.TYPE, "state": value._state()}
 
 
+class CausalCRDT(CRDT):
+    """Base of the CRDTs whose state is a dot store plus a causal context: a version vector
+    (`_vv`) and the dots beyond it (`_cloud`). ORSet, MVRegister and ORMap share it."""
+
+    __slots__ = ("_cloud", "_entries", "_vv")
+
+    _entries: Any
+    _vv: dict[str, int]
+    _cloud: set[Dot]
+
+    def _state_eq(self, other: Self) -> bool:
+        return (
+            self._entries == other._entries
+            and self._vv == other._vv
+            and self._cloud == other._cloud
+        )
+
+    def _counter(self, replica: str) -> int:
+        return own_counter(replica, self._vv, self._cloud)
+
+    def _seed(self, replica: str, floor: int) -> None:
+        seed(replica, floor, self._vv, self._cloud)
+
+
 # --- hybrid logical clock ------------------------------------------------------------------
 
 

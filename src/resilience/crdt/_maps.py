@@ -9,6 +9,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import CRDTError
 from ._base import (
     CRDT,
+    CausalCRDT,
     Dot,
     HybridLogicalClock,
     Timestamp,
@@ -28,7 +29,6 @@ from ._base import (
     own_counter,
     parse_cc,
     parse_inner,
-    seed,
     want_dict,
     want_dot,
     want_key,
@@ -191,7 +191,7 @@ def _join_crdt(a: CRDT, b: CRDT) -> CRDT:
     return a if a == b else a.merge(b)
 
 
-class ORMap(CRDT):
+class ORMap(CausalCRDT):
     """A map of CRDTs with observed-remove keys (add/update wins over a concurrent remove).
 
     Each update stores the key's new value under a fresh dot; a value is the join of the
@@ -213,7 +213,7 @@ class ORMap(CRDT):
     """
 
     TYPE = "ORMap"
-    __slots__ = ("_cloud", "_entries", "_hlc", "_value_type", "_vv")
+    __slots__ = ("_hlc", "_value_type")
 
     def __init__(
         self,
@@ -426,19 +426,6 @@ class ORMap(CRDT):
         out.replica = replica
         out._hlc = hlc
         return out
-
-    def _state_eq(self, other: Self) -> bool:
-        return (
-            self._entries == other._entries
-            and self._vv == other._vv
-            and self._cloud == other._cloud
-        )
-
-    def _counter(self, replica: str) -> int:
-        return own_counter(replica, self._vv, self._cloud)
-
-    def _seed(self, replica: str, floor: int) -> None:
-        seed(replica, floor, self._vv, self._cloud)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Self
 
 from ._base import (
-    CRDT,
+    CausalCRDT,
     Dot,
     HybridLogicalClock,
     _check_covered,
@@ -19,9 +19,7 @@ from ._base import (
     compact,
     covered,
     next_dot,
-    own_counter,
     parse_cc,
-    seed,
     want_dict,
     want_dot,
     want_key,
@@ -135,7 +133,7 @@ def _join_dotmap(
     return out
 
 
-class ORSet(CRDT):
+class ORSet(CausalCRDT):
     """An add-wins observed-remove set (the optimized OR-Set, "ORSWOT"): each add gets a
     fresh dot; a remove forgets the dots it has seen, so a concurrent add survives. The
     causal context remembers removals, so there are no tombstones: the state stays
@@ -152,7 +150,7 @@ class ORSet(CRDT):
     """
 
     TYPE = "ORSet"
-    __slots__ = ("_cloud", "_entries", "_vv")
+    __slots__ = ()
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
@@ -228,19 +226,6 @@ class ORSet(CRDT):
         )
         vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
         return self._make(self.replica, entries, vv, cloud)
-
-    def _state_eq(self, other: Self) -> bool:
-        return (
-            self._entries == other._entries
-            and self._vv == other._vv
-            and self._cloud == other._cloud
-        )
-
-    def _counter(self, replica: str) -> int:
-        return own_counter(replica, self._vv, self._cloud)
-
-    def _seed(self, replica: str, floor: int) -> None:
-        seed(replica, floor, self._vv, self._cloud)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ from typing import Any, Self
 from .._clock import SYSTEM_CLOCK, Clock
 from ._base import (
     CRDT,
+    CausalCRDT,
     Dot,
     HybridLogicalClock,
     Timestamp,
@@ -22,9 +23,7 @@ from ._base import (
     check_value,
     compact,
     next_dot,
-    own_counter,
     parse_cc,
-    seed,
     want_dict,
     want_dot,
     want_list,
@@ -177,7 +176,7 @@ def _pick_plain(a: Any, b: Any) -> Any:
     return b if _canonical(b) > _canonical(a) else a
 
 
-class MVRegister(CRDT):
+class MVRegister(CausalCRDT):
     """A multi-value register: concurrent writes are all kept (`.values`) until a later write
     that has seen them replaces them.
 
@@ -189,7 +188,7 @@ class MVRegister(CRDT):
     """
 
     TYPE = "MVRegister"
-    __slots__ = ("_cloud", "_entries", "_vv")
+    __slots__ = ()
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
@@ -246,19 +245,6 @@ class MVRegister(CRDT):
         )
         vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
         return self._make(self.replica, entries, vv, cloud)
-
-    def _state_eq(self, other: Self) -> bool:
-        return (
-            self._entries == other._entries
-            and self._vv == other._vv
-            and self._cloud == other._cloud
-        )
-
-    def _counter(self, replica: str) -> int:
-        return own_counter(replica, self._vv, self._cloud)
-
-    def _seed(self, replica: str, floor: int) -> None:
-        seed(replica, floor, self._vv, self._cloud)
 
     def _state(self) -> dict[str, Any]:
         return {
