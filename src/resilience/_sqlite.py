@@ -11,11 +11,16 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["busy_retry"]
+__all__ = ["busy_retry", "header_problem"]
 
 T = TypeVar("T")
 
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_HEADER = (
+    "SELECT (SELECT application_id FROM pragma_application_id),"
+    " (SELECT user_version FROM pragma_user_version),"
+    " (SELECT group_concat(name, char(31)) FROM sqlite_master)"
+)
 
 
 def busy_retry(timeout: float, fn: Callable[..., T], *args: Any) -> T:
@@ -40,3 +45,43 @@ def busy_retry(timeout: float, fn: Callable[..., T], *args: Any) -> T:
             if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() > deadline:
                 raise
         pause = min(pause * 2, 0.005)
+
+
+def header_problem(
+    db: sqlite3.Connection,
+    path: str,
+    *,
+    kind: str,
+    application_id: int,
+    schema_version: int,
+    own_names: frozenset[str],
+) -> str | None:
+    """Why the file behind `db` is not ours to use (None when it is), read without writing.
+
+    A file with no application id and no schema version is ours when it holds nothing but
+    our own tables: empty, or being created by another process right now (the caller checks
+    again under its write lock before creating anything).
+    """
+    # One statement, so one read snapshot: separate PRAGMAs outside a transaction could see
+    # another process's commit land between them (user_version set, application_id not yet).
+    app_id, version, names_text = db.execute(_HEADER).fetchone()
+    if app_id == 0 and version == 0:
+        names = set(names_text.split("\x1f")) if names_text else set()
+        if names <= own_names:
+            return None
+    if app_id != application_id:
+        return (
+            f"{path!r} is a SQLite file of another application (application_id "
+            f"{app_id:#x}, expected {application_id:#x}); it was left untouched"
+        )
+    if version > schema_version:
+        return (
+            f"{path!r} has {kind} schema version {version}, newer than this library's "
+            f"{schema_version}; upgrade resilience to open it (the file was left untouched)"
+        )
+    if version < schema_version:
+        return (
+            f"{path!r} has {kind} schema version {version}, which this library does not "
+            f"read (it writes {schema_version}); it was left untouched"
+        )
+    return None

@@ -57,7 +57,7 @@ from typing import Any, Protocol
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import QueueError, QueueFull
-from ._sqlite import busy_retry
+from ._sqlite import busy_retry, header_problem
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
 
@@ -473,32 +473,16 @@ class OfflineQueue:
             ro.close()
 
     def _check_header(self, db: sqlite3.Connection, path: str) -> None:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == 0 and version == 0:
-            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if names <= _OWN_NAMES:
-                # Empty, or our own creation seen half-way (another process is setting the
-                # file up right now): ours to initialise; `_initialise` re-checks under a lock.
-                return
-        if app_id != APPLICATION_ID:
-            raise QueueError(
-                f"{path!r} is a SQLite file of another application (application_id "
-                f"{app_id:#x}, expected {APPLICATION_ID:#x}); it was left untouched",
-                operation=self.name,
-            )
-        if version > SCHEMA_VERSION:
-            raise QueueError(
-                f"{path!r} has queue schema version {version}, newer than this library's "
-                f"{SCHEMA_VERSION}; upgrade resilience to open it (the file was left untouched)",
-                operation=self.name,
-            )
-        if version < SCHEMA_VERSION:
-            raise QueueError(
-                f"{path!r} has queue schema version {version}, which this library does not "
-                f"read (it writes {SCHEMA_VERSION}); it was left untouched",
-                operation=self.name,
-            )
+        problem = header_problem(
+            db,
+            path,
+            kind="queue",
+            application_id=APPLICATION_ID,
+            schema_version=SCHEMA_VERSION,
+            own_names=_OWN_NAMES,
+        )
+        if problem:
+            raise QueueError(problem, operation=self.name)
 
     def _initialise(self, db: sqlite3.Connection, path: str) -> None:
         try:

@@ -318,30 +318,18 @@ class SQLiteStore:
             ro.close()
 
     def _check_header(self, db: sqlite3.Connection) -> None:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == 0 and version == 0:
-            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if names <= _SQLITE_TABLES:
-                # Empty, or our own creation seen half-way (another process is setting the
-                # file up right now): ours to set up; `_initialise` re-checks under its lock.
-                return
-        if app_id != SQLITE_APPLICATION_ID:
-            raise StoreError(
-                f"{self.path!r} is a SQLite file of another application (application_id "
-                f"{app_id:#x}, expected {SQLITE_APPLICATION_ID:#x}); it was left untouched"
-            )
-        if version > SQLITE_SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path!r} has store schema version {version}, newer than this library's "
-                f"{SQLITE_SCHEMA_VERSION}; upgrade resilience to open it (the file was left "
-                "untouched)"
-            )
-        if version < 1:
-            raise StoreError(
-                f"{self.path!r} has an unknown store schema version {version}; "
-                "it was left untouched"
-            )
+        from ._sqlite import header_problem
+
+        problem = header_problem(
+            db,
+            self.path,
+            kind="store",
+            application_id=SQLITE_APPLICATION_ID,
+            schema_version=SQLITE_SCHEMA_VERSION,
+            own_names=_SQLITE_TABLES,
+        )
+        if problem:
+            raise StoreError(problem)
 
     # --- plumbing -----------------------------------------------------------------------
 
