@@ -24,6 +24,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigError,
     CRDTError,
+    LocalRejection,
     QueueError,
     QueueFull,
     RateLimited,
@@ -34,6 +35,7 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:  # what type checkers see; at run time these load on first access
+    from ._deadline import deadline, remaining
     from ._policy import Policy
     from ._resilient import resilient
     from .breaker import CircuitBreaker, CircuitState, CountWindow, TimeWindow
@@ -89,6 +91,8 @@ _LAZY: dict[str, str] = {
     "MetricsCollector": "metrics",
     "health": "metrics",
     "FaultInjection": "chaos",
+    "deadline": "_deadline",
+    "remaining": "_deadline",
 }
 
 __all__ = [
@@ -112,6 +116,7 @@ __all__ = [
     "Failover",
     "FallbackChain",
     "FaultInjection",
+    "LocalRejection",
     "MetricsCollector",
     "OfflineQueue",
     "Pipeline",
@@ -135,8 +140,10 @@ __all__ = [
     "TimeoutExceeded",
     "Verdict",
     "__version__",
+    "deadline",
     "health",
     "parse_retry_after",
+    "remaining",
     "resilient",
 ]
 

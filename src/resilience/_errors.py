@@ -18,6 +18,7 @@ __all__ = [
     "CRDTError",
     "CircuitOpenError",
     "ConfigError",
+    "LocalRejection",
     "QueueError",
     "QueueFull",
     "RateLimited",
@@ -84,7 +85,22 @@ class ConfigError(ResilienceError, ValueError):
         super().__init__("\n".join(lines), operation=operation)
 
 
-class CircuitOpenError(ResilienceError):
+class LocalRejection(ResilienceError):
+    """The library shed the call before it reached the dependency.
+
+    The base of `CircuitOpenError`, `BulkheadFull` and `RateLimited`: a rejection by a local
+    policy says nothing about the dependency's health, so an enclosing circuit breaker counts
+    it neither as a failure nor as a success.
+
+    Example:
+        >>> issubclass(CircuitOpenError, LocalRejection)
+        True
+    """
+
+    __slots__ = ()
+
+
+class CircuitOpenError(LocalRejection):
     """A circuit breaker rejected the call without running it.
 
     Attributes:
@@ -171,7 +187,7 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
         super().__init__(f"{what} did not finish within {timeout:g} s", operation=operation)
 
 
-class BulkheadFull(ResilienceError):
+class BulkheadFull(LocalRejection):
     """A bulkhead had no free slot and no room in its waiting line.
 
     Attributes:
@@ -197,7 +213,7 @@ class BulkheadFull(ResilienceError):
         return (_rebuild, (type(self), (self.max_concurrent, self.max_waiting), self.operation))
 
 
-class RateLimited(ResilienceError):
+class RateLimited(LocalRejection):
     """A rate limiter had no token for this call.
 
     Attributes:
