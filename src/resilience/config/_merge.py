@@ -19,6 +19,7 @@ __all__ = ["TABLE_PATHS", "copy_table", "format_location", "merge_into"]
 TABLE_PATHS: frozenset[tuple[str, ...]] = frozenset(
     {
         ("timeout",),
+        ("attempt_timeout",),
         ("retry",),
         ("retry", "backoff"),
         ("retry", "budget"),

@@ -44,6 +44,7 @@ Problem = tuple[Path, str]
 SECTIONS: tuple[str, ...] = (
     "timeout",
     "retry",
+    "attempt_timeout",
     "rate_limit",
     "breaker",
     "bulkhead",
@@ -614,6 +615,7 @@ class ChaosSettings(_Section):
 
 _SECTION_MODELS: dict[str, type[_Section]] = {
     "timeout": TimeoutSettings,
+    "attempt_timeout": TimeoutSettings,
     "retry": RetrySettings,
     "breaker": BreakerSettings,
     "bulkhead": BulkheadSettings,
@@ -628,7 +630,8 @@ _PRESET_NAMES: Callable[[], tuple[str, ...]] = lambda: ()  # noqa: E731 - set by
 class OperationPolicy(BaseModel):
     """One operation's policies: one optional section per policy (None = off).
 
-    Sections: `timeout`, `retry`, `rate_limit`, `breaker`, `bulkhead`, `chaos`, `fallback`; each
+    Sections: `timeout` (the whole call), `retry`, `attempt_timeout` (each attempt), `rate_limit`,
+    `breaker`, `bulkhead`, `chaos`, `fallback`; each
     section's keys are its policy's keyword arguments. `preset` names the preset it was built
     on. In a file, `false` turns a section off.
 
@@ -645,6 +648,7 @@ class OperationPolicy(BaseModel):
     preset: str | None = None
     timeout: TimeoutSettings | None = None
     retry: RetrySettings | None = None
+    attempt_timeout: TimeoutSettings | None = None
     breaker: BreakerSettings | None = None
     bulkhead: BulkheadSettings | None = None
     rate_limit: RateLimitSettings | None = None
