@@ -86,7 +86,7 @@ def test_a_permanent_error_is_reraised_at_once_as_is(clock: VirtualClock, seen: 
     assert info.value is error
     assert fn.calls == 1
     assert clock.sleeps == []
-    assert not getattr(error, "__notes__", None)
+    assert "is PERMANENT" in error.__notes__[0]  # says why it was not retried
     assert [type(e).__name__ for e in seen] == ["RetryGaveUp"]
     assert seen[0].reason == "permanent"
 

@@ -27,12 +27,10 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
-from ._policy import Policy, decorate
+from ._policy import Policy, check_decoratable, decorate, is_async, rewrap_descriptor, wraps
 from ._validate import Errors, raise_if
 
 __all__ = ["Pipeline", "Policy"]
@@ -52,7 +50,8 @@ class Pipeline:
         name: the operation's name (shown in events of stages that have no name).
 
     Raises:
-        ConfigError: a stage is not a policy.
+        ConfigError: a stage is not a policy (a class such as `rs.Retry` where an instance,
+            `rs.Retry()`, is meant, is refused with that spelling).
 
     Example:
         >>> import resilience as rs
@@ -102,7 +101,15 @@ class Pipeline:
             e.append(("policies", "must be a sequence of policies"))
         else:
             for i, p in enumerate(policies):
-                if p is not None and not callable(getattr(p, "call", None)):
+                if isinstance(p, type):
+                    e.append(
+                        (
+                            f"policies[{i}]",
+                            f"{p.__name__} is a class: pass a policy object, "
+                            f"rs.{p.__name__}(...), not the class rs.{p.__name__}",
+                        )
+                    )
+                elif p is not None and not callable(getattr(p, "call", None)):
                     e.append(
                         (
                             f"policies[{i}]",
@@ -166,17 +173,25 @@ class Pipeline:
         return out
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (its signature is kept)."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a sync or async function (its signature is kept).
+
+        Raises:
+            TypeError: `fn` is a generator function (see `resilience.Policy`).
+        """
+        descriptor = rewrap_descriptor(self, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, self)
+        if is_async(fn):
             afirst, arest = self._afirst, self._arest
             if afirst is None or self._sync_only is not None:
                 return decorate(self, fn)
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 return await afirst(*arest, fn, *args, **kwargs)
 
@@ -185,7 +200,7 @@ class Pipeline:
         if first is None:
             return decorate(self, fn)
 
-        @functools.wraps(fn)  # straight into the first stage: no pipeline frame per call
+        @wraps(fn)  # straight into the first stage: no pipeline frame per call
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             return first(*rest, fn, *args, **kwargs)
 

@@ -22,18 +22,26 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import random as _random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import CircuitOpenError, RetryExhausted
-from ._policy import decorate
+from ._policy import (
+    COROUTINE,
+    Misuse,
+    bare_decorator,
+    check_decoratable,
+    decorate,
+    is_async,
+    refuse_awaitable,
+    rewrap_descriptor,
+    wraps,
+)
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classification, Classifier, Verdict
 
@@ -516,6 +524,13 @@ class Retry:
         engine: what runs attempts 2..n: "tenacity" (tenacity's loop with our strategies) or
             "native" (a plain loop over the same decisions: ~10x cheaper per retry, for hot
             failure paths). The decisions, waits, notes and events are identical.
+        on: errors to retry, stamina-style: an exception type, a tuple of them, or a
+            `predicate(exc) -> bool`. The errors it names are TRANSIENT (a Retry-After or
+            RATE_LIMITED verdict of the classifier is kept); everything else is decided by
+            `classifier` as before.
+
+    A PERMANENT error that is not retried carries a note saying why (for an exception type
+    the classifier does not know: "unknown exception type: pass on= or a Classifier").
 
     Raises:
         ConfigError: bad arguments (every one listed).
@@ -532,6 +547,7 @@ class Retry:
 
     __slots__ = (
         "_inspects",
+        "_on",
         "_plain",
         "backoff",
         "budget",
@@ -542,6 +558,7 @@ class Retry:
         "max_attempts",
         "max_retry_after",
         "name",
+        "on",
         "respect_retry_after",
     )
 
@@ -558,7 +575,12 @@ class Retry:
         *,
         max_retry_after: float = 300.0,
         engine: Literal["tenacity", "native"] = "tenacity",
+        on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool]
+        | None = None,
     ) -> None:
+        bare_decorator(Retry, "rs.Retry() or @rs.Retry(max_attempts=3)", max_attempts)
         raise_if(
             Retry.validate(
                 max_attempts=max_attempts,
@@ -571,9 +593,12 @@ class Retry:
                 clock=clock,
                 max_retry_after=max_retry_after,
                 engine=engine,
+                on=on,
             ),
             name,
         )
+        self.on = on
+        self._on = _on_predicate(on)
         self.engine = engine
         self.max_attempts = max_attempts
         if isinstance(backoff, Mapping):
@@ -604,6 +629,7 @@ class Retry:
         clock: object = None,
         max_retry_after: object = 300.0,
         engine: object = "tenacity",
+        on: object = None,
     ) -> list[tuple[str, str]]:
         """Every problem with these arguments, as (argument, message); empty if none."""
         e = Errors()
@@ -626,27 +652,43 @@ class Retry:
             e.append(("clock", "must implement the Clock protocol"))
         e.non_negative("max_retry_after", max_retry_after, finite=False)
         e.one_of("engine", engine, ("tenacity", "native"))
+        if (
+            on is not None
+            and _on_types(on) is None
+            and (isinstance(on, tuple | type) or not callable(on))
+        ):
+            e.append(
+                ("on", f"must be an exception type, a tuple of them or a predicate, got {on!r:.80}")
+            )
         return e
 
     # -- use ----------------------------------------------------------------------------
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (its signature is kept)."""
+        """Decorate a sync or async function (its signature is kept).
+
+        Raises:
+            TypeError: `fn` is a generator function (see `resilience.Policy`).
+        """
         if not self._plain:
             return decorate(self, fn)
+        descriptor = rewrap_descriptor(self, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, self)
         # The common case (no budget, no deadline) gets the first attempt inlined in the
         # wrapper: one frame less than wrapper -> call -> fn, which is most of our overhead.
         inspects = self._inspects
         classify_result = self.classifier.classify_result
 
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             retry_async = self._retry_async
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 try:
                     result = await fn(*args, **kwargs)
@@ -660,12 +702,14 @@ class Retry:
 
         retry_sync = self._retry_sync
 
-        @functools.wraps(fn)
+        @wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, exc, None)
+            if type(result) is COROUTINE:
+                refuse_awaitable(result, fn, "Retry's sync path")
             if inspects and classify_result(result).retryable:
                 return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, None, result)
             return result
@@ -684,6 +728,8 @@ class Retry:
             result = fn(*args, **kwargs)
         except Exception as exc:
             return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, exc, None)
+        if type(result) is COROUTINE:
+            refuse_awaitable(result, fn, "Retry.call()")
         if self._inspects and self.classifier.classify_result(result).retryable:
             return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, None, result)
         return result
@@ -901,6 +947,10 @@ class _Run:
             c = clf.classify(error)
             if c.retryable:
                 return c
+            on = self.rt._on
+            if on is not None and on(error):
+                return Classification(Verdict.TRANSIENT, c.retry_after, "on=")
+            _note_permanent(error, c, self)
             if events.enabled:
                 events.emit(
                     events.RetryGaveUp(self.operation(), attempt, "permanent", type(error).__name__)
@@ -1009,6 +1059,41 @@ class _Run:
             "retry_error_callback": self.t_error,
             "reraise": True,
         }
+
+
+def _on_types(on: object) -> tuple[type[BaseException], ...] | None:
+    """`on=` as a tuple of exception types, or None when it is not one."""
+    types = on if isinstance(on, tuple) else (on,)
+    if types and all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        return types
+    return None
+
+
+def _on_predicate(on: object) -> Callable[[BaseException], bool] | None:
+    if on is None:
+        return None
+    types = _on_types(on)
+    if types is not None:
+        return lambda exc: isinstance(exc, types)
+    return on  # type: ignore[return-value]  # validated: a predicate
+
+
+_UNKNOWN = "unknown exception type: pass on= or a Classifier"
+
+
+def _note_permanent(error: Exception, verdict: Classification, run: _Run) -> None:
+    """Say on the error why it was not retried (once, however many retries it crosses)."""
+    if isinstance(error, Misuse):
+        return
+    why = _UNKNOWN if verdict.reason == "unknown error" else verdict.reason or "classifier"
+    notes = getattr(error, "__notes__", None)
+    if notes and any(isinstance(n, str) and n.startswith(_NOTE_PREFIX) for n in notes):
+        return
+    text = (
+        f"{_NOTE_PREFIX} did not retry {run.operation()!r}: "
+        f"{type(error).__name__} is PERMANENT ({why})"
+    )
+    error.add_note(text)
 
 
 def _note(error: BaseException, attempts: int, reason: str, run: _Run) -> None:
