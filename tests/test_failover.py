@@ -291,7 +291,7 @@ def test_bad_input_is_a_config_error() -> None:
         Tier("", print)
     with pytest.raises(rs.ConfigError) as info:
         Failover(
-            [print],  # type: ignore[list-item]
+            ["print"],  # type: ignore[list-item]
             name="",
             probe_interval=0,
             health_check=3,  # type: ignore[arg-type]

@@ -10,11 +10,13 @@ The one rule for "is it async" (`is_async`), used by every policy's decorator, `
 * an `async def` function or method, an object whose `__call__` is `async def`, and a
   `functools.partial` of either (nested partials too) are async, decided at decoration;
 * any other callable whose *result* is awaitable (`lambda q: client.get(q)`) cannot be told
-  apart before it runs. The async paths (`acall`, `aexecute`) await such a result. The sync
-  paths refuse it: `call`, a sync-decorated function and `execute` close the coroutine and
-  raise `TypeError` saying to use the async path (a policy that returned an un-awaited
-  coroutine would protect nothing and record a success). The sync paths of our policies
-  check for a coroutine, the one awaitable a plain callable returns in practice.
+  apart before it runs. The async paths (`acall`, `aexecute`, async tiers and steps) await
+  such a result. The sync paths refuse it: every sync-decorated function, `CircuitBreaker.call`,
+  `Retry.call` and `FallbackChain.execute` close the coroutine and raise `TypeError` saying to
+  use the async path (handing back an un-awaited coroutine would protect nothing and record
+  a success). The decorators and `call`s look for a coroutine (one compare per call), the
+  awaitable a plain callable returns in practice; `execute` looks for any awaitable. The
+  `call` of the other policies (Bulkhead, Timeout, RateLimiter) hands back what `fn` returned.
 
 Generators and async generators are refused at decoration (`check_decoratable`): calling one
 only creates the generator, its body runs later while it is iterated, so wrapping it protects
@@ -138,8 +140,9 @@ def refuse_awaitable(result: object, fn: object, where: str) -> NoReturn:
     close = getattr(result, "close", None)
     if type(result) is COROUTINE and close is not None:
         close()
+    name = fn if isinstance(fn, str) else callable_name(fn)
     raise Misuse(
-        f"{callable_name(fn)} returned {type(result).__name__} object to {where}, which is sync "
+        f"{name} returned {type(result).__name__} object to {where}, which is sync "
         "and cannot await it (nothing was protected): use the async path (acall, an async def "
         "under the decorator, or aexecute)"
     )
@@ -155,8 +158,7 @@ def wraps(fn: Callable[..., Any]) -> Callable[[Callable[P, R]], Callable[P, R]]:
             name = getattr(inner, "__name__", None) or type(inner).__name__
             wrapper.__name__ = name
             wrapper.__qualname__ = callable_name(inner)
-            if wrapper.__doc__ is None:
-                wrapper.__doc__ = getattr(inner, "__doc__", None)
+            wrapper.__doc__ = getattr(inner, "__doc__", None)
             module = getattr(inner, "__module__", None)
             if isinstance(module, str):
                 wrapper.__module__ = module
@@ -201,7 +203,10 @@ def decorate(policy: Policy, fn: Callable[P, Any]) -> Callable[P, Any]:
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        return call(fn, *args, **kwargs)
+        result = call(fn, *args, **kwargs)
+        if type(result) is COROUTINE:
+            refuse_awaitable(result, fn, f"the sync path of {type(policy).__name__}")
+        return result
 
     return wrapper
 

@@ -38,9 +38,10 @@ from typing import Any
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import AllTiersFailed, CircuitOpenError, ConfigError
+from ._policy import _is_generator, callable_name, is_async
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
-from .fallback import DegradationLevel, Served
+from .fallback import DegradationLevel, Served, unique_names
 
 __all__ = ["Failover", "Tier"]
 
@@ -55,10 +56,12 @@ class Tier:
 
     Args:
         name: unique within its Failover (it is `Served.source` and the event/metric label).
-        fn: the sync or async callable that serves a call there.
+        fn: the sync or async callable that serves a call there (async as for every
+            policy, see `resilience.Policy`; `acall` also awaits an awaitable that a
+            sync-looking callable returns).
 
     Raises:
-        ConfigError: an empty name or a `fn` that is not callable.
+        ConfigError: an empty name, or a `fn` that is not callable or is a generator function.
 
     Example:
         >>> Tier("dc1", print).name
@@ -74,6 +77,8 @@ class Tier:
             errors.append(("name", f"must be a non-empty string, got {self.name!r}"))
         if not callable(self.fn):
             errors.append(("fn", f"must be callable, got {type(self.fn).__name__}"))
+        elif (what := _is_generator(self.fn)) is not None:
+            errors.append(("fn", f"is {what}: its items are not an answer to serve"))
         raise_if(errors, f"Tier {self.name!r}")
 
 
@@ -102,7 +107,7 @@ class _TierState:
         self.tier = tier
         self.name = tier.name
         self.fn = tier.fn
-        self.is_async = inspect.iscoroutinefunction(tier.fn)
+        self.is_async = is_async(tier.fn)
         self.breaker = breaker
         self.up = True  # our view, refreshed after calls and probes (drives the events)
         self.held_down = False  # its health check failed: no real traffic until one passes
@@ -124,7 +129,9 @@ class Failover:
     """Serve each call from the best tier that is up; move the same call on when one fails.
 
     Args:
-        tiers: `Tier`s in order of preference (at least one; names unique).
+        tiers: `Tier`s in order of preference (at least one; names unique), or bare
+            callables, named after the function ("Client.search"; a name already taken gets
+            "#2", "#3", so two instances of one class are told apart in `Served.source`).
         name: the operation's name (events, errors, breaker names "<name>/<tier>").
         health_check: `callable(tier) -> bool` (sync or async) that says whether a down tier
             is healthy again; called at most every `probe_interval` seconds per down tier.
@@ -148,7 +155,7 @@ class Failover:
 
     def __init__(
         self,
-        tiers: Sequence[Tier],
+        tiers: Sequence[Tier | Callable[..., Any]],
         *,
         name: str = "failover",
         health_check: Callable[[Tier], Any] | None = None,
@@ -171,6 +178,7 @@ class Failover:
         from . import _registry
         from .breaker import CircuitBreaker, CircuitState
 
+        tiers = _named(tiers)
         self.name = name
         self.clock = clock or SYSTEM_CLOCK
         self.classifier = classifier
@@ -218,8 +226,13 @@ class Failover:
         else:
             seen: set[str] = set()
             for i, tier in enumerate(tiers):
-                if not isinstance(tier, Tier):
-                    errors.append((f"tiers[{i}]", f"must be a Tier, got {tier!r:.80}"))
+                if callable(tier) and not isinstance(tier, Tier):
+                    if (what := _is_generator(tier)) is not None:
+                        errors.append((f"tiers[{i}]", f"is {what}: not an answer to serve"))
+                elif not isinstance(tier, Tier):
+                    errors.append(
+                        (f"tiers[{i}]", f"must be a Tier or a callable, got {tier!r:.80}")
+                    )
                 elif tier.name in seen:
                     errors.append((f"tiers[{i}]", f"duplicate tier name {tier.name!r}"))
                 else:
@@ -473,8 +486,8 @@ class Failover:
             try:
                 if st.is_async:
                     value = await st.breaker.acall(st.fn, *args, **kwargs)
-                else:
-                    value = st.breaker.call(st.fn, *args, **kwargs)
+                else:  # a sync-looking tier may still return an awaitable: await it inside
+                    value = await st.breaker.acall(_called, st.fn, *args, **kwargs)
             except Exception as exc:
                 self._failed(st, exc, errors)
                 continue
@@ -522,3 +535,23 @@ class Failover:
     def __repr__(self) -> str:
         tiers = ", ".join(st.name for st in self._states)
         return f"Failover([{tiers}], name={self.name!r}, active={self.active_tier!r})"
+
+
+def _named(tiers: Sequence[Tier | Callable[..., Any]]) -> list[Tier]:
+    """Tiers, bare callables named after their function (unique among the names given)."""
+    given = [t.name if isinstance(t, Tier) else callable_name(t) for t in tiers]
+    # explicit names keep theirs: only the defaults are made unique
+    explicit = [t.name for t in tiers if isinstance(t, Tier)]
+    names = unique_names(
+        explicit + [n for t, n in zip(tiers, given, strict=True) if not isinstance(t, Tier)]
+    )[len(explicit) :]
+    it = iter(names)
+    return [t if isinstance(t, Tier) else Tier(next(it), t) for t in tiers]
+
+
+async def _called(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call a sync-looking tier; await what it returns if that is awaitable."""
+    value = fn(*args, **kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
