@@ -291,3 +291,69 @@ def test_is_async_follows_the_design_list() -> None:
     no = [len, Sync(), lambda: fetch(), functools.partial(Sync()), Client, print]
     assert [is_async(f) for f in yes] == [True] * len(yes)
     assert [is_async(f) for f in no] == [False] * len(no)
+
+
+# --- @pipeline composes its stages' own decorators: same behaviour as pipe.call ---------------
+
+
+@pytest.mark.anyio
+async def test_a_decorated_pipeline_behaves_like_its_call() -> None:
+    from resilience import events
+    from resilience.testing import VirtualClock
+
+    clock = VirtualClock()
+    seen: list[Any] = []
+    stop = events.subscribe(seen.append)
+    try:
+        br = rs.CircuitBreaker("llm", minimum_calls=10, clock=clock)
+        bh = rs.Bulkhead(1)
+        pipe = rs.Pipeline(rs.Retry(max_attempts=3, backoff=FAST, clock=clock), br, bh)
+        calls = 0
+
+        @pipe
+        async def generate(prompt: str) -> str:
+            nonlocal calls
+            calls += 1
+            if calls < 3:
+                raise ConnectionError("busy")
+            return prompt.upper()
+
+        @pipe
+        def sync_generate(prompt: str) -> str:
+            return prompt
+
+        with anyio.fail_after(10):
+            assert await generate("hi") == "HI"
+        assert sync_generate("x") == "x"
+    finally:
+        stop()
+    assert calls == 3
+    assert br.snapshot()["calls"] == 4  # every attempt went through the breaker
+    assert br.snapshot()["failures"] == 2
+    assert bh.running == 0  # the slot came back each time
+    # an unnamed Retry reports the next stage's name, as under pipe.call
+    assert {e.operation for e in seen if isinstance(e, events.RetryAttempted)} == {"llm"}
+    assert (generate.__name__, sync_generate.__name__) == ("generate", "sync_generate")
+    assert inspect.iscoroutinefunction(generate)
+
+
+@pytest.mark.anyio
+async def test_pipeline_call_and_acall_are_the_first_stage_bound_to_the_rest() -> None:
+    pipe = rs.Pipeline(rs.Retry(max_attempts=2, backoff=FAST), rs.Bulkhead(2), name="p")
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    assert pipe.call(max, 3, 7) == 7
+    with anyio.fail_after(10):
+        assert await pipe.acall(double, 4) == 8
+        assert await rs.Pipeline().acall(double, 1) == 2
+    assert rs.Pipeline().call(min, 1, 2) == 1
+    assert isinstance(pipe, Policy)
+
+    class SyncOnly:
+        def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    with pytest.raises(TypeError, match="no acall"):
+        await rs.Pipeline(SyncOnly(), name="s").acall(double, 1)  # type: ignore[arg-type]

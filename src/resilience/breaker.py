@@ -473,6 +473,8 @@ class CircuitBreaker(Decorator):
             self._succeeded(epoch, t0, now, result)
         return result
 
+    _inline = True  # its decorator is the shell itself, with no frame of ours (see Pipeline)
+
     def _refuse(self, epoch: int, result: object, fn: object) -> None:
         self._release(epoch)
         refuse_awaitable(result, fn, f"CircuitBreaker({self.name!r}).call()")

@@ -664,6 +664,11 @@ class Retry:
 
     # -- use ----------------------------------------------------------------------------
 
+    @property
+    def _inline(self) -> bool:
+        """Its decorator runs the first attempt in the wrapper itself (see `Pipeline`)."""
+        return self._plain
+
     @overload
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
@@ -872,8 +877,10 @@ class _Run:
     def operation(self) -> str:
         if self.rt.name:
             return self.rt.name
-        # in a Pipeline, fn is the next stage's bound `call`: use that policy's name
-        owner_name = getattr(getattr(self.fn, "__self__", None), "name", None)
+        # in a Pipeline, fn is the next stage's bound `call` (or, under `@pipeline`, the
+        # next stage's wrapper, marked with its policy): use that policy's name
+        owner = getattr(self.fn, "__self__", None) or getattr(self.fn, "__resilience_stage__", None)
+        owner_name = getattr(owner, "name", None)
         if isinstance(owner_name, str) and owner_name:
             return owner_name
         return str(getattr(self.fn, "__qualname__", None) or "call")
