@@ -52,6 +52,12 @@ class Misuse(TypeError):
 class Policy(Protocol):
     """The protocol a policy implements to be used alone, as a decorator, or in a Pipeline.
 
+    What the library's decorators treat as async (and send through `acall`): `async def`
+    functions and methods, objects whose `__call__` is `async def`, and `functools.partial`s
+    of those. Generators are refused at decoration (wrapping one protects nothing). A sync
+    path handed a coroutine (`call(async_fn)`, a lambda returning one) raises TypeError
+    pointing to the async path; `@policy` above `@classmethod`/`@staticmethod` works.
+
     Example:
         >>> class Log:
         ...     def call(self, fn, /, *args, **kwargs):
