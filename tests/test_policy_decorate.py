@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
-from resilience._policy import Policy, decorate
+import resilience as rs
+from resilience import config
+from resilience._policy import Policy, decorate, is_async
 
 
 class Counting:
@@ -92,16 +97,6 @@ def test_sync_callable_objects_stay_sync() -> None:
 
 
 # --- the one "is it async" rule, as every decorator of the library applies it ---------------
-
-import uuid  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-
-import anyio  # noqa: E402
-
-import resilience as rs  # noqa: E402
-from resilience import config  # noqa: E402
-from resilience._policy import is_async  # noqa: E402
 
 FAST = rs.Backoff.constant(0)
 
