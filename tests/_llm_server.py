@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,6 +87,10 @@ class LLMServer:
                     action = server.actions.popleft() if server.actions else ("ok",)
                 anthropic = self.path.endswith("/messages")
                 kind = action[0]
+                if kind == "hang":
+                    time.sleep(action[1])
+                    self.close_connection = True
+                    return
                 if kind == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -196,6 +196,43 @@ def test_anthropic_rate_limit_and_request_too_large(server: LLMServer) -> None:
     assert server.count == 1
 
 
+def test_the_time_budget_lowers_the_request_timeout(server: LLMServer) -> None:
+    client = openai_client(
+        openai.OpenAI(api_key="sk-test", base_url=server.url + "/v1", timeout=600.0),
+        operation="llm.primary",
+    )
+    server.script([("hang", 5.0)])
+    t0 = time.monotonic()
+    with rs.deadline(0.5), pytest.raises(openai.APITimeoutError):
+        chat(client)
+    assert time.monotonic() - t0 < 3.0  # not the client's 600 s
+    assert server.count == 1
+
+
+def test_sdk_errors_classify_in_a_fresh_process_without_importing_the_integration() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import resilience as rs
+rs.DEFAULT_CLASSIFIER.classify(ValueError("x"))
+assert "openai" not in sys.modules and "anthropic" not in sys.modules
+import httpx, anthropic
+req = httpx.Request("POST", "https://api.anthropic.com/v1/messages")
+resp = httpx.Response(529, headers={"retry-after-ms": "250"}, request=req)
+err = anthropic.APIStatusError("overloaded", response=resp, body=None)
+c = rs.DEFAULT_CLASSIFIER.classify(err)
+print(c.verdict.name, c.retry_after)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["TRANSIENT", "0.25"]
+    assert out.stderr == ""
+
+
 # --- streaming ------------------------------------------------------------------------------
 
 
