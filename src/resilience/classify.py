@@ -113,6 +113,33 @@ _FOREIGN_PERMANENT = {
     ("httpx", "UnsupportedProtocol"),
     ("httpx", "LocalProtocolError"),
 }
+# SDKs whose errors get an exact classifier of their own (status, retry-after-ms, quota and
+# overload semantics): package -> module defining `classify_sdk_error`. The module is imported
+# the first time one of that package's errors is classified, so the SDK is already loaded.
+_SDK_CLASSIFIERS = {
+    "openai": "resilience.integrations._llm",
+    "anthropic": "resilience.integrations._llm",
+}
+_SdkHook = Callable[[BaseException, "Classifier"], "Classification | None"]
+_sdk_hooks: dict[type[BaseException], _SdkHook | None] = {}
+
+
+def _sdk_hook(exc_type: type[BaseException]) -> _SdkHook | None:
+    try:
+        return _sdk_hooks[exc_type]
+    except KeyError:
+        pass
+    hook: _SdkHook | None = None
+    for klass in exc_type.__mro__:
+        module = _SDK_CLASSIFIERS.get(klass.__module__.partition(".")[0])
+        if module is not None:
+            import importlib
+
+            hook = importlib.import_module(module).classify_sdk_error
+            break
+    if len(_sdk_hooks) < 1024:
+        _sdk_hooks[exc_type] = hook
+    return hook
 
 
 def parse_retry_after(value: str, now: float | None = None) -> float | None:
@@ -230,14 +257,16 @@ class Classifier:
     2. the library's own errors: `CircuitOpenError` and `RateLimited` are RATE_LIMITED (with
        the time left as `retry_after`), `TimeoutExceeded`, `BulkheadFull`, `AllTiersFailed` and
        `AllFallbacksFailed` TRANSIENT, other `ResilienceError`s PERMANENT;
-    3. anything with `.status_code` or `.response.status_code`: by HTTP status (408, 425, 500,
+    3. errors of the OpenAI and Anthropic SDKs by those SDKs' own rules (see
+       `resilience.integrations.openai`), recognised without importing the SDKs;
+    4. anything with `.status_code` or `.response.status_code`: by HTTP status (408, 425, 500,
        502, 503, 504 TRANSIENT; 429 RATE_LIMITED; other 4xx/5xx PERMANENT), merged with
        `http_status`; `Retry-After` is read from `.headers` / `.response.headers`;
-    4. `ConnectionError`, `TimeoutError` and other `OSError`s TRANSIENT, except the file-system
+    5. `ConnectionError`, `TimeoutError` and other `OSError`s TRANSIENT, except the file-system
        errors (FileNotFoundError, PermissionError, ...) which are PERMANENT; the transport errors
        of httpx, aiohttp, anyio, urllib3 and redis-py, and http.client's IncompleteRead,
        TRANSIENT (recognised without importing them);
-    5. any other exception PERMANENT.
+    6. any other exception PERMANENT.
 
     An exception group (what an anyio task group raises) is judged by its leaves, after rule 1:
     TRANSIENT or RATE_LIMITED when every leaf is retryable, PERMANENT otherwise.
@@ -380,6 +409,14 @@ class Classifier:
             if isinstance(exc, TimeoutError | BulkheadFull | AllTiersFailed | AllFallbacksFailed):
                 return remember(exc_type, Verdict.TRANSIENT, exc_type.__name__)
             return remember(exc_type, Verdict.PERMANENT, exc_type.__name__)
+        sdk = _sdk_hook(exc_type)
+        if sdk is not None:
+            try:
+                hit = sdk(exc, self)
+            except Exception:
+                hit = None
+            if hit is not None:
+                return hit
         try:
             status = _status_of(exc)
         except Exception:
