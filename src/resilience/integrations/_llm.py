@@ -278,7 +278,7 @@ def resilient_sdk_client(
     else:
 
         @resilient(operation, fallback=fallback, clock=clock)
-        def _run(attempt: Callable[[], Any]) -> Any:
+        def _run(attempt: Callable[[], object]) -> object:
             return attempt()
 
         def request(
