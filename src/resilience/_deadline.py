@@ -29,7 +29,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import TimeoutExceeded
 from ._validate import Errors, raise_if
 
-__all__ = ["check_budget", "deadline", "enter", "leave", "overran", "remaining"]
+__all__ = ["check_budget", "deadline", "enter", "leave", "mark_late", "overran", "remaining"]
 
 
 class _Budget:
@@ -97,10 +97,25 @@ def check_budget(operation: str | None = None) -> float | None:
     return left
 
 
-def overran() -> bool:
-    """True when a budget is active and used up (a call that returns now returns late)."""
+_late: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "resilience_late", default=None
+)
+
+
+def overran(since: float, clock: Clock) -> bool:
+    """Is a call that started at `since` on `clock` and ends now late? True when the active
+    budget is used up, or when a cooperative Timeout on the same clock, opened inside the call
+    (at or after `since`), saw its call return late (`mark_late`)."""
     budget = _current.get()
-    return budget is not None and budget.left() <= 0.0
+    if budget is not None and budget.left() <= 0.0:
+        return True
+    late = _late.get()
+    return late is not None and late.clock is clock and late.expires - late.seconds >= since
+
+
+def mark_late(budget: _Budget) -> None:
+    """A sync call returned after `budget` ran out (seen by an enclosing breaker)."""
+    _late.set(budget)
 
 
 def enter(seconds: float, clock: Clock) -> tuple[_Budget, contextvars.Token[_Budget | None]]:

@@ -947,7 +947,11 @@ class _Run:
         if error is not None:
             if not isinstance(error, Exception):  # cancellation, KeyboardInterrupt: never
                 return None
-            c = clf.classify(error)
+            # an HTTP-date Retry-After is measured on this policy's clock
+            if _takes_now(clf):
+                c = clf.classify(error, now=self.rt.clock.time())
+            else:  # a subclass that overrides classify(outcome) the old way
+                c = clf.classify(error)
             if c.retryable:
                 return c
             if events.enabled:
@@ -957,7 +961,7 @@ class _Run:
             return None
         if not self.rt._inspects:
             return None
-        c = clf.classify_result(result)
+        c = clf.classify_result(result, now=self.rt.clock.time())
         return c if c.retryable else None
 
     def first(self, error: BaseException | None, result: Any) -> float:
@@ -1075,6 +1079,22 @@ class _Run:
             "retry_error_callback": self.t_error,
             "reraise": True,
         }
+
+
+_TAKES_NOW: dict[type, bool] = {}
+
+
+def _takes_now(classifier: Classifier) -> bool:
+    """Does this classifier's `classify` take `now=` (Classifier's own does)?"""
+    kind = type(classifier)
+    ok = _TAKES_NOW.get(kind)
+    if ok is None:
+        try:
+            ok = "now" in inspect.signature(kind.classify).parameters
+        except (TypeError, ValueError):
+            ok = False
+        _TAKES_NOW[kind] = ok
+    return ok
 
 
 def _note(error: BaseException, attempts: int, reason: str, run: _Run) -> None:

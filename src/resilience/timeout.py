@@ -134,6 +134,7 @@ class Timeout(Decorator):
             late = budget.left() <= 0.0
             _deadline.leave(token)
         if late:
+            _deadline.mark_late(budget)  # an enclosing breaker counts the call as slow
             self._timed_out(late=True)
         return result
 

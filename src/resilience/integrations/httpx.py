@@ -89,18 +89,18 @@ class _Classifier(Classifier):
         super().__init__()
         self.final = final
 
-    def classify(self, outcome: object) -> Classification:
+    def classify(self, outcome: object, *, now: float | None = None) -> Classification:
         if isinstance(outcome, _Sent):
-            return _PERMANENT if self.final else self.classify(outcome.error)
+            return _PERMANENT if self.final else self.classify(outcome.error, now=now)
         if isinstance(outcome, CircuitOpenError):
             return _PERMANENT
         if isinstance(outcome, AllTiersFailed):
             errors = [e for e in outcome.errors.values() if not isinstance(e, CircuitOpenError)]
             if not errors:
                 return _PERMANENT
-            c = self.classify(errors[-1])
+            c = self.classify(errors[-1], now=now)
             return c if c.retryable else Classification(Verdict.TRANSIENT, None, "all tiers")
-        c = super().classify(outcome)
+        c = super().classify(outcome, now=now)
         if (
             isinstance(outcome, _ResponseFailure)
             and c.verdict is Verdict.TRANSIENT

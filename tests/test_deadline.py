@@ -1,0 +1,257 @@
+"""Time budgets (rs.deadline, rs.remaining) and local rejections, as the primitives meet them."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import resilience as rs
+from resilience import config, events
+from resilience.config import load
+from resilience.config._presets import PRESET_TABLES
+from resilience.testing import VirtualClock
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+# --- rs.deadline / rs.remaining ------------------------------------------------------------
+
+
+def test_no_budget_by_default() -> None:
+    assert rs.remaining() is None
+
+
+def test_nested_budgets_take_the_smaller(clock: VirtualClock) -> None:
+    with rs.deadline(5.0, clock=clock):
+        clock.advance(2.0)
+        with rs.deadline(10.0, clock=clock):
+            assert rs.remaining() == 3.0
+        with rs.deadline(1.0, clock=clock):
+            assert rs.remaining() == 1.0
+        assert rs.remaining() == 3.0
+    assert rs.remaining() is None
+
+
+def test_an_inner_budget_never_outlives_its_outer_one_on_another_clock(
+    clock: VirtualClock,
+) -> None:
+    other = VirtualClock()
+    with rs.deadline(5.0, clock=clock), rs.deadline(10.0, clock=other):
+        clock.advance(4.0)  # the outer budget's clock moves; the inner one's does not
+        assert rs.remaining() == 1.0
+
+
+def test_remaining_never_goes_negative(clock: VirtualClock) -> None:
+    with rs.deadline(1.0, clock=clock):
+        clock.advance(5.0)
+        assert rs.remaining() == 0.0
+
+
+def test_the_budget_follows_threads_started_with_the_context(clock: VirtualClock) -> None:
+    import contextvars
+
+    seen: list[float | None] = []
+    with rs.deadline(2.0, clock=clock):
+        ctx = contextvars.copy_context()
+    thread = threading.Thread(target=ctx.run, args=(lambda: seen.append(rs.remaining()),))
+    thread.start()
+    thread.join(2)
+    assert seen == [2.0]
+
+
+@pytest.mark.anyio
+async def test_the_budget_follows_async_tasks_and_to_thread(clock: VirtualClock) -> None:
+    seen: list[float | None] = []
+
+    async def child() -> None:
+        seen.append(rs.remaining())
+
+    async with rs.deadline(3.0, clock=clock):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child)
+        seen.append(await anyio.to_thread.run_sync(rs.remaining))
+    assert seen == [3.0, 3.0]
+    assert rs.remaining() is None
+
+
+# --- local rejections are not dependency failures ------------------------------------------
+
+
+def _open(breaker: rs.CircuitBreaker, clock: VirtualClock) -> None:
+    def down() -> None:
+        raise ConnectionError("down")
+
+    while breaker.state is not rs.CircuitState.OPEN:
+        with pytest.raises(ConnectionError):
+            breaker.call(down)
+
+
+@pytest.mark.parametrize(
+    "rejection",
+    [
+        rs.BulkheadFull(1, 0, operation="x"),
+        rs.RateLimited(0.5, operation="x"),
+        rs.CircuitOpenError("other", 5.0),
+    ],
+    ids=["bulkhead", "rate_limit", "breaker"],
+)
+def test_a_breaker_counts_local_rejections_neither_way(
+    rejection: rs.LocalRejection, clock: VirtualClock
+) -> None:
+    breaker = rs.CircuitBreaker("svc", minimum_calls=3, half_open_calls=1, clock=clock)
+
+    def shed() -> None:
+        raise rejection
+
+    for _ in range(10):
+        with pytest.raises(rs.LocalRejection):
+            breaker.call(shed)
+    assert breaker.state is rs.CircuitState.CLOSED
+    assert breaker.snapshot()["calls"] == 0
+    # half-open: a rejected trial frees its slot (it neither closes nor re-opens the breaker)
+    _open(breaker, clock)
+    clock.advance(60.0)
+    with pytest.raises(rs.LocalRejection):
+        breaker.call(shed)
+    assert breaker.state is rs.CircuitState.HALF_OPEN
+    assert breaker.call(lambda: "ok") == "ok"  # the freed slot takes the real trial
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
+@pytest.mark.anyio
+async def test_async_breaker_counts_local_rejections_neither_way(clock: VirtualClock) -> None:
+    breaker = rs.CircuitBreaker("asvc", minimum_calls=3, clock=clock)
+
+    async def shed() -> None:
+        raise rs.RateLimited(1.0, operation="x")
+
+    for _ in range(5):
+        with pytest.raises(rs.RateLimited):
+            await breaker.acall(shed)
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
+def test_a_recursive_function_is_not_rejected_into_reopening(clock: VirtualClock) -> None:
+    # issue 11, seen 3: the inner call was refused (half-open, no trial left) and the outer
+    # one counted that refusal as a failed trial: the breaker re-opened every time
+    breaker = rs.CircuitBreaker("tree", minimum_calls=2, half_open_calls=1, clock=clock)
+
+    @breaker
+    def depth(n: int) -> int:
+        return 0 if n == 0 else 1 + depth(n - 1)
+
+    _open(breaker, clock)
+    clock.advance(60.0)
+    with pytest.raises(rs.CircuitOpenError):
+        depth(3)
+    assert breaker.state is rs.CircuitState.HALF_OPEN  # not re-opened by its own refusal
+    assert depth(0) == 0
+    assert breaker.state is rs.CircuitState.CLOSED
+    assert depth(3) == 3
+
+
+# --- a late cooperative call counts as slow ----------------------------------------------
+
+
+def test_a_late_call_inside_a_timeout_is_a_slow_trial(clock: VirtualClock) -> None:
+    breaker = rs.CircuitBreaker("db", minimum_calls=2, half_open_calls=1, clock=clock)
+    _open(breaker, clock)
+    clock.advance(60.0)
+
+    def ignores_the_budget() -> str:
+        clock.advance(5.0)
+        return "done"
+
+    pipe = rs.Pipeline(rs.Timeout(1.0, clock=clock), breaker)
+    assert pipe.call(ignores_the_budget) == "done"  # the result is kept...
+    assert breaker.state is rs.CircuitState.OPEN  # ...and the trial was slow: not healthy
+    assert "slow" in breaker.snapshot()["reason"]
+
+
+def test_a_late_call_under_a_timeout_inside_the_breaker_is_slow(clock: VirtualClock) -> None:
+    breaker = rs.CircuitBreaker("db2", minimum_calls=2, half_open_calls=1, clock=clock)
+    _open(breaker, clock)
+    clock.advance(60.0)
+    pipe = rs.Pipeline(breaker, rs.Timeout(1.0, clock=clock))
+    assert pipe.call(clock.advance, 5.0) is None
+    assert breaker.state is rs.CircuitState.OPEN
+
+
+def test_a_call_on_time_is_a_good_trial(clock: VirtualClock) -> None:
+    breaker = rs.CircuitBreaker("db3", minimum_calls=2, half_open_calls=1, clock=clock)
+    _open(breaker, clock)
+    clock.advance(60.0)
+    pipe = rs.Pipeline(breaker, rs.Timeout(1.0, clock=clock))
+    pipe.call(clock.advance, 0.5)
+    assert breaker.state is rs.CircuitState.CLOSED
+    # an earlier late call in this context does not make a later one slow
+    rs.Timeout(1.0, clock=clock).call(clock.advance, 2.0)
+    _open(breaker, clock)
+    clock.advance(60.0)
+    pipe.call(clock.advance, 0.5)
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
+# --- presets: never a thread hop ----------------------------------------------------------
+
+
+@pytest.fixture
+def no_active_config() -> Iterator[None]:
+    saved = config.use(None)
+    yield
+    config.use(saved)
+
+
+@pytest.mark.usefixtures("no_active_config")
+@pytest.mark.parametrize("preset", sorted(PRESET_TABLES))
+def test_a_sync_resilient_function_runs_on_the_callers_thread(preset: str) -> None:
+    # issue 11: under the production preset a sync function ran on "resilience-timeout-op_0"
+    op = f"op-{uuid.uuid4().hex[:8]}"
+    data = {"operations": {op: {"preset": preset}}}
+    config.use(load(data=data, environ={"RESILIENCE_ENV": "testing"}))
+    request = threading.local()
+    request.user = "alice"
+    seen: list[Any] = []
+
+    @rs.resilient(op)
+    def handler() -> str:
+        seen.append((threading.get_ident(), getattr(request, "user", None), rs.remaining()))
+        return "ok"
+
+    before = {t.ident for t in threading.enumerate()}
+    assert handler() == "ok"
+    ((ident, user, budget),) = seen
+    assert ident == threading.get_ident()
+    assert user == "alice"
+    if PRESET_TABLES[preset].get("timeout"):
+        assert budget is not None  # the preset's timeout is a budget on this thread
+    assert {t.ident for t in threading.enumerate()} <= before  # no thread was started
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_TABLES))
+def test_every_preset_timeout_is_cooperative(preset: str) -> None:
+    from resilience.config._presets import PRESETS
+
+    policy = PRESETS[preset]
+    for section in (policy.timeout, policy.attempt_timeout):
+        if section is not None:
+            assert section.build("op").mode == "cooperative"
+
+
+def test_timeout_events_say_late(clock: VirtualClock) -> None:
+    seen: list[Any] = []
+    stop = events.subscribe(seen.append)
+    try:
+        rs.Timeout(1.0, name="op", clock=clock).call(clock.advance, 2.0)
+    finally:
+        stop()
+    (event,) = [e for e in seen if isinstance(e, events.TimeoutOccurred)]
+    assert event.late is True
