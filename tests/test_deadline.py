@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -255,3 +256,160 @@ def test_timeout_events_say_late(clock: VirtualClock) -> None:
         stop()
     (event,) = [e for e in seen if isinstance(e, events.TimeoutOccurred)]
     assert event.late is True
+
+
+# --- drain stops at the budget ------------------------------------------------------------
+
+
+@pytest.fixture
+def queue(tmp_path: Any, clock: VirtualClock) -> Iterator[rs.OfflineQueue]:
+    q = rs.OfflineQueue(str(tmp_path / "q.db"), clock=clock)
+    q.put_many([(i, rs.Priority.NORMAL) for i in range(10)])
+    yield q
+    q.close()
+
+
+def test_drain_sends_nothing_the_budget_cannot_hold(
+    queue: rs.OfflineQueue, clock: VirtualClock
+) -> None:
+    sent: list[float] = []
+    with rs.deadline(1.0, clock=clock):
+        report = queue.drain(lambda item: sent.append(clock.monotonic()), rate=4.0)
+    # one item every 0.25 s: at 0, .25, .5, .75; the next wait would land on the deadline
+    assert sent == [0.0, 0.25, 0.5, 0.75]
+    assert report.delivered == 4
+    assert report.remaining == 6  # the rest stays queued, not leased
+    assert isinstance(report.error, rs.TimeoutExceeded)
+    assert queue.drain(lambda item: None).delivered == 6  # nothing was left leased
+
+
+def test_drain_starts_no_backoff_wait_past_the_budget(
+    queue: rs.OfflineQueue, clock: VirtualClock
+) -> None:
+    def down(item: Any) -> None:
+        raise ConnectionError("sink down")
+
+    with rs.deadline(1.0, clock=clock):
+        report = queue.drain(down, backoff=rs.Backoff.constant(2.0))
+    assert clock.sleeps == []
+    assert isinstance(report.error, rs.TimeoutExceeded)
+    assert isinstance(report.error.__cause__, ConnectionError)
+    assert report.remaining == 10
+
+
+def test_a_used_up_budget_drains_nothing(queue: rs.OfflineQueue, clock: VirtualClock) -> None:
+    sent: list[Any] = []
+    with rs.deadline(1.0, clock=clock):
+        clock.advance(1.0)
+        report = queue.drain(sent.append)
+    assert sent == []
+    assert report.remaining == 10
+
+
+@pytest.mark.anyio
+async def test_adrain_stops_at_the_budget(queue: rs.OfflineQueue, clock: VirtualClock) -> None:
+    sent: list[float] = []
+
+    async def send(item: Any) -> None:
+        sent.append(clock.monotonic())
+
+    with anyio.fail_after(10):
+        async with rs.deadline(1.0, clock=clock):
+            report = await queue.adrain(send, rate=4.0)
+    assert sent == [0.0, 0.25, 0.5, 0.75]
+    assert isinstance(report.error, rs.TimeoutExceeded)
+
+
+# --- a fallback chain starts no step the budget cannot hold --------------------------------
+
+
+def test_a_used_up_budget_skips_to_the_cache_and_default(clock: VirtualClock) -> None:
+    calls: list[str] = []
+
+    def primary(x: int) -> str:
+        calls.append("primary")
+        if len(calls) > 1:
+            raise ConnectionError("down")
+        return f"live {x}"
+
+    def secondary(x: int) -> str:
+        calls.append("secondary")
+        return f"secondary {x}"
+
+    chain = rs.FallbackChain(
+        rs.Step(primary),
+        rs.Step(secondary, level=rs.DegradationLevel.DEGRADED),
+        rs.StaleCache(max_age=300.0, clock=clock),
+        rs.Default("n/a"),
+    )
+    assert chain.execute(1).value == "live 1"  # fills the cache
+    with rs.deadline(1.0, clock=clock):
+        clock.advance(1.0)
+        served = chain.execute(1)
+    assert served.value == "live 1"  # from the cache: no remote step was started
+    assert served.level is rs.DegradationLevel.CACHE_ONLY
+    assert calls == ["primary"]
+    assert [type(e) for e in served.errors] == [rs.TimeoutExceeded, rs.TimeoutExceeded]
+
+
+@pytest.mark.anyio
+async def test_async_chain_with_no_time_left_serves_the_default(clock: VirtualClock) -> None:
+    calls: list[str] = []
+
+    async def primary() -> str:
+        calls.append("primary")
+        return "live"
+
+    chain = rs.FallbackChain(rs.Step(primary), rs.Default("n/a"))
+    async with rs.deadline(1.0, clock=clock):
+        assert (await chain.aexecute()).value == "live"
+        clock.advance(1.0)
+        assert (await chain.aexecute()).value == "n/a"
+    assert calls == ["primary"]
+
+
+# --- the httpx transport lowers request timeouts to what the budget has left ----------------
+
+
+def test_httpx_request_timeouts_are_lowered_to_the_budget(clock: VirtualClock) -> None:
+    httpx = pytest.importorskip("httpx")
+    from resilience.integrations.httpx import ResilientTransport
+
+    seen: list[dict[str, float]] = []
+
+    def handler(request: Any) -> Any:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200)
+
+    transport = ResilientTransport(transport=httpx.MockTransport(handler), clock=clock)
+    with httpx.Client(transport=transport, timeout=httpx.Timeout(5.0, read=0.5)) as c:
+        c.get("http://svc/a")
+        with rs.deadline(2.0, clock=clock):
+            clock.advance(1.0)
+            c.get("http://svc/b")
+            clock.advance(1.0)
+            with pytest.raises(httpx.ConnectTimeout):  # nothing left: nothing is sent
+                c.post("http://svc/c")
+    assert seen == [
+        {"connect": 5.0, "read": 0.5, "write": 5.0, "pool": 5.0},
+        {"connect": 1.0, "read": 0.5, "write": 1.0, "pool": 1.0},
+    ]
+
+
+def test_a_hanging_server_is_cut_at_the_budget_not_the_client_timeout() -> None:
+    httpx = pytest.importorskip("httpx")
+    from _servers import Hang, HTTPTestServer
+    from resilience.integrations.httpx import ResilientTransport
+
+    server = HTTPTestServer().start()
+    try:
+        server.default = Hang(5)
+        transport = ResilientTransport(policy=rs.Retry(max_attempts=5))
+        begin = time.monotonic()
+        with httpx.Client(transport=transport, timeout=10.0) as c:
+            with pytest.raises(rs.TimeoutExceeded) as info:
+                rs.Timeout(0.3).call(c.get, server.url)
+        assert time.monotonic() - begin < 3.0  # not the client's 10 s
+        assert isinstance(info.value.__cause__, httpx.TimeoutException)
+    finally:
+        server.stop()

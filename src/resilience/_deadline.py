@@ -29,7 +29,16 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import TimeoutExceeded
 from ._validate import Errors, raise_if
 
-__all__ = ["check_budget", "deadline", "enter", "leave", "mark_late", "overran", "remaining"]
+__all__ = [
+    "cannot_hold",
+    "check_budget",
+    "deadline",
+    "enter",
+    "leave",
+    "mark_late",
+    "overran",
+    "remaining",
+]
 
 
 class _Budget:
@@ -95,6 +104,16 @@ def check_budget(operation: str | None = None) -> float | None:
     if left <= 0.0:
         raise TimeoutExceeded(budget.seconds, operation=operation)
     return left
+
+
+def cannot_hold(wait: float = 0.0, operation: str | None = None) -> TimeoutExceeded | None:
+    """The `TimeoutExceeded` to report when the current budget cannot hold `wait` more seconds
+    (a wait that would end exactly at its end counts as not held); None when it can, or when
+    there is no budget. For loops that stop at the budget and report, rather than raise."""
+    budget = _current.get()
+    if budget is None or wait < budget.left():
+        return None
+    return TimeoutExceeded(budget.seconds, operation=operation)
 
 
 _late: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
