@@ -55,6 +55,7 @@ _KINDS = ("constant", "linear", "exponential", "decorrelated")
 _MIN_RATE_LIMITED_WAIT = 0.1
 """A RATE_LIMITED outcome with no Retry-After never retries at once (seconds)."""
 _NOTE_PREFIX = "resilience.Retry:"
+_budget_get = _budget_now.get  # the active time budget; with none, one context-variable read
 _INF = float("inf")
 
 
@@ -644,13 +645,14 @@ class Retry:
         # wrapper: one frame less than wrapper -> call -> fn, which is most of our overhead.
         inspects = self._inspects
         classify_result = self.classifier.classify_result
+        budget = _budget_get
 
         if inspect.iscoroutinefunction(fn):
             retry_async = self._retry_async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                if _budget_now.get() is not None:
+                if budget() is not None:
                     check_budget(self.name)
                 try:
                     result = await fn(*args, **kwargs)
@@ -670,7 +672,7 @@ class Retry:
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            if _budget_now.get() is not None:
+            if budget() is not None:
                 check_budget(self.name)
             try:
                 result = fn(*args, **kwargs)
@@ -692,7 +694,7 @@ class Retry:
             if self.budget is not None:
                 self.budget.deposit()
             start = self.clock.monotonic() if self.deadline is not None else 0.0
-        if _budget_now.get() is not None:
+        if _budget_get() is not None:
             check_budget(self.name)
         try:
             result = fn(*args, **kwargs)
@@ -712,7 +714,7 @@ class Retry:
             if self.budget is not None:
                 self.budget.deposit()
             start = self.clock.monotonic() if self.deadline is not None else 0.0
-        if _budget_now.get() is not None:
+        if _budget_get() is not None:
             check_budget(self.name)
         try:
             result = await fn(*args, **kwargs)
