@@ -572,9 +572,8 @@ def test_trio_too_slow_error_is_transient() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # trio.fail_after runs on trio only
 async def test_trio_too_slow_error_is_retried(clock: VirtualClock, anyio_backend: str) -> None:
-    if anyio_backend != "trio":
-        pytest.skip("trio.fail_after runs on trio only")
     import trio
 
     calls = 0
