@@ -413,3 +413,21 @@ def test_a_hanging_server_is_cut_at_the_budget_not_the_client_timeout() -> None:
         assert isinstance(info.value.__cause__, httpx.TimeoutException)
     finally:
         server.stop()
+
+
+def test_an_infinite_budget_is_no_limit_and_nesting_still_takes_the_smaller(
+    clock: VirtualClock,
+) -> None:
+    import math
+
+    with rs.deadline(math.inf, clock=clock):
+        assert rs.remaining() == math.inf
+        with rs.deadline(2.0, clock=clock):
+            assert rs.remaining() == 2.0
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), "5"])
+def test_a_bad_budget_is_a_config_error(seconds: Any) -> None:
+    with pytest.raises(rs.ConfigError) as info:
+        rs.deadline(seconds)
+    assert info.value.errors[0][0] == "seconds"

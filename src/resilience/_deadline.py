@@ -171,7 +171,7 @@ class deadline:  # lower-case: used like a function, `with rs.deadline(5):`
 
     def __init__(self, seconds: float, *, clock: Clock | None = None) -> None:
         errors = Errors()
-        errors.positive("seconds", seconds)
+        errors.positive("seconds", seconds, finite=False)
         raise_if(errors, None)
         self.seconds = float(seconds)
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
