@@ -29,7 +29,7 @@ def test_timeout_sync_runs_in_a_worker_and_raises_at_the_deadline() -> None:
         release.wait(5)
         return "late"
 
-    t = rs.Timeout(0.05)
+    t = rs.Timeout(0.05, mode="thread")  # the default, "cooperative", runs on this thread
     t0 = time.perf_counter()
     try:
         with pytest.raises(rs.TimeoutExceeded):

@@ -49,7 +49,8 @@ from typing import Any, ParamSpec, TypeVar, overload
 from . import _registry
 from . import events as _events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import CircuitOpenError
+from ._deadline import overran
+from ._errors import CircuitOpenError, LocalRejection
 from ._policy import (
     COROUTINE,
     Decorator,
@@ -619,7 +620,11 @@ class CircuitBreaker(Decorator):
 
     def _failed(self, epoch: int, t0: float, exc: Exception) -> None:
         now = self._mono()
-        if self._classify(exc).verdict in _COUNTED:
+        if isinstance(exc, LocalRejection):
+            # Shed before it reached the dependency (a bulkhead, a rate limiter, a breaker --
+            # this one included, for a recursive call): neither a failure nor a success.
+            self._ignored(epoch, now - t0)
+        elif self._classify(exc).verdict in _COUNTED:
             self._record(epoch, FAILURE | (SLOW if now - t0 >= self._slow_s else 0), now, t0)
         else:
             self._ignored(epoch, now - t0)
@@ -628,6 +633,8 @@ class CircuitBreaker(Decorator):
         """Feed one counted outcome (`code`: FAILURE and SLOW bits) into the state machine."""
         if epoch < 0:
             return
+        if not code & SLOW and overran(t0, self._clock):
+            code |= SLOW  # returned after its time budget ran out (a late cooperative timeout)
         moved = False
         with self._lock:
             if epoch != self._epoch:

@@ -194,9 +194,14 @@ class RetryGaveUp(Event):
 
 @dataclass(frozen=True, slots=True)
 class TimeoutOccurred(Event):
-    """A call ran past its timeout (`timeout` seconds)."""
+    """A call ran past its timeout (`timeout` seconds).
+
+    `late=True`: a sync call under a cooperative timeout returned after its budget ran out;
+    its result was kept (the work was done), and the overrun is reported here.
+    """
 
     timeout: float
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
+from ._deadline import cannot_hold
 from ._errors import AllFallbacksFailed, ResilienceError
 from ._policy import _is_generator, callable_name, is_async, refuse_awaitable
 from ._validate import Errors, raise_if
@@ -519,6 +520,17 @@ class FallbackChain(Generic[T]):
 
     # --- the core, shared by the sync and async shells --------------------------------
 
+    def _no_time(self, step: AnyStep, errors: list[BaseException]) -> bool:
+        """A time budget (rs.deadline, a Timeout) that is used up starts no further `Step`
+        (the cache and the default, which answer at once, still serve); True = skip it."""
+        if step.kind != "step":
+            return False
+        out = cannot_hold(0.0, self.name)
+        if out is None:
+            return False
+        errors.append(out)
+        return True
+
     def _failed(self, step: AnyStep, exc: Exception, errors: list[BaseException]) -> None:
         """Record a step's failure; re-raise it when it must not fall through."""
         if step.kind == "step" and not step.falls_through(exc, self.classifier):
@@ -561,6 +573,8 @@ class FallbackChain(Generic[T]):
             raise TypeError(f"fallback chain '{self.name}' has async steps: use aexecute()")
         errors: list[BaseException] = []
         for step in self.steps:
+            if self._no_time(step, errors):
+                continue
             try:
                 value = step.run(args, kwargs)
             except Exception as exc:
@@ -590,6 +604,8 @@ class FallbackChain(Generic[T]):
         """
         errors: list[BaseException] = []
         for step in self.steps:
+            if self._no_time(step, errors):
+                continue
             try:
                 value = step.run(args, kwargs)
                 if step.is_async or inspect.isawaitable(value):

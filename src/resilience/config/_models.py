@@ -226,7 +226,7 @@ class _Section(BaseModel):
 
 
 class TimeoutSettings(_Section):
-    """`timeout = 30.0` or `timeout = { seconds = 30.0, max_workers = 16 }`: `Timeout(...)`.
+    """`timeout = 30.0` or `timeout = { seconds = 30.0, mode = "thread" }`: `Timeout(...)`.
 
     Example:
         >>> TimeoutSettings.model_validate(2.5).seconds
@@ -234,6 +234,7 @@ class TimeoutSettings(_Section):
     """
 
     seconds: float
+    mode: str = "cooperative"
     max_workers: int | None = None
 
     @classmethod

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._deadline import _current as _budget_now
 from .._errors import AllTiersFailed, CircuitOpenError, ConfigError
 from .._validate import Errors, raise_if
 from ..classify import Classification, Classifier, Verdict
@@ -89,18 +90,18 @@ class _Classifier(Classifier):
         super().__init__()
         self.final = final
 
-    def classify(self, outcome: object) -> Classification:
+    def classify(self, outcome: object, *, now: float | None = None) -> Classification:
         if isinstance(outcome, _Sent):
-            return _PERMANENT if self.final else self.classify(outcome.error)
+            return _PERMANENT if self.final else self.classify(outcome.error, now=now)
         if isinstance(outcome, CircuitOpenError):
             return _PERMANENT
         if isinstance(outcome, AllTiersFailed):
             errors = [e for e in outcome.errors.values() if not isinstance(e, CircuitOpenError)]
             if not errors:
                 return _PERMANENT
-            c = self.classify(errors[-1])
+            c = self.classify(errors[-1], now=now)
             return c if c.retryable else Classification(Verdict.TRANSIENT, None, "all tiers")
-        c = super().classify(outcome)
+        c = super().classify(outcome, now=now)
         if (
             isinstance(outcome, _ResponseFailure)
             and c.verdict is Verdict.TRANSIENT
@@ -125,6 +126,27 @@ def _outcome(exc: BaseException) -> httpx.Response:
         real = [e for e in errors if not isinstance(e, CircuitOpenError)]
         raise (real[-1] if real else errors[0]) from None
     raise exc
+
+
+def _budget_left(request: httpx.Request) -> None:
+    """With a time budget (rs.deadline, a Timeout) used up, send nothing: fail as httpx fails
+    a connection that never opened (before any breaker or retry sees it)."""
+    budget = _budget_now.get()
+    if budget is not None and budget.left() <= 0.0:
+        raise httpx.ConnectTimeout("the time budget is used up", request=request)
+
+
+def _within_budget(request: httpx.Request) -> None:
+    """Lower the request's timeouts to what the time budget has left (httpx then raises its
+    own timeout errors when the budget runs out mid-request)."""
+    budget = _budget_now.get()
+    if budget is None:
+        return
+    left = max(budget.left(), 0.001)
+    timeout = request.extensions.get("timeout") or {}
+    keys = ("connect", "read", "write", "pool")
+    lowered = {k: left if timeout.get(k) is None or timeout[k] > left else timeout[k] for k in keys}
+    request.extensions = {**request.extensions, "timeout": lowered}
 
 
 def _rewrite(request: httpx.Request, base: httpx.URL) -> httpx.Request:
@@ -341,6 +363,7 @@ class ResilientTransport(_Core, httpx.BaseTransport):
         self.transport: httpx.BaseTransport = transport or httpx.HTTPTransport()
 
     def _send(self, request: httpx.Request) -> httpx.Response:
+        _within_budget(request)
         response = self.transport.handle_request(request)
         if response.status_code not in _FAILURE_STATUSES:
             return response
@@ -380,6 +403,7 @@ class ResilientTransport(_Core, httpx.BaseTransport):
         return self.breaker_for(request.url).call(self._send, request)  # type: ignore[no-any-return]
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _budget_left(request)
         idempotent = request.method in self.retry_methods
         if idempotent or self.failover is not None:
             request.read()  # a body that can be sent again
@@ -431,6 +455,7 @@ class AsyncResilientTransport(_Core, httpx.AsyncBaseTransport):
         self.transport: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport()
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        _within_budget(request)
         response = await self.transport.handle_async_request(request)
         if response.status_code not in _FAILURE_STATUSES:
             return response
@@ -470,6 +495,7 @@ class AsyncResilientTransport(_Core, httpx.AsyncBaseTransport):
         return await self.breaker_for(request.url).acall(self._send, request)  # type: ignore[no-any-return]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _budget_left(request)
         idempotent = request.method in self.retry_methods
         if idempotent or self.failover is not None:
             await request.aread()
