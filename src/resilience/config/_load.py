@@ -263,7 +263,17 @@ class Config:
 
         Origins read "preset production", "file resilience.toml [defaults]", "file
         resilience.toml [operations.\\"x\\"]", "register()", "environment default", or the
-        environment variable's name.
+        environment variable's name. Values are shown as written (`"2s"` stays `"2s"`).
+
+        One rule links two settings: when a layer above the preset sets
+        `breaker.open_duration` and no layer above the preset sets `open_duration_max`,
+        `open_duration_max` follows `open_duration` (the breaker stays open that long each
+        time, no doubling up to the preset's maximum); its origin then reads "follows
+        breaker.open_duration (set by ...)". Set `open_duration_max` too to let it grow.
+
+        Environment variables of different depth for one setting: the deeper one wins
+        (`..._RETRY__MAX_ATTEMPTS=2` over `..._RETRY='{max_attempts=5}'`), whatever the
+        variables' names.
 
         Example:
             >>> from resilience import config
