@@ -82,6 +82,10 @@ def test_operations_only_in_the_environment_are_warned_about_and_shown(tmp_path:
         "RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT)"
     ) in out.stdout
     assert "warning: RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT" in out.stderr
+    out = _cli("config", "explain", "payment.charge", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "(not declared: defaults and environment variables apply)" in out.stdout
+    assert "RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT" in out.stdout
     # no variable, no warning
     out = _cli("config", "show", cwd=tmp_path)
     assert out.stderr == ""

@@ -88,6 +88,7 @@ def _show(args: argparse.Namespace) -> int:
     _header(cfg)
     if args.operation:
         _show_policy(f'operation "{args.operation}"', cfg.operation(args.operation))
+        _warn(cfg)
         return 0
     _show_policy("defaults (any undeclared operation)", cfg.defaults)
     for name in cfg.operations:
@@ -118,7 +119,11 @@ def _validate(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     cfg = load(args.file)
     _header(cfg)
-    declared = "" if args.operation in cfg.operations else " (not declared: defaults apply)"
+    declared = ""
+    if args.operation not in cfg.operations:
+        declared = " (not declared: defaults apply)"
+        if any(o.startswith("RESILIENCE__OPERATIONS__") for _, _, o in cfg.explain(args.operation)):
+            declared = " (not declared: defaults and environment variables apply)"
     rows = [(k, _value(v), o) for k, v, o in cfg.explain(args.operation)]
     _table(f'operation "{args.operation}"{declared}', ["setting", "value", "from"], rows)
     _warn(cfg)
