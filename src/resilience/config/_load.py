@@ -413,14 +413,13 @@ class Config:
         base_name = chosen if isinstance(chosen, str) and chosen in _presets.PRESETS else None
         base_name = base_name or self.preset
         merged: dict[str, Any] = copy_table(_preset_table(base_name))
-        if origins is None:
-            origins = {}
-        for key in merged:
-            origins[(key,)] = f"preset {base_name}"
-        origins[("preset",)] = "environment default"
+        if origins is not None:
+            for key in merged:
+                origins[(key,)] = f"preset {base_name}"
+            origins[("preset",)] = "environment default"
         for layer, label in layers:
             merge_into(merged, layer, label, origins)
-        follow_open_duration(merged, origins, f"preset {base_name}")
+        follow_open_duration(merged, layers, origins)
         return merged
 
     def _validate_operation(

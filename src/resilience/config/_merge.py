@@ -120,30 +120,44 @@ def origin_of(origins: Origins, path: Path) -> str | None:
     return next((origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in origins), None)
 
 
-def follow_open_duration(merged: dict[str, Any], origins: Origins, preset_label: str) -> None:
+def follow_open_duration(
+    merged: dict[str, Any],
+    layers: Iterable[tuple[Mapping[str, Any], str]],
+    origins: Origins | None = None,
+) -> None:
     """`breaker.open_duration_max` follows an explicitly set `open_duration` unless set itself.
 
-    When a layer above the preset sets `open_duration` and none sets `open_duration_max`, the
-    preset's maximum no longer applies: `open_duration_max` becomes `open_duration` (the breaker
-    stays open that long every time; no doubling). Set `open_duration_max` too to let it grow.
+    `layers` are those merged over the preset, lowest first. When one of them sets
+    `open_duration` and none sets `open_duration_max`, the preset's maximum no longer applies:
+    `open_duration_max` becomes `open_duration` (the breaker stays open that long every time;
+    no doubling). Set `open_duration_max` too to let it grow.
 
     Example:
         >>> merged = {"breaker": {"open_duration": 2.0, "open_duration_max": 300.0}}
-        >>> origins = {("breaker",): "preset production", _OPEN: "file resilience.toml"}
-        >>> follow_open_duration(merged, origins, "preset production")
-        >>> merged["breaker"]["open_duration_max"], origins[_OPEN_MAX]
-        (2.0, 'follows breaker.open_duration (set by file resilience.toml); set breaker.open_duration_max to let it grow')
-    """  # noqa: E501
+        >>> follow_open_duration(merged, [({"breaker": {"open_duration": 2.0}}, "file x")])
+        >>> merged["breaker"]["open_duration_max"]
+        2.0
+    """
+    set_by: str | None = None
+    max_set = False
+    for layer, label in layers:
+        if "breaker" not in layer:
+            continue
+        breaker = layer["breaker"]
+        if not isinstance(breaker, Mapping):  # off: what was set below is gone
+            set_by, max_set = None, False
+            continue
+        if "open_duration" in breaker:
+            set_by = label
+        max_set = max_set or "open_duration_max" in breaker
     breaker = merged.get("breaker")
-    if not isinstance(breaker, dict) or breaker.get("open_duration_max") in (None, False):
+    if set_by is None or max_set or not isinstance(breaker, dict):
         return
-    if "open_duration" not in breaker:
-        return
-    set_by = origin_of(origins, _OPEN)
-    if set_by == preset_label or origin_of(origins, _OPEN_MAX) != preset_label:
+    if breaker.get("open_duration_max") in (None, False) or "open_duration" not in breaker:
         return
     breaker["open_duration_max"] = breaker["open_duration"]
-    origins[_OPEN_MAX] = (
-        f"follows breaker.open_duration (set by {set_by}); "
-        "set breaker.open_duration_max to let it grow"
-    )
+    if origins is not None:
+        origins[_OPEN_MAX] = (
+            f"follows breaker.open_duration (set by {set_by}); "
+            "set breaker.open_duration_max to let it grow"
+        )

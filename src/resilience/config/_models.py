@@ -118,14 +118,12 @@ def _raise(problems: list[Problem]) -> None:
         )
 
 
-def _seconds(value: Any, key: str, durations: frozenset[str]) -> Any:
-    """A duration string under a duration key as seconds; anything else unchanged."""
-    if key in durations and isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError:
-            return value  # reported by _duration_problems
-    return value
+def _seconds(value: str) -> Any:
+    """A duration string as seconds; unchanged when it is not one (reported as a problem)."""
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return value  # reported by _duration_problems
 
 
 class _Section(BaseModel):
@@ -167,8 +165,13 @@ class _Section(BaseModel):
     def _normalise(cls, data: Any) -> Any:
         data = cls._shorthand(data)
         if isinstance(data, Mapping):
+            nullable, durations = cls._nullable, cls._durations
             data = {
-                k: (None if v is False and k in cls._nullable else _seconds(v, k, cls._durations))
+                k: (
+                    None
+                    if v is False and k in nullable
+                    else (_seconds(v) if type(v) is str and k in durations else v)
+                )
                 for k, v in data.items()
             }
         return data
