@@ -87,11 +87,19 @@ def use(cfg: Config | None) -> Config | None:
         return previous
 
 
-def register(name: str, table: Mapping[str, Any]) -> Config:
-    """Add or replace operation `name` in the active config, validated, at run time.
+def register(name: str, table: Mapping[str, Any], *, merge: bool = False) -> Config:
+    """Add, replace or patch operation `name` in the active config, validated, at run time.
 
     `table` has the shape of one `[operations."<name>"]` table. Environment variables for
     the operation still override it.
+
+    Args:
+        name: the operation.
+        table: its settings.
+        merge: False (the default) replaces the operation's table; True patches it: only the
+            settings `table` names change, the rest stay as the file (or an earlier
+            `register`) set them, so the policies they built are kept (a breaker keeps its
+            state, a bulkhead its running calls).
 
     Returns:
         The new active config.
@@ -104,9 +112,12 @@ def register(name: str, table: Mapping[str, Any]) -> Config:
         >>> cfg = config.register("search", {"timeout": 2.0, "retry": {"max_attempts": 2}})
         >>> cfg.operation("search").timeout.seconds
         2.0
+        >>> cfg = config.register("search", {"timeout": "500ms"}, merge=True)
+        >>> cfg.operation("search").timeout.seconds, cfg.operation("search").retry.max_attempts
+        (0.5, 2)
     """
     with _lock:
-        new = current().with_operation(name, table)
+        new = current().with_operation(name, table, merge=merge)
         _swap(new)
         return new
 
