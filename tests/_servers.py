@@ -15,6 +15,7 @@ Example (in a fixture):
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections import deque
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Drop", "HTTPTestServer", "Hang", "Reply", "Seen"]
+__all__ = ["Drop", "HTTPTestServer", "Hang", "Reply", "Seen", "Stall"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,16 @@ class Drop:
     pass
 
 
-Action = Reply | Hang | Drop
+@dataclass(frozen=True)
+class Stall:
+    """Answer `reply` after `seconds`, unless the client goes away first (then the server
+    counts it in `abandoned`: the client cancelled the request)."""
+
+    seconds: float = 1.0
+    reply: Reply = field(default_factory=Reply)
+
+
+Action = Reply | Hang | Drop | Stall
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,18 @@ class _Handler(BaseHTTPRequestHandler):
             owner._stopping.wait(action.seconds)
             self.close_connection = True
             return
+        if isinstance(action, Stall):
+            ready, _, _ = select.select([self.connection], [], [], action.seconds)
+            try:
+                gone = bool(ready) and not self.connection.recv(1, socket.MSG_PEEK)
+            except OSError:  # reset by the client
+                gone = True
+            if gone:
+                with owner._lock:
+                    owner.abandoned += 1
+                self.close_connection = True
+                return
+            action = action.reply
         self.send_response(action.status)
         for k, v in action.headers.items():
             self.send_header(k, v)
@@ -114,6 +136,7 @@ class HTTPTestServer:
         self.port = port
         self.default: Action | Callable[[Seen], Action] = Reply()
         self.requests: list[Seen] = []
+        self.abandoned = 0  # Stall actions whose client went away before the answer
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
         self._conns: set[Any] = set()
