@@ -44,6 +44,7 @@ from .._deadline import check_budget
 from .._errors import AllTiersFailed, CircuitOpenError, ConfigError
 from .._validate import Errors, raise_if
 from ..classify import Classification, Classifier, Verdict
+from ._http import FAILURE_STATUSES, BreakerGroup, lowered
 
 __all__ = [
     "DEFAULT_RETRY_METHODS",
@@ -58,13 +59,10 @@ DEFAULT_RETRY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 DEFAULT_DEADLINE = 30.0
 """Seconds the default policy gives one request, all attempts and waits together."""
 
-_FAILURE_STATUSES = frozenset({408, 425, 429, *range(500, 600)})
 _DEFAULT_BREAKER: Mapping[str, Any] = {"failure_rate_threshold": 0.5, "minimum_calls": 5}
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 _PERMANENT = Classification(Verdict.PERMANENT, None, "do not retry")
 _KEYS = ("host", "route")
-# worst first: what a group of breakers under one operation name reports to health()
-_SEVERITY = {"forced_open": 0, "open": 1, "half_open": 2, "closed": 3, "disabled": 4}
 
 
 class CircuitOpenTransportError(CircuitOpenError, httpx.TransportError):
@@ -209,25 +207,6 @@ def _replayable(request: httpx.Request) -> bool:
     return hasattr(request, "_content")
 
 
-class _Group:
-    """Several breakers under one operation name (key="route", or a callable key): health()
-    sees the worst of them, as one breaker of that name."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.members: list[Any] = []
-
-    def _worst(self) -> Any:
-        return min(self.members, key=lambda b: _SEVERITY.get(str(b.state.value), 5))
-
-    @property
-    def state(self) -> Any:
-        return self._worst().state
-
-    def snapshot(self) -> dict[str, Any]:
-        return self._worst().snapshot()  # type: ignore[no-any-return]
-
-
 class _Op:
     """One breaker key: the operation name, its breaker, and the attempt the policy runs.
 
@@ -309,7 +288,7 @@ class _Core:
         problems = CircuitBreaker.validate(name=name or "httpx", **self._breaker_kwargs)
         raise_if([(f"breaker.{loc}", msg) for loc, msg in problems], name)
         self._ops: dict[Any, _Op] = {}
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, BreakerGroup] = {}
         self._lock = threading.Lock()
         self.failover = None
         if tiers:
@@ -415,7 +394,6 @@ class _Core:
             return op
         if self._custom_key and not isinstance(key, str):
             raise TypeError(f"key(request) must return a str, got {key!r:.80}")
-        from .. import _registry
         from ..breaker import CircuitBreaker
 
         with self._lock:
@@ -425,10 +403,8 @@ class _Core:
                 br = CircuitBreaker(name, **self._breaker_kwargs)
                 group = self._groups.get(name)
                 if group is None:
-                    group = self._groups[name] = _Group(name)
-                group.members.append(br)
-                if len(group.members) > 1:  # health() sees the worst breaker of the name
-                    _registry.register("breaker", name, group)
+                    group = self._groups[name] = BreakerGroup(name)
+                group.add(br)  # health() sees the worst breaker of the name
                 op = self._ops[key] = _Op(self, name, br)
         return op
 
@@ -458,9 +434,7 @@ class _Core:
             return
         left = max(left, 0.001)
         if any(v is None or v > left for v in timeout.values()):
-            request.extensions["timeout"] = {
-                k: left if v is None or v > left else v for k, v in timeout.items()
-            }
+            request.extensions["timeout"] = {k: lowered(v, left) for k, v in timeout.items()}
 
     def retried(self, request: httpx.Request) -> bool:
         return request.method in self.retry_methods and _replayable(request)
@@ -534,7 +508,7 @@ class ResilientTransport(_Core, httpx.BaseTransport):
 
     def send(self, request: httpx.Request) -> httpx.Response:
         response = self.transport.handle_request(request)
-        if response.status_code not in _FAILURE_STATUSES:
+        if response.status_code not in FAILURE_STATUSES:
             return response
         if hasattr(response, "_content"):
             raise _failure(response, request, None)
@@ -622,7 +596,7 @@ class AsyncResilientTransport(_Core, httpx.AsyncBaseTransport):
 
     async def asend(self, request: httpx.Request) -> httpx.Response:
         response = await self.transport.handle_async_request(request)
-        if response.status_code not in _FAILURE_STATUSES:
+        if response.status_code not in FAILURE_STATUSES:
             return response
         if hasattr(response, "_content"):
             raise _failure(response, request, None)
