@@ -681,3 +681,21 @@ def test_streaming_request_bodies_are_resent_only_when_replayable(
         assert server.requests[0].headers["Transfer-Encoding"] == "chunked"
         assert c.put(server.url, content=b"in memory").status_code == 503
         assert len(server.requests) == 4  # bytes are replayable: 3 attempts
+
+
+@pytest.mark.anyio
+async def test_async_keys_names_and_open_breaker_error(clock: VirtualClock) -> None:
+    from resilience.integrations.httpx import CircuitOpenTransportError
+
+    seen: list[httpx.Request] = []
+    t = AsyncResilientTransport(
+        transport=_mock([503] * 3, seen), key="route", breaker={"minimum_calls": 3}, clock=clock
+    )
+    async with httpx.AsyncClient(transport=t) as c:
+        assert (await c.get("http://api.internal/a")).status_code == 503
+        with pytest.raises(httpx.TransportError) as info:
+            await c.get("http://api.internal/a")
+        assert isinstance(info.value, CircuitOpenTransportError)
+        assert info.value.name == "httpx:api.internal"
+        assert (await c.get("http://api.internal/b")).status_code == 200  # another route
+    assert len(seen) == 4

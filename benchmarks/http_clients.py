@@ -6,7 +6,7 @@
    `HTTPAdapter` vs `ResilientAdapter`. Target: <= 1.05x of the plain transport's time.
 2. Over `httpx.MockTransport` (no network): the transport's own overhead, in microseconds.
 
-Run: .venv/bin/python -m benchmarks.httpx
+Run: .venv/bin/python -m benchmarks.http_clients
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import requests
 from requests.adapters import HTTPAdapter
 
-import httpx
 from resilience.integrations.httpx import AsyncResilientTransport, ResilientTransport
 from resilience.integrations.requests import ResilientAdapter
 
