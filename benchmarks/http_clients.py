@@ -6,6 +6,10 @@
    `HTTPAdapter` vs `ResilientAdapter`. Target: <= 1.05x of the plain transport's time.
 2. Over `httpx.MockTransport` (no network): the transport's own overhead, in microseconds.
 
+Times are CPU seconds of this process (`time.process_time`: the client and the in-process
+server threads), interleaved and reshuffled per repetition: on a shared machine, wall time
+mostly measures the neighbours.
+
 Run: .venv/bin/python -m benchmarks.http_clients
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from resilience.integrations.httpx import AsyncResilientTransport, ResilientTransport
 from resilience.integrations.requests import ResilientAdapter
 
-from ._harness import Case, compare, loop, table
+from ._harness import Case, compare, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _servers import HTTPTestServer, Reply
@@ -31,14 +36,26 @@ from _servers import HTTPTestServer, Reply
 TARGET = 1.05
 
 
+def loop(fn: Callable[[], object]) -> Case:
+    """A case that calls `fn()` n times; CPU seconds."""
+
+    def case(n: int) -> float:
+        start = time.process_time()
+        for _ in range(n):
+            fn()
+        return time.process_time() - start
+
+    return case
+
+
 def async_case(transport: httpx.AsyncBaseTransport, url: str) -> Case:
     client = httpx.AsyncClient(transport=transport)
 
     async def body(n: int) -> float:
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(n):
             await client.get(url)
-        return time.perf_counter() - start
+        return time.process_time() - start
 
     loop_ = asyncio.new_event_loop()
 
@@ -69,8 +86,8 @@ def main() -> None:
                 AsyncResilientTransport(), url
             ),
         },
-        number=300,
-        repeat=9,
+        number=200,
+        repeat=21,
     )
     print(table("GET over 127.0.0.1 (keep-alive), per request", results))
     sync_ratio = (
@@ -86,8 +103,8 @@ def main() -> None:
             "requests, HTTPAdapter": loop(lambda: plain_s.get(url)),
             "requests, ResilientAdapter": loop(lambda: resilient_s.get(url)),
         },
-        number=300,
-        repeat=9,
+        number=200,
+        repeat=21,
     )
     print(table("requests over 127.0.0.1 (keep-alive), per request", req))
     req_ratio = req["requests, ResilientAdapter"] / req["requests, HTTPAdapter"]
@@ -104,8 +121,8 @@ def main() -> None:
                 lambda: mock_res.get("http://api.internal/x")
             ),
         },
-        number=3000,
-        repeat=9,
+        number=2000,
+        repeat=21,
     )
     print(table("httpx.Client over MockTransport (no network), per request", mock))
     extra = mock["ResilientTransport(MockTransport)"] - mock["MockTransport"]
