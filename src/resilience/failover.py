@@ -82,6 +82,13 @@ class Tier:
         raise_if(errors, f"Tier {self.name!r}")
 
 
+def _validate_hedge(hedge_after: object) -> list[tuple[str, str]]:
+    errors = Errors()
+    if hedge_after is not None:
+        errors.positive("hedge_after", hedge_after)
+    return errors
+
+
 class _TierState:
     """Everything the failover tracks about one tier."""
 
@@ -142,6 +149,10 @@ class Failover:
         classifier: which errors move a call on (TRANSIENT, RATE_LIMITED) and which are
             raised (PERMANENT).
         clock: time source for breakers and probes.
+        hedge_after: seconds (async tiers only, `acall`/`aexecute`): when the tier serving a
+            call has not answered in that time, the same call also starts on the next tier;
+            the first success wins and the calls still running are cancelled (Polly's
+            hedging, for tail latency). None: no hedging.
 
     Raises:
         ConfigError: no tiers, duplicate names, a bad argument or breaker setting.
@@ -163,6 +174,7 @@ class Failover:
         breaker: Mapping[str, Any] | None = None,
         classifier: Classifier = DEFAULT_CLASSIFIER,
         clock: Clock | None = None,
+        hedge_after: float | None = None,
     ) -> None:
         raise_if(
             self.validate(
@@ -172,7 +184,8 @@ class Failover:
                 probe_interval=probe_interval,
                 breaker=breaker,
                 classifier=classifier,
-            ),
+            )
+            + _validate_hedge(hedge_after),
             name if isinstance(name, str) else None,
         )
         from . import _registry
@@ -214,6 +227,19 @@ class Failover:
         self._lock = threading.Lock()
         self._background = False
         self._task_group: Any = None
+        self.hedge_after = None if hedge_after is None else float(hedge_after)
+        if self.hedge_after is not None and not all(st.is_async for st in states):
+            sync = [st.name for st in states if not st.is_async]
+            raise ConfigError(
+                [
+                    (
+                        "hedge_after",
+                        f"hedging cancels the calls that lose, so every tier must be "
+                        f"async; sync tier(s): {', '.join(sync)}",
+                    )
+                ],
+                operation=name,
+            )
         _registry.register("failover", name, self)
 
     @staticmethod
@@ -423,6 +449,11 @@ class Failover:
             Exception: a PERMANENT error of a tier, as it is.
             TypeError: some tier is async (use `aexecute`/`acall`).
         """
+        if self.hedge_after is not None:
+            raise TypeError(
+                f"failover '{self.name}' hedges (hedge_after={self.hedge_after:g}), which needs "
+                "cancellation: it is async only, use acall()/aexecute()"
+            )
         if self._has_async:
             raise TypeError(f"failover '{self.name}' has async tiers: use acall()/aexecute()")
         if self._down and self.health_check is not None:
@@ -476,6 +507,8 @@ class Failover:
 
     async def aexecute(self, *args: Any, **kwargs: Any) -> Served[Any]:
         """`execute` for async code: async tiers are awaited, sync ones called."""
+        if self.hedge_after is not None:
+            return await self._hedged(args, kwargs, self.hedge_after)
         if self._down and self.health_check is not None and not self._background:
             await self._probe_async()
         errors: dict[str, BaseException] = {}
@@ -497,6 +530,76 @@ class Failover:
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """`(await aexecute(...)).value`."""
         return (await self.aexecute(*args, **kwargs)).value
+
+    async def _hedged(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], hedge_after: float
+    ) -> Served[Any]:
+        """Hedging: the best tier up serves; when the latest call has not answered within
+        `hedge_after` (or failed), the same call also starts on the next tier. The first
+        success wins and the calls still running are cancelled (their breakers count nothing
+        for them); a PERMANENT error is raised at once, as `aexecute` does."""
+        import math
+
+        import anyio
+
+        if self._down and self.health_check is not None and not self._background:
+            await self._probe_async()
+        errors: dict[str, BaseException] = {}
+        pending = iter(self._states)
+        send, receive = anyio.create_memory_object_stream[tuple[Any, bool, Any]](math.inf)
+        launched = running = 0
+        won: tuple[_TierState, Any] | None = None
+        permanent: Exception | None = None
+
+        async def attempt(st: _TierState) -> None:
+            try:
+                value = await st.breaker.acall(st.fn, *args, **kwargs)
+            except Exception as exc:
+                send.send_nowait((st, False, exc))
+            else:
+                send.send_nowait((st, True, value))
+
+        async def timer(n: int) -> None:
+            await self.clock.asleep(hedge_after)
+            send.send_nowait((None, False, n))
+
+        def launch(tg: Any) -> None:
+            nonlocal launched, running
+            for st in pending:
+                if st.held_down:
+                    errors[st.name] = self._held(st)
+                    continue
+                launched += 1
+                running += 1
+                tg.start_soon(attempt, st)
+                tg.start_soon(timer, launched)
+                return
+
+        with send, receive:
+            async with anyio.create_task_group() as tg:
+                launch(tg)
+                while running:
+                    st, ok, value = await receive.receive()
+                    if st is None:  # a timer: hedge if the latest call is still out
+                        if value == launched:
+                            launch(tg)
+                        continue
+                    running -= 1
+                    if ok:
+                        won = (st, value)
+                        break
+                    try:
+                        self._failed(st, value, errors)
+                    except Exception as exc:  # PERMANENT: another tier would refuse it too
+                        permanent = exc
+                        break
+                    launch(tg)  # a failure moves the call on at once
+                tg.cancel_scope.cancel()
+        if permanent is not None:
+            raise permanent
+        if won is not None:
+            return self._served(won[0], won[1], errors)
+        raise self._exhausted(errors)
 
     async def _probe_loop(self) -> None:
         tick = self.probe_interval / 4
