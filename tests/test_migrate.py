@@ -102,10 +102,9 @@ def test_resilience4j_yaml_units_inheritance_and_report() -> None:
     assert inv["retry"]["max_attempts"] == 4
     assert inv["retry"]["budget"] == {"ratio": 0.2, "min_per_second": 10}  # production needs one
     assert pay["retry"]["backoff"] == {"kind": "constant", "delay": 1.0}  # a bare 1000 is ms
-    # the time limiter bounds each attempt there (3s); here the timeout bounds the whole call:
-    # 2 attempts x 3 s + the 1 s wait
-    assert pay["timeout"] == 7.0
-    assert any("bounds each attempt" in w for w in report.warnings)
+    # the time limiter sits inside the retry (Spring's aspect order): it bounds each attempt
+    assert pay["attempt_timeout"] == 3.0
+    assert "timeout" not in pay
     assert pay["rate_limit"] == {
         "rate": 10.0,
         "per": 1.0,
@@ -219,12 +218,13 @@ def test_resilience4j_thread_pools_rate_limiters_and_both_bulkheads() -> None:
             "resilience4j.bulkhead.instances.c.maxWaitDuration": "100ms",
         }
     )
-    assert op(report, "a")["bulkhead"] == {
-        "max_concurrent": 8,
-        "max_waiting": 20,
-        "max_wait": False,
-    }
-    assert report.unmapped == ["resilience4j.bulkhead.instances.a.maxConcurrentCalls"]
+    # both kinds: the semaphore bulkhead (resilience4j's default type) wins; the pool is dropped
+    assert op(report, "a")["bulkhead"] == {"max_concurrent": 5, "max_waiting": 0, "max_wait": False}
+    assert report.unmapped == [
+        "resilience4j.thread-pool-bulkhead.instances.a.maxThreadPoolSize",
+        "resilience4j.thread-pool-bulkhead.instances.a.queueCapacity",
+    ]
+    assert report.confidence < 0.9
     assert op(report, "b")["rate_limit"] == {
         "rate": 100.0,
         "per": 60.0,
@@ -816,7 +816,13 @@ def test_docstring_examples_run() -> None:
     import doctest
     import importlib
 
-    for module in (migrate, importlib.import_module("resilience.migrate._report")):
+    for module in (
+        migrate,
+        *(
+            importlib.import_module(f"resilience.migrate.{m}")
+            for m in ("_report", "_core", "_rewrite")
+        ),
+    ):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0
         assert result.failed == 0

@@ -39,6 +39,7 @@ from ._jvm import _flatten, _hystrix, _r4j
 from ._python import _circuitbreaker, _pybreaker, _tenacity
 from ._read import _detect, _read
 from ._report import MigrationReport, OperationReport
+from ._rewrite import rewrite
 
 __all__ = [
     "FORMATS",
@@ -47,6 +48,7 @@ __all__ = [
     "OperationReport",
     "cli",
     "migrate",
+    "rewrite",
 ]
 
 # --- the entry point -------------------------------------------------------------------------
@@ -131,6 +133,9 @@ def _migrate(source: Any, fmt: str, profile: str | None, name: str | None, prese
     if fmt == "python" or (fmt == "auto" and _is_python(source)):
         from ._source import _python_source
 
+        if not isinstance(source, str | Path):
+            raise MigrationError([("source", "format 'python' reads a .py file, a directory or "
+                                   f"source text, got {type(source).__name__}")])  # fmt: skip
         run = _Run("python", str(source), name, unset)
         found = _python_source(run, source)
         if run.problems:
@@ -299,8 +304,6 @@ def cli(args: argparse.Namespace) -> int:
         if report.format != "python":
             print("--rewrite reads Python code (.py files or a directory)", file=sys.stderr)
             return 2
-        from ._rewrite import rewrite
-
         try:
             diff = rewrite(report, write=getattr(args, "write", False))
         except ConfigError as exc:

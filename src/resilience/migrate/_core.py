@@ -37,7 +37,7 @@ class MigrationError(ConfigError):
     Example:
         >>> from resilience import migrate
         >>> try:
-        ...     migrate.migrate("{\"Retry\": {\"MaxRetryAttempts\": -1}}", format="polly")
+        ...     migrate.migrate({"Retry": {"MaxRetryAttempts": -1}}, format="polly")
         ... except migrate.MigrationError as exc:
         ...     print(exc.errors[0][1])
         must be in [1, 2147483647], got -1

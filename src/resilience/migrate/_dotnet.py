@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._core import (
+    _TIMESPAN,
     _backoff_max,
     _Bad,
     _bool,
@@ -28,7 +29,6 @@ from ._core import (
     _percent,
     _retry,
     _Run,
-    _TIMESPAN,
     _timespan,
 )
 from ._jvm import _EXCEPTIONS_NOTE
@@ -37,44 +37,89 @@ from ._jvm import _EXCEPTIONS_NOTE
 
 # strategy containers: normalised key -> the strategy
 _CONTAINERS = {
-    "retry": "retry", "retrypolicy": "retry", "retryoptions": "retry", "retrystrategy": "retry",
-    "retrysettings": "retry", "waitandretry": "retry", "httpretry": "retry",
-    "circuitbreaker": "breaker", "circuitbreakerpolicy": "breaker", "breaker": "breaker",
-    "circuitbreakeroptions": "breaker", "circuitbreakerstrategy": "breaker",
-    "circuitbreakersettings": "breaker", "advancedcircuitbreaker": "breaker",
-    "totalrequesttimeout": "timeout", "timeout": "timeout", "timeoutpolicy": "timeout",
-    "timeoutoptions": "timeout", "timeoutstrategy": "timeout",
+    "retry": "retry",
+    "retrypolicy": "retry",
+    "retryoptions": "retry",
+    "retrystrategy": "retry",
+    "retrysettings": "retry",
+    "waitandretry": "retry",
+    "httpretry": "retry",
+    "circuitbreaker": "breaker",
+    "circuitbreakerpolicy": "breaker",
+    "breaker": "breaker",
+    "circuitbreakeroptions": "breaker",
+    "circuitbreakerstrategy": "breaker",
+    "circuitbreakersettings": "breaker",
+    "advancedcircuitbreaker": "breaker",
+    "totalrequesttimeout": "timeout",
+    "timeout": "timeout",
+    "timeoutpolicy": "timeout",
+    "timeoutoptions": "timeout",
+    "timeoutstrategy": "timeout",
     "attempttimeout": "attempt_timeout",
-    "ratelimiter": "ratelimiter", "bulkhead": "bulkhead", "bulkheadpolicy": "bulkhead",
-    "hedging": "hedging", "endpoint": "hedging",
-}  # fmt: skip
+    "ratelimiter": "ratelimiter",
+    "bulkhead": "bulkhead",
+    "bulkheadpolicy": "bulkhead",
+    "hedging": "hedging",
+    "endpoint": "hedging",
+}
 # Polly v8's option names inside its strategy containers: these map exactly
 _V8 = {
-    "retry": {"maxretryattempts", "backofftype", "delay", "maxdelay", "usejitter",
-              "shouldretryafterheader", "name", "shouldhandle"},
-    "breaker": {"failureratio", "minimumthroughput", "samplingduration", "breakduration",
-                "name", "shouldhandle", "breakdurationgenerator"},
+    "retry": {
+        "maxretryattempts",
+        "backofftype",
+        "delay",
+        "maxdelay",
+        "usejitter",
+        "shouldretryafterheader",
+        "name",
+        "shouldhandle",
+    },
+    "breaker": {
+        "failureratio",
+        "minimumthroughput",
+        "samplingduration",
+        "breakduration",
+        "name",
+        "shouldhandle",
+        "breakdurationgenerator",
+    },
     "timeout": {"timeout", "name"},
     "attempt_timeout": {"timeout", "name"},
-}  # fmt: skip
+}
 # flat setting names -> (slot, quality): the slot says what the setting is
 _SLOTS: dict[str, tuple[str, float]] = {
     # retry: how many retries after the first attempt
-    "maxretryattempts": ("retries", 1.0), "retrycount": ("retries", 0.9),
-    "maxretries": ("retries", 0.85), "maxretrycount": ("retries", 0.9),
-    "numberofretries": ("retries", 0.9), "retries": ("retries", 0.85),
-    "retryattempts": ("retries", 0.85), "retrylimit": ("retries", 0.85),
-    "retrytimes": ("retries", 0.85), "count": ("retries", 0.8),
+    "maxretryattempts": ("retries", 1.0),
+    "retrycount": ("retries", 0.9),
+    "maxretries": ("retries", 0.85),
+    "maxretrycount": ("retries", 0.9),
+    "numberofretries": ("retries", 0.9),
+    "retries": ("retries", 0.85),
+    "retryattempts": ("retries", 0.85),
+    "retrylimit": ("retries", 0.85),
+    "retrytimes": ("retries", 0.85),
+    "count": ("retries", 0.8),
     "maxattempts": ("attempts", 0.85),
     # retry waits
-    "delay": ("delay", 1.0), "retrydelay": ("delay", 0.9), "sleepduration": ("delay", 0.9),
-    "retryinterval": ("delay", 0.9), "waitduration": ("delay", 0.9),
-    "retrywait": ("delay", 0.9), "retrywaittime": ("delay", 0.9), "initialdelay": ("delay", 0.9),
-    "firstretrydelay": ("delay", 0.9), "medianfirstretrydelay": ("median", 0.8),
-    "backofftype": ("backofftype", 1.0), "usejitter": ("usejitter", 1.0),
-    "maxdelay": ("maxdelay", 1.0), "maxretrydelay": ("maxdelay", 0.9),
-    "retrybackoffpower": ("power", 0.85), "backoffpower": ("power", 0.85),
-    "exponentialbase": ("power", 0.85), "backoffexponent": ("power", 0.85),
+    "delay": ("delay", 1.0),
+    "retrydelay": ("delay", 0.9),
+    "sleepduration": ("delay", 0.9),
+    "retryinterval": ("delay", 0.9),
+    "waitduration": ("delay", 0.9),
+    "retrywait": ("delay", 0.9),
+    "retrywaittime": ("delay", 0.9),
+    "initialdelay": ("delay", 0.9),
+    "firstretrydelay": ("delay", 0.9),
+    "medianfirstretrydelay": ("median", 0.8),
+    "backofftype": ("backofftype", 1.0),
+    "usejitter": ("usejitter", 1.0),
+    "maxdelay": ("maxdelay", 1.0),
+    "maxretrydelay": ("maxdelay", 0.9),
+    "retrybackoffpower": ("power", 0.85),
+    "backoffpower": ("power", 0.85),
+    "exponentialbase": ("power", 0.85),
+    "backoffexponent": ("power", 0.85),
     "backoffmultiplier": ("power", 0.85),
     "shouldretryafterheader": ("retryafter", 1.0),
     # breaker
@@ -82,42 +127,90 @@ _SLOTS: dict[str, tuple[str, float]] = {
     "handledeventsallowedbeforebreaking": ("consecutive", 1.0),
     "eventsallowedbeforebreaking": ("consecutive", 0.9),
     "failuresallowedbeforebreaking": ("consecutive", 0.9),
-    "allowedexceptions": ("consecutive", 0.85), "consecutivefailures": ("consecutive", 0.9),
-    "maxconsecutivefailures": ("consecutive", 0.9), "maxfailures": ("consecutive", 0.85),
-    "failurethreshold": ("threshold", 0.9), "failureratio": ("ratio", 1.0),
-    "failurerate": ("ratio", 0.85), "failureratethreshold": ("ratio", 0.9),
-    "minimumthroughput": ("throughput", 1.0), "samplingduration": ("sampling", 1.0),
-    "breakduration": ("break", 1.0), "durationofbreak": ("break", 1.0),
-    "circuitbreakerduration": ("break", 0.9), "openduration": ("break", 0.9),
+    "allowedexceptions": ("consecutive", 0.85),
+    "consecutivefailures": ("consecutive", 0.9),
+    "maxconsecutivefailures": ("consecutive", 0.9),
+    "maxfailures": ("consecutive", 0.85),
+    "failurethreshold": ("threshold", 0.9),
+    "failureratio": ("ratio", 1.0),
+    "failurerate": ("ratio", 0.85),
+    "failureratethreshold": ("ratio", 0.9),
+    "minimumthroughput": ("throughput", 1.0),
+    "samplingduration": ("sampling", 1.0),
+    "breakduration": ("break", 1.0),
+    "durationofbreak": ("break", 1.0),
+    "circuitbreakerduration": ("break", 0.9),
+    "openduration": ("break", 0.9),
     "breakdurationgenerator": ("code", 0.0),
     # timeouts
-    "timeout": ("timeout", 0.9), "requesttimeout": ("timeout", 0.9),
-    "totalrequesttimeout": ("timeout", 1.0), "totaltimeout": ("timeout", 0.9),
-    "overalltimeout": ("timeout", 0.9), "httpclienttimeout": ("timeout", 0.85),
-    "attempttimeout": ("attempt_timeout", 1.0), "perattempttimeout": ("attempt_timeout", 0.9),
-    "timeoutperattempt": ("attempt_timeout", 0.9), "timeoutperretry": ("attempt_timeout", 0.9),
+    "timeout": ("timeout", 0.9),
+    "requesttimeout": ("timeout", 0.9),
+    "totalrequesttimeout": ("timeout", 1.0),
+    "totaltimeout": ("timeout", 0.9),
+    "overalltimeout": ("timeout", 0.9),
+    "httpclienttimeout": ("timeout", 0.85),
+    "attempttimeout": ("attempt_timeout", 1.0),
+    "perattempttimeout": ("attempt_timeout", 0.9),
+    "timeoutperattempt": ("attempt_timeout", 0.9),
+    "timeoutperretry": ("attempt_timeout", 0.9),
     "retrytimeout": ("attempt_timeout", 0.85),
     # bulkhead / concurrency limiter
-    "maxparallelization": ("parallel", 1.0), "maxqueuingactions": ("queue", 1.0),
-    "permitlimit": ("parallel", 1.0), "queuelimit": ("queue", 1.0),
-    "maxconcurrentrequests": ("parallel", 0.85), "maxconcurrency": ("parallel", 0.85),
-}  # fmt: skip
+    "maxparallelization": ("parallel", 1.0),
+    "maxqueuingactions": ("queue", 1.0),
+    "permitlimit": ("parallel", 1.0),
+    "queuelimit": ("queue", 1.0),
+    "maxconcurrentrequests": ("parallel", 0.85),
+    "maxconcurrency": ("parallel", 0.85),
+}
 _SLOT_SECTION = {
-    "retries": "retry", "attempts": "retry", "delay": "retry", "median": "retry",
-    "backofftype": "retry", "usejitter": "retry", "maxdelay": "retry", "power": "retry",
-    "retryafter": "retry", "consecutive": "breaker", "threshold": "breaker", "ratio": "breaker",
-    "throughput": "breaker", "sampling": "breaker", "break": "breaker", "code": "breaker",
-    "timeout": "timeout", "attempt_timeout": "attempt_timeout", "parallel": "bulkhead",
+    "retries": "retry",
+    "attempts": "retry",
+    "delay": "retry",
+    "median": "retry",
+    "backofftype": "retry",
+    "usejitter": "retry",
+    "maxdelay": "retry",
+    "power": "retry",
+    "retryafter": "retry",
+    "consecutive": "breaker",
+    "threshold": "breaker",
+    "ratio": "breaker",
+    "throughput": "breaker",
+    "sampling": "breaker",
+    "break": "breaker",
+    "code": "breaker",
+    "timeout": "timeout",
+    "attempt_timeout": "attempt_timeout",
+    "parallel": "bulkhead",
     "queue": "bulkhead",
-}  # fmt: skip
+}
 # a setting named with its strategy in front: CircuitBreakerDurationOfBreak, RetryDelay
-_PREFIXES = ("circuitbreaker", "breaker", "cb", "retry", "http", "policy", "polly", "bulkhead",
-             "timeout")  # fmt: skip
+_PREFIXES = (
+    "circuitbreaker",
+    "breaker",
+    "cb",
+    "retry",
+    "http",
+    "policy",
+    "polly",
+    "bulkhead",
+    "timeout",
+)
 _UNITS = (
-    ("inmilliseconds", 1e-3), ("milliseconds", 1e-3), ("millis", 1e-3), ("inms", 1e-3),
-    ("ms", 1e-3), ("inseconds", 1.0), ("seconds", 1.0), ("secs", 1.0), ("insec", 1.0),
-    ("sec", 1.0), ("inminutes", 60.0), ("minutes", 60.0), ("mins", 60.0),
-)  # fmt: skip
+    ("inmilliseconds", 1e-3),
+    ("milliseconds", 1e-3),
+    ("millis", 1e-3),
+    ("inms", 1e-3),
+    ("ms", 1e-3),
+    ("inseconds", 1.0),
+    ("seconds", 1.0),
+    ("secs", 1.0),
+    ("insec", 1.0),
+    ("sec", 1.0),
+    ("inminutes", 60.0),
+    ("minutes", 60.0),
+    ("mins", 60.0),
+)
 # words that mark a key as a resilience setting even when this reader does not know it
 _RESILIENCE_WORDS = re.compile(
     r"retr|break|circuit|timeout|jitter|backoff|delay|throughput|bulkhead|ratelimit|attempt|"
@@ -164,10 +257,25 @@ def _looks_like_polly(data: Mapping[str, Any]) -> bool:
 # --- walking the tree ---------------------------------------------------------------------
 
 
-_WEAK = {"timeout", "delay", "count", "retries", "maxattempts", "maxretries", "requesttimeout",
-         "retryattempts", "retrylimit", "retrytimes", "failurerate", "maxfailures",
-         "maxconcurrency", "maxconcurrentrequests", "httpclienttimeout", "totaltimeout",
-         "overalltimeout"}  # fmt: skip
+_WEAK = {
+    "timeout",
+    "delay",
+    "count",
+    "retries",
+    "maxattempts",
+    "maxretries",
+    "requesttimeout",
+    "retryattempts",
+    "retrylimit",
+    "retrytimes",
+    "failurerate",
+    "maxfailures",
+    "maxconcurrency",
+    "maxconcurrentrequests",
+    "httpclienttimeout",
+    "totaltimeout",
+    "overalltimeout",
+}
 
 
 def _section_kind(node: Mapping[str, Any], name: str) -> bool:
@@ -193,8 +301,9 @@ def _section_kind(node: Mapping[str, Any], name: str) -> bool:
             strong += 1
     if strong:
         return True
-    named = bool(_RESILIENCE_WORDS.search(_norm(name)) or re.search(r"polly|resilien|polic",
-                                                                    _norm(name)))  # fmt: skip
+    named = bool(
+        _RESILIENCE_WORDS.search(_norm(name)) or re.search(r"polly|resilien|polic", _norm(name))
+    )
     return weak >= 2 or (weak >= 1 and named)
 
 
@@ -222,9 +331,12 @@ def _polly(run: _Run, data: Mapping[str, Any]) -> None:
     if skipped:
         run.warn(f"{skipped} setting(s) outside resilience sections were skipped")
     if not found:
-        run.problem("polly", "no Polly or Microsoft.Extensions.Http.Resilience settings found "
-                    "(Retry, CircuitBreaker, Timeout, AttemptTimeout, TotalRequestTimeout, "
-                    "RetryCount, DurationOfBreak, ExceptionsAllowedBeforeBreaking, ...)")  # fmt: skip
+        run.problem(
+            "polly",
+            "no Polly or Microsoft.Extensions.Http.Resilience settings found "
+            "(Retry, CircuitBreaker, Timeout, AttemptTimeout, TotalRequestTimeout, "
+            "RetryCount, DurationOfBreak, ExceptionsAllowedBeforeBreaking, ...)",
+        )
         return
     taken: dict[str, str] = {}
     for where, node in found:
@@ -240,8 +352,7 @@ def _polly(run: _Run, data: Mapping[str, Any]) -> None:
 class _Setting:
     __slots__ = ("label", "name", "quality", "raw", "unit")
 
-    def __init__(self, raw: Any, label: str, name: str, quality: float,
-                 unit: float | None) -> None:  # fmt: skip
+    def __init__(self, raw: Any, label: str, name: str, quality: float, unit: float | None) -> None:
         self.raw, self.label, self.name, self.quality, self.unit = raw, label, name, quality, unit
 
 
@@ -260,8 +371,13 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
             if strategy in ("ratelimiter", "bulkhead"):
                 _limiter(op, value, label)
                 continue
-            exact = strategy in _V8 and k in ("retry", "circuitbreaker", "totalrequesttimeout",
-                                              "attempttimeout", "timeout")  # fmt: skip
+            exact = strategy in _V8 and k in (
+                "retry",
+                "circuitbreaker",
+                "totalrequesttimeout",
+                "attempttimeout",
+                "timeout",
+            )
             if exact:
                 v8.add(strategy)
             for inner, inner_value in value.items():
@@ -281,10 +397,16 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
                 if ik == "shouldhandle":
                     op.unmapped(ilabel, _EXCEPTIONS_NOTE.replace("Java", ".NET"))
                     continue
-                if strategy in ("timeout", "attempt_timeout") and ik in ("timeout",
-                                                                          "timeoutduration"):
+                if strategy in ("timeout", "attempt_timeout") and ik in (
+                    "timeout",
+                    "timeoutduration",
+                ):
                     slot: tuple[str, str, float, float | None] | None = (
-                        strategy, ik, 1.0 if exact else 0.9, None)  # fmt: skip
+                        strategy,
+                        ik,
+                        1.0 if exact else 0.9,
+                        None,
+                    )
                 else:
                     slot = _lookup(ik)
                 if slot is None or isinstance(inner_value, Mapping | list):
@@ -303,9 +425,12 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
             continue
         if strategy in ("timeout", "attempt_timeout") and not isinstance(value, Mapping | list):
             groups.setdefault(strategy, {})[strategy] = _Setting(
-                value, label, k, 1.0 if k in ("totalrequesttimeout", "attempttimeout") else 0.9,
+                value,
+                label,
+                k,
+                1.0 if k in ("totalrequesttimeout", "attempttimeout") else 0.9,
                 None,
-            )  # fmt: skip
+            )
             if k in ("totalrequesttimeout", "attempttimeout"):
                 v8.add(strategy)
             continue
@@ -332,8 +457,10 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
             if strategy not in groups:
                 groups[strategy] = {}
                 v8.add(strategy)
-        op.warn("read as AddStandardResilienceHandler options: the strategies not set keep "
-                "its defaults (30 s total timeout, 3 retries, 10 s per attempt, ...)")  # fmt: skip
+        op.warn(
+            "read as AddStandardResilienceHandler options: the strategies not set keep "
+            "its defaults (30 s total timeout, 3 retries, 10 s per attempt, ...)"
+        )
     for strategy, label in disabled.items():
         op.section(strategy, False, label)
         op.mapped(label, strategy)
@@ -358,7 +485,8 @@ def _duration(op: _Op, s: _Setting) -> float | None:
     """Seconds from a TimeSpan text, or a number in the key's unit (seconds when none)."""
     raw = s.raw
     if isinstance(raw, str) and (_TIMESPAN.match(raw) or raw.strip().upper().startswith("P")):
-        return op.value(s.label, raw, _timespan)
+        seconds: float | None = op.value(s.label, raw, _timespan)
+        return seconds
     value = op.value(s.label, raw, _number)
     if value is None:
         return None
@@ -367,8 +495,10 @@ def _duration(op: _Op, s: _Setting) -> float | None:
         return None
     if s.unit is None:
         s.quality = min(s.quality, 0.8)
-        op.warn(f"{s.label}: a bare number, read as seconds (the class it binds to decides; "
-                "a TimeSpan would read it as days)")  # fmt: skip
+        op.warn(
+            f"{s.label}: a bare number, read as seconds (the class it binds to decides; "
+            "a TimeSpan would read it as days)"
+        )
         return float(value)
     return float(value) * s.unit
 
@@ -400,8 +530,10 @@ def _retry_from(op: _Op, g: dict[str, _Setting], v8: bool, http: bool) -> None:
     if "backofftype" in g:
         text = str(g["backofftype"].raw).strip().lower()
         if text not in ("constant", "linear", "exponential"):
-            op.run.problem(g["backofftype"].label,
-                           f"must be Constant, Linear or Exponential, got {g['backofftype'].raw!r}")
+            op.run.problem(
+                g["backofftype"].label,
+                f"must be Constant, Linear or Exponential, got {g['backofftype'].raw!r}",
+            )
         else:
             kind_text = text
             _done(op, g["backofftype"], "retry.backoff.kind")
@@ -415,18 +547,31 @@ def _retry_from(op: _Op, g: dict[str, _Setting], v8: bool, http: bool) -> None:
     if "median" in g:  # Polly.Contrib's DecorrelatedJitterBackoffV2(medianFirstRetryDelay, n)
         median = _duration(op, g["median"])
         if median:
-            backoff = {"kind": "exponential", "initial": median, "multiplier": 2.0,
-                       "maximum": cap or _backoff_max(median, 2.0, attempts), "jitter": "full"}
-            _done(op, g["median"], "retry.backoff", 0.8, "decorrelated jitter around a median "
-                  "first delay: here exponential with full jitter from that delay")  # fmt: skip
+            backoff = {
+                "kind": "exponential",
+                "initial": median,
+                "multiplier": 2.0,
+                "maximum": cap or _backoff_max(median, 2.0, attempts),
+                "jitter": "full",
+            }
+            _done(
+                op,
+                g["median"],
+                "retry.backoff",
+                0.8,
+                "decorrelated jitter around a median "
+                "first delay: here exponential with full jitter from that delay",
+            )
     elif v8 or kind_text or jitter is not None or (delay is not None and "power" not in g):
         default_kind = "exponential" if http else "constant"
         kind = kind_text or default_kind
         use_jitter = jitter if jitter is not None else http
         if kind_text is None and v8:
-            op.warn("retry: BackoffType not set: Microsoft.Extensions.Http.Resilience's "
-                    "default (Exponential with jitter) assumed; a plain Polly "
-                    "RetryStrategyOptions defaults to Constant without jitter")  # fmt: skip
+            op.warn(
+                "retry: BackoffType not set: Microsoft.Extensions.Http.Resilience's "
+                "default (Exponential with jitter) assumed; a plain Polly "
+                "RetryStrategyOptions defaults to Constant without jitter"
+            )
         if delay is None:
             delay = 2.0 if v8 else None
         if delay is not None:
@@ -439,27 +584,43 @@ def _retry_from(op: _Op, g: dict[str, _Setting], v8: bool, http: bool) -> None:
         power = op.value(g["power"].label, g["power"].raw, _number)
         if power is not None and power >= 1:
             initial = delay if delay else 1.0
-            backoff = {"kind": "exponential", "initial": initial, "multiplier": power,
-                       "maximum": cap or _backoff_max(initial, power, attempts), "jitter": False}
+            backoff = {
+                "kind": "exponential",
+                "initial": initial,
+                "multiplier": power,
+                "maximum": cap or _backoff_max(initial, power, attempts),
+                "jitter": False,
+            }
             note = "read as waits of delay x power^(n-1)" if delay else "read as power^n seconds"
             _done(op, g["power"], "retry.backoff.multiplier", 0.8, note)
             if "delay" in g:
                 _done(op, g["delay"], "retry.backoff.initial", 0.8)
     if backoff is None:
         op.entries.append(_entry(f"{_first_label(g)} (waits)", 0.7))
-        op.warn("retry: no delay setting: the waits between retries are in code (a sleep "
-                "duration provider); the preset's backoff applies")  # fmt: skip
+        op.warn(
+            "retry: no delay setting: the waits between retries are in code (a sleep "
+            "duration provider); the preset's backoff applies"
+        )
     retry_after: bool | None = None
     if "retryafter" in g:
         retry_after = op.value(g["retryafter"].label, g["retryafter"].raw, _bool)
         _done(op, g["retryafter"], "retry.respect_retry_after")
     elif http:
         retry_after = True
-    _retry(op, attempts=attempts if retries is not None or v8 else None, backoff=backoff,
-           respect_retry_after=retry_after,
-           sources={"max_attempts": [g[k].label for k in ("retries", "attempts") if k in g],
-                    "backoff": [g[k].label for k in ("delay", "maxdelay", "backofftype",
-                                                     "usejitter", "median", "power") if k in g]})  # fmt: skip
+    _retry(
+        op,
+        attempts=attempts if retries is not None or v8 else None,
+        backoff=backoff,
+        respect_retry_after=retry_after,
+        sources={
+            "max_attempts": [g[k].label for k in ("retries", "attempts") if k in g],
+            "backoff": [
+                g[k].label
+                for k in ("delay", "maxdelay", "backofftype", "usejitter", "median", "power")
+                if k in g
+            ],
+        },
+    )
     if retries is None and not v8:
         op.table["retry"].pop("max_attempts", None)
         op.warn("retry: no retry count: the preset's max_attempts applies")
@@ -475,24 +636,44 @@ def _first_label(g: Mapping[str, _Setting]) -> str:
     return next(iter(g.values())).label.rsplit(".", 1)[0] if g else "retry"
 
 
-def _polly_backoff(op: _Op, g: Mapping[str, _Setting], kind: str, delay: float,
-                   cap: float | None, jitter: bool | None, attempts: int) -> dict[str, Any]:  # fmt: skip
+def _polly_backoff(
+    op: _Op,
+    g: Mapping[str, _Setting],
+    kind: str,
+    delay: float,
+    cap: float | None,
+    jitter: bool | None,
+    attempts: int,
+) -> dict[str, Any]:
     if kind == "exponential":
-        backoff = {"kind": "exponential", "initial": delay, "multiplier": 2.0,
-                   "maximum": max(cap or _backoff_max(delay, 2.0, attempts), delay),
-                   "jitter": "full" if jitter else False}  # fmt: skip
+        backoff = {
+            "kind": "exponential",
+            "initial": delay,
+            "multiplier": 2.0,
+            "maximum": max(cap or _backoff_max(delay, 2.0, attempts), delay),
+            "jitter": "full" if jitter else False,
+        }
     elif kind == "linear":
-        backoff = {"kind": "linear", "initial": delay, "step": delay,
-                   "maximum": max(cap or delay * max(attempts - 1, 1), delay),
-                   "jitter": "equal" if jitter else False}  # fmt: skip
+        backoff = {
+            "kind": "linear",
+            "initial": delay,
+            "step": delay,
+            "maximum": max(cap or delay * max(attempts - 1, 1), delay),
+            "jitter": "equal" if jitter else False,
+        }
     else:
         backoff = {"kind": "constant", "delay": delay}
         if jitter:
             backoff["jitter"] = "equal"
     if jitter and "usejitter" in g:
-        _done(op, g["usejitter"], "retry.backoff.jitter", 0.9 if kind == "exponential" else 0.8,
-              "Polly's jitter distribution differs; here " + (
-                  "'full' jitter" if kind == "exponential" else "'equal' jitter"))  # fmt: skip
+        _done(
+            op,
+            g["usejitter"],
+            "retry.backoff.jitter",
+            0.9 if kind == "exponential" else 0.8,
+            "Polly's jitter distribution differs; here "
+            + ("'full' jitter" if kind == "exponential" else "'equal' jitter"),
+        )
     elif "usejitter" in g:
         _done(op, g["usejitter"], "retry.backoff.jitter")
     return backoff
@@ -508,15 +689,21 @@ def _breaker_from(op: _Op, g: dict[str, _Setting], v8: bool) -> None:
         brk = None
     consecutive = value("consecutive", _int)
     threshold = value("threshold", _number)
-    if threshold is not None and consecutive is None and threshold >= 1 and threshold == int(
-        threshold
+    if (
+        threshold is not None
+        and consecutive is None
+        and threshold >= 1
+        and threshold == int(threshold)
     ):  # a count: "FailureThreshold": 5
         consecutive = int(threshold)
         g["consecutive"] = g.pop("threshold")
         threshold = None
     if "code" in g:
-        op.unmapped(g["code"].label, "a break-duration generator is code: open_duration_max "
-                    "doubles the open duration on each re-open")  # fmt: skip
+        op.unmapped(
+            g["code"].label,
+            "a break-duration generator is code: open_duration_max "
+            "doubles the open duration on each re-open",
+        )
     if consecutive is not None:
         if consecutive < 1:
             op.run.problem(g["consecutive"].label, f"must be >= 1, got {consecutive}")
@@ -529,14 +716,24 @@ def _breaker_from(op: _Op, g: dict[str, _Setting], v8: bool) -> None:
             _done(op, g["break"], "breaker.open_duration")
         for extra in ("ratio", "throughput", "sampling"):
             if extra in g:
-                op.unmapped(g[extra].label, "a consecutive-failure breaker has no "
-                            "failure ratio, throughput or sampling window")  # fmt: skip
-        _breaker(op, failure_rate=1.0, minimum_calls=consecutive,
-                 window={"kind": "count", "size": consecutive}, open_duration=brk or 30.0,
-                 half_open_calls=1,
-                 sources={"window": [g["consecutive"].label],
-                          "minimum_calls": [g["consecutive"].label],
-                          "open_duration": [g["break"].label] if "break" in g else []})  # fmt: skip
+                op.unmapped(
+                    g[extra].label,
+                    "a consecutive-failure breaker has no "
+                    "failure ratio, throughput or sampling window",
+                )
+        _breaker(
+            op,
+            failure_rate=1.0,
+            minimum_calls=consecutive,
+            window={"kind": "count", "size": consecutive},
+            open_duration=brk or 30.0,
+            half_open_calls=1,
+            sources={
+                "window": [g["consecutive"].label],
+                "minimum_calls": [g["consecutive"].label],
+                "open_duration": [g["break"].label] if "break" in g else [],
+            },
+        )
         return
     ratio = value("ratio", _number)
     if threshold is not None:
@@ -558,15 +755,20 @@ def _breaker_from(op: _Op, g: dict[str, _Setting], v8: bool) -> None:
     if sampling is not None and not 0.5 <= sampling <= 86400:
         op.run.problem(g["sampling"].label, f"must be between 0.5 s and 1 day, got {sampling:g} s")
         sampling = None
-    targets = {"ratio": "breaker.failure_rate_threshold", "throughput": "breaker.minimum_calls",
-               "sampling": "breaker.window", "break": "breaker.open_duration"}  # fmt: skip
+    targets = {
+        "ratio": "breaker.failure_rate_threshold",
+        "throughput": "breaker.minimum_calls",
+        "sampling": "breaker.window",
+        "break": "breaker.open_duration",
+    }
     got = {"ratio": ratio, "throughput": throughput, "sampling": sampling, "break": brk}
     for slot, target in targets.items():
         if slot in g and got[slot] is not None:
             _done(op, g[slot], target)
     if not v8 and ratio is None:
-        op.warn("breaker: no failure ratio or consecutive-failure count: Polly v8's defaults "
-                "assumed")  # fmt: skip
+        op.warn(
+            "breaker: no failure ratio or consecutive-failure count: Polly v8's defaults assumed"
+        )
         op.entries.append(_entry(f"{_first_label(g)} (failure ratio)", 0.7))
     _breaker(
         op,
@@ -599,7 +801,7 @@ def _limiter(op: _Op, value: Mapping[str, Any], label: str) -> None:
     for key, sub in value.items():
         if _norm(str(key)) == "defaultratelimiteroptions" and isinstance(sub, Mapping):
             inner = (sub, f"{label}.{key}")
-    table, where = (inner if inner is not None else (value, label))
+    table, where = inner if inner is not None else (value, label)
     g: dict[str, _Setting] = {}
     for key, raw in table.items():
         k, klabel = _norm(str(key)), f"{where}.{key}"
@@ -631,8 +833,11 @@ def _limiter_settings(op: _Op, g: dict[str, _Setting]) -> None:
             elif value is not None:
                 limits[slot] = value
                 if g[slot].label:
-                    _done(op, g[slot], "bulkhead." + ("max_concurrent" if slot == "parallel"
-                                                      else "max_waiting"))  # fmt: skip
+                    _done(
+                        op,
+                        g[slot],
+                        "bulkhead." + ("max_concurrent" if slot == "parallel" else "max_waiting"),
+                    )
     op.put("bulkhead", "max_concurrent", limits.get("parallel", 1000))
     op.put("bulkhead", "max_waiting", limits.get("queue", 0))
     op.put("bulkhead", "max_wait", False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,10 @@ class _Duplicate(Exception):
     pass
 
 
-def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+def _unique_pairs(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
     # .NET's JSON configuration provider refuses a key given twice in one object, and its
     # keys are case-insensitive: "Retry" and "retry" are the same key there
+    pairs = list(pairs)
     seen: set[Any] = set()
     for key, _ in pairs:
         folded = key.lower() if isinstance(key, str) else key
@@ -54,21 +55,42 @@ def _parse_json(text: str, label: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_pairs)
     except _Duplicate as dup:
-        raise MigrationError([(label, f"duplicate key {dup.args[0]!r} in one object (.NET "
-                               "refuses it; keys are case-insensitive there)")]) from None  # fmt: skip
+        raise MigrationError(
+            [
+                (
+                    label,
+                    f"duplicate key {dup.args[0]!r} in one object (.NET "
+                    "refuses it; keys are case-insensitive there)",
+                )
+            ]
+        ) from None
     except (ValueError, RecursionError) as exc:
         strict_error = exc
     try:
         import json5
     except ImportError:
-        raise MigrationError([(label, f"not valid JSON: {strict_error} (comments and trailing "
-                               "commas need json5: pip install "
-                               "'resilience-primitives[migrate]')")]) from None  # fmt: skip
+        raise MigrationError(
+            [
+                (
+                    label,
+                    f"not valid JSON: {strict_error} (comments and trailing "
+                    "commas need json5: pip install "
+                    "'resilience-primitives[migrate]')",
+                )
+            ]
+        ) from None
     try:
         return json5.loads(text, object_pairs_hook=_unique_pairs)
     except _Duplicate as dup:
-        raise MigrationError([(label, f"duplicate key {dup.args[0]!r} in one object (.NET "
-                               "refuses it; keys are case-insensitive there)")]) from None  # fmt: skip
+        raise MigrationError(
+            [
+                (
+                    label,
+                    f"duplicate key {dup.args[0]!r} in one object (.NET "
+                    "refuses it; keys are case-insensitive there)",
+                )
+            ]
+        ) from None
     except RecursionError:
         raise MigrationError([(label, "nested too deeply")]) from None
     except Exception as exc:  # json5's own errors (ValueError and others)
@@ -97,17 +119,24 @@ def _yaml_documents(text: str, label: str) -> list[Any]:
             try:
                 hashed = key in seen
             except TypeError:
-                raise MigrationError([(label, f"line {key_node.start_mark.line + 1}: a mapping "
-                                       "key must be a scalar")]) from None  # fmt: skip
+                raise MigrationError(
+                    [
+                        (
+                            label,
+                            f"line {key_node.start_mark.line + 1}: a mapping key must be a scalar",
+                        )
+                    ]
+                ) from None
             if hashed:
-                raise MigrationError([(label, f"line {key_node.start_mark.line + 1}: duplicate "
-                                       f"key {key!r}")])  # fmt: skip
+                raise MigrationError(
+                    [(label, f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")]
+                )
             seen.add(key)
         return loader.construct_mapping(node, deep=deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     try:
-        docs = list(yaml.load_all(text, Loader=Loader))  # noqa: S506 - a SafeLoader
+        docs = list(yaml.load_all(text, Loader=Loader))
     except MigrationError:
         raise
     except RecursionError:
@@ -152,12 +181,12 @@ def _matches(expression: str, active: set[str]) -> bool:
     pos = 0
 
     def peek() -> str | None:
-        return tokens[pos] if pos < len(tokens) else None
+        return str(tokens[pos]) if pos < len(tokens) else None
 
     def take() -> str:
         nonlocal pos
         pos += 1
-        return tokens[pos - 1]
+        return str(tokens[pos - 1])
 
     def unary() -> bool:
         token = peek()
@@ -196,14 +225,21 @@ def _matches(expression: str, active: set[str]) -> bool:
     return result
 
 
-def _select_documents(docs: list[Any], label: str, profile: str | None,
-                      source: _Source) -> list[Mapping[str, Any]]:  # fmt: skip
+def _select_documents(
+    docs: list[Any], label: str, profile: str | None, source: _Source
+) -> list[Mapping[str, Any]]:
     active = {p.strip() for p in (profile or "").split(",") if p.strip()}
     chosen: list[Mapping[str, Any]] = []
     for index, doc in enumerate(docs, 1):
         if not isinstance(doc, Mapping):
-            raise MigrationError([(f"{label} (document {index})", "must hold a mapping at the "
-                                   f"top, got {type(doc).__name__}")])  # fmt: skip
+            raise MigrationError(
+                [
+                    (
+                        f"{label} (document {index})",
+                        f"must hold a mapping at the top, got {type(doc).__name__}",
+                    )
+                ]
+            )
         expression = _activation(doc)
         if expression is None:
             chosen.append(doc)
@@ -292,15 +328,21 @@ def _properties_documents(text: str, label: str) -> list[dict[str, str]]:
 _KEY_VALUE = re.compile(r"^\s*([#!].*\n\s*)*(export\s+)?[A-Za-z_][\w.\-\[\]]*\s*=")
 _ENV_LINE = re.compile(r"^\s*(#.*\n\s*)*(export\s+)?[A-Z_][A-Z0-9_]*\s*=")
 _SUFFIXES = (".yml", ".yaml", ".json", ".properties", ".env")
-_OVERLAY_NAME = re.compile(r"^(application|bootstrap|appsettings)[-.](?P<profile>[\w.-]+)\.\w+$",
-                           re.I)  # fmt: skip
+_OVERLAY_NAME = re.compile(
+    r"^(application|bootstrap|appsettings)[-.](?P<profile>[\w.-]+)\.\w+$", re.I
+)
 
 
 def _as_path(source: Any) -> Path | None:
     if isinstance(source, Path):
         return source
-    if isinstance(source, str) and "\n" not in source and len(source) < 1024 \
-            and "=" not in source and not source.lstrip().startswith(("{", "[")):  # fmt: skip
+    if (
+        isinstance(source, str)
+        and "\n" not in source
+        and len(source) < 1024
+        and "=" not in source
+        and not source.lstrip().startswith(("{", "["))
+    ):
         candidate = Path(source)
         try:
             if candidate.suffix.lower() in (*_SUFFIXES, ".py") or candidate.exists():
@@ -315,8 +357,15 @@ def _read_one(source: Any, fmt: str, profile: str | None) -> _Source:
         return _Source(source, "<mapping>", "nested")
     path = _as_path(source)
     if path is None and not isinstance(source, str):
-        raise MigrationError([("source", "must be a file path, the file's text or a mapping, "
-                               f"got {type(source).__name__}")])  # fmt: skip
+        raise MigrationError(
+            [
+                (
+                    "source",
+                    "must be a file path, the file's text or a mapping, "
+                    f"got {type(source).__name__}",
+                )
+            ]
+        )
     if path is not None:
         label = str(path)
         try:
@@ -342,8 +391,9 @@ def _read_one(source: Any, fmt: str, profile: str | None) -> _Source:
     if suffix == ".json":
         data: Any = _parse_json(text, label)
         if not isinstance(data, Mapping):
-            raise MigrationError([(label, "must hold a mapping at the top, got "
-                                   f"{type(data).__name__}")])  # fmt: skip
+            raise MigrationError(
+                [(label, f"must hold a mapping at the top, got {type(data).__name__}")]
+            )
         out.data = data
     elif suffix in (".yml", ".yaml"):
         merged: dict[str, Any] = {}
@@ -375,8 +425,15 @@ def _read(source: Any, fmt: str, profile: str | None = None) -> _Source:
         single = _read_one(source, fmt, profile)
         return single
     if not isinstance(source, Sequence) or not source:
-        raise MigrationError([("source", "must be a file path, the file's text, a mapping, or a "
-                               f"non-empty list of them; got {type(source).__name__}")])  # fmt: skip
+        raise MigrationError(
+            [
+                (
+                    "source",
+                    "must be a file path, the file's text, a mapping, or a "
+                    f"non-empty list of them; got {type(source).__name__}",
+                )
+            ]
+        )
     parts = [_read_one(s, fmt, profile) for s in source]
     kinds = {p.kind for p in parts}
     merged: dict[str, Any] = {}
@@ -403,12 +460,33 @@ def _read(source: Any, fmt: str, profile: str | None = None) -> _Source:
 
 # --- detecting the format -----------------------------------------------------------------
 
-_PYBREAKER_KEYS = {"fail_max", "reset_timeout", "success_threshold", "exclude", "listeners",
-                   "state_storage", "throw_new_error_on_trip"}  # fmt: skip
-_CIRCUITBREAKER_KEYS = {"failure_threshold", "recovery_timeout", "expected_exception",
-                        "fallback_function"}  # fmt: skip
-_TENACITY_KEYS = {"stop", "wait", "retry", "reraise", "before", "after", "before_sleep",
-                  "retry_error_callback", "retry_error_cls", "sleep"}  # fmt: skip
+_PYBREAKER_KEYS = {
+    "fail_max",
+    "reset_timeout",
+    "success_threshold",
+    "exclude",
+    "listeners",
+    "state_storage",
+    "throw_new_error_on_trip",
+}
+_CIRCUITBREAKER_KEYS = {
+    "failure_threshold",
+    "recovery_timeout",
+    "expected_exception",
+    "fallback_function",
+}
+_TENACITY_KEYS = {
+    "stop",
+    "wait",
+    "retry",
+    "reraise",
+    "before",
+    "after",
+    "before_sleep",
+    "retry_error_callback",
+    "retry_error_cls",
+    "sleep",
+}
 
 
 def _detect(data: Mapping[str, Any], kind: str, label: str) -> str:
@@ -433,5 +511,12 @@ def _detect(data: Mapping[str, Any], kind: str, label: str) -> str:
         return "polly"
     if kind == "flat" and keys:
         return "env"
-    raise MigrationError([(label, "cannot tell the legacy format; pass --format (format= in "
-                           "Python), one of " + ", ".join(FORMATS))])  # fmt: skip
+    raise MigrationError(
+        [
+            (
+                label,
+                "cannot tell the legacy format; pass --format (format= in "
+                "Python), one of " + ", ".join(FORMATS),
+            )
+        ]
+    )

@@ -77,6 +77,8 @@ class MigrationReport:
     ignored: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     profile: str | None = None
+    rewrites: dict[str, list[tuple[str, int]]] = field(default_factory=dict, repr=False)
+    """For code: per operation, the (file, line) of each decorator `--rewrite` replaces."""
 
     def to_toml(self) -> str:
         """The config as a `resilience.toml`, with the report as comments.
@@ -107,7 +109,9 @@ class MigrationReport:
             if op is not None:
                 lines.append(f"# confidence {op.confidence:.2f}")
                 if op.site:
-                    lines.append(f"# {op.library} at {_comment(op.site)} ({_comment(op.function or '')})")
+                    lines.append(
+                        f"# {op.library} at {_comment(op.site)} ({_comment(op.function or '')})"
+                    )
                 lines += [f"# dynamic (set it by hand): {_comment(d)}" for d in op.dynamic]
                 lines += [f"# {_comment(w)}" for w in op.warnings]
             lines.append(f"[operations.{_toml_key(name)}]")

@@ -23,8 +23,15 @@ from ._report import MigrationReport
 
 _MAX_FILE = 2 * 1024 * 1024
 _MAX_FILES = 20000
-_LIBRARIES = ("tenacity", "stamina", "backoff", "pybreaker", "circuitbreaker", "aiobreaker",
-              "purgatory")  # fmt: skip
+_LIBRARIES = (
+    "tenacity",
+    "stamina",
+    "backoff",
+    "pybreaker",
+    "circuitbreaker",
+    "aiobreaker",
+    "purgatory",
+)
 # qualified name -> (library, what it is)
 _SITES = {
     "tenacity.retry": ("tenacity", "decorator"),
@@ -46,34 +53,60 @@ _SITES = {
 # each legacy keyword -> the settings it decides (what becomes `dynamic` when it is not literal)
 _TARGETS = {
     "tenacity": {"stop": ["retry.max_attempts", "retry.deadline"], "wait": ["retry.backoff"]},
-    "stamina": {"attempts": ["retry.max_attempts"], "timeout": ["retry.deadline"],
-                "wait_initial": ["retry.backoff"], "wait_max": ["retry.backoff"],
-                "wait_jitter": ["retry.backoff"], "wait_exp_base": ["retry.backoff"]},
-    "backoff": {"max_tries": ["retry.max_attempts"], "max_time": ["retry.deadline"],
-                "wait_gen": ["retry.backoff"], "factor": ["retry.backoff"],
-                "base": ["retry.backoff"], "max_value": ["retry.backoff"],
-                "interval": ["retry.backoff"], "jitter": ["retry.backoff"]},
-    "breaker": {"fail_max": ["breaker.minimum_calls", "breaker.window"],
-                "failure_threshold": ["breaker.minimum_calls", "breaker.window"],
-                "threshold": ["breaker.minimum_calls", "breaker.window"],
-                "default_threshold": ["breaker.minimum_calls", "breaker.window"],
-                "reset_timeout": ["breaker.open_duration"],
-                "recovery_timeout": ["breaker.open_duration"],
-                "timeout_duration": ["breaker.open_duration"],
-                "ttl": ["breaker.open_duration"], "default_ttl": ["breaker.open_duration"],
-                "success_threshold": ["breaker.half_open_calls"]},
-}  # fmt: skip
+    "stamina": {
+        "attempts": ["retry.max_attempts"],
+        "timeout": ["retry.deadline"],
+        "wait_initial": ["retry.backoff"],
+        "wait_max": ["retry.backoff"],
+        "wait_jitter": ["retry.backoff"],
+        "wait_exp_base": ["retry.backoff"],
+    },
+    "backoff": {
+        "max_tries": ["retry.max_attempts"],
+        "max_time": ["retry.deadline"],
+        "wait_gen": ["retry.backoff"],
+        "factor": ["retry.backoff"],
+        "base": ["retry.backoff"],
+        "max_value": ["retry.backoff"],
+        "interval": ["retry.backoff"],
+        "jitter": ["retry.backoff"],
+    },
+    "breaker": {
+        "fail_max": ["breaker.minimum_calls", "breaker.window"],
+        "failure_threshold": ["breaker.minimum_calls", "breaker.window"],
+        "threshold": ["breaker.minimum_calls", "breaker.window"],
+        "default_threshold": ["breaker.minimum_calls", "breaker.window"],
+        "reset_timeout": ["breaker.open_duration"],
+        "recovery_timeout": ["breaker.open_duration"],
+        "timeout_duration": ["breaker.open_duration"],
+        "ttl": ["breaker.open_duration"],
+        "default_ttl": ["breaker.open_duration"],
+        "success_threshold": ["breaker.half_open_calls"],
+    },
+}
 _ALL = {
     "tenacity": ["retry.max_attempts", "retry.deadline", "retry.backoff"],
     "stamina": ["retry.max_attempts", "retry.deadline", "retry.backoff"],
     "backoff": ["retry.max_attempts", "retry.deadline", "retry.backoff"],
     "breaker": ["breaker.minimum_calls", "breaker.window", "breaker.open_duration"],
 }
-_EXCEPTION_NOTE = ("exceptions are code: pass on=(...) to rs.Retry or a Classifier; "
-                   "here the default classifier decides what is retried")  # fmt: skip
-_TRANSIENT = {"ConnectionError", "TimeoutError", "ConnectionResetError", "ConnectionRefusedError",
-              "ConnectionAbortedError", "BrokenPipeError", "socket.timeout",
-              "asyncio.TimeoutError"}  # fmt: skip
+_EXCEPTION_NOTE = (
+    "exceptions are code: pass on=(...) to rs.Retry or a Classifier; "
+    "here the default classifier decides what is retried"
+)
+_TRANSIENT = {
+    "ConnectionError",
+    "TimeoutError",
+    "ConnectionResetError",
+    "ConnectionRefusedError",
+    "ConnectionAbortedError",
+    "BrokenPipeError",
+    "socket.timeout",
+    "asyncio.TimeoutError",
+}
+
+
+_REASSIGNED = ast.Name(id="<reassigned>")  # a module name bound twice is not a constant
 
 
 class _Dynamic(Exception):
@@ -134,7 +167,7 @@ class _Found:
             op.library, op.site, op.function = site.library, site.site, site.function
             op.dynamic = list(self.dynamic.get(name, []))
             op.uses = [site.site, *[u for u in site.uses if u != site.site]]
-        report.sites = {n: s for n, s in self.sites.items()}  # type: ignore[attr-defined]
+        report.rewrites = {n: list(s.rewrite) for n, s in self.sites.items() if s.rewrite}
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -149,9 +182,14 @@ def _files(run: _Run, source: Any) -> Iterator[tuple[Path, str, str]]:
     if root.is_file() or root.suffix == ".py":
         paths, base = [root], root.parent
     elif root.is_dir():
-        paths = sorted(p for p in root.rglob("*.py") if not any(
-            part.startswith(".") or part in ("__pycache__", "node_modules", "site-packages")
-            for part in p.relative_to(root).parts))  # fmt: skip
+        paths = sorted(
+            p
+            for p in root.rglob("*.py")
+            if not any(
+                part.startswith(".") or part in ("__pycache__", "node_modules", "site-packages")
+                for part in p.relative_to(root).parts
+            )
+        )
         base = root
     else:
         run.problem(str(source), "no such file or directory")
@@ -182,7 +220,7 @@ def _python_source(run: _Run, source: Any) -> _Found:
         try:
             tree = ast.parse(text, filename=str(path))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-            if str(path) == "<text>" or isinstance(source, str | Path) and Path(source).is_file():
+            if str(path) == "<text>" or (isinstance(source, str | Path) and Path(source).is_file()):
                 run.problem(str(path), f"not valid Python: {exc}")
             else:
                 run.warn(f"{path}: not valid Python ({exc}): skipped")
@@ -197,13 +235,15 @@ def _python_source(run: _Run, source: Any) -> _Found:
             _Visitor(run, module, found).visit(module.tree)
         except RecursionError:
             run.problem(str(module.path), "nested too deeply")
-    shared = {name: site for name, site in found.sites.items()}
+    shared = dict(found.sites.items())
     for module in modules:  # uses of shared breakers and retriers, in any module
         _Uses(module, shared).visit(module.tree)
     if not found.sites and not run.problems:
-        run.problem(str(source) if not isinstance(source, str) or "\n" not in source else
-                    "<text>", "no tenacity, stamina, backoff, pybreaker, circuitbreaker, "
-                    "aiobreaker or purgatory site found")  # fmt: skip
+        run.problem(
+            str(source) if not isinstance(source, str) or "\n" not in source else "<text>",
+            "no tenacity, stamina, backoff, pybreaker, circuitbreaker, "
+            "aiobreaker or purgatory site found",
+        )
     for site in found.sites.values():
         _map_site(run, site, found)
     return found
@@ -230,35 +270,47 @@ def _scan_module(module: _Module) -> None:
                     module.imports[alias.asname or alias.name] = f"{base}.{alias.name}"
     for node in module.tree.body:  # names the module binds itself shadow imports
         targets: list[ast.expr] = []
+        value: ast.expr = _REASSIGNED
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             bound.add(node.name)
         elif isinstance(node, ast.Assign):
-            targets = node.targets
+            targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.AugAssign):
             targets = [node.target]
         for target in targets:
             if isinstance(target, ast.Name):
-                if target.id in module.consts:
-                    module.consts[target.id] = ast.Constant(value=_Dynamic)  # reassigned
+                if target.id in module.consts or len(targets) > 1:
+                    module.consts[target.id] = _REASSIGNED
                 else:
-                    assert node.value is not None  # type: ignore[attr-defined]
-                    module.consts[target.id] = node.value  # type: ignore[attr-defined]
+                    module.consts[target.id] = value
     for name in bound:
         module.imports.pop(name, None)
     for node in module.tree.body:  # subclasses configured by class attributes
         if isinstance(node, ast.ClassDef):
-            for base in node.bases:
-                qual = _qual(module, base)
-                if qual in ("circuitbreaker.CircuitBreaker", "pybreaker.CircuitBreaker",
-                            "aiobreaker.CircuitBreaker") or qual in module.classes:  # fmt: skip
+            for base_node in node.bases:
+                qual = _qual(module, base_node)
+                if (
+                    qual
+                    in (
+                        "circuitbreaker.CircuitBreaker",
+                        "pybreaker.CircuitBreaker",
+                        "aiobreaker.CircuitBreaker",
+                    )
+                    or qual in module.classes
+                ):
                     attrs: dict[str, ast.expr] = {}
                     root = qual
                     if qual in module.classes:
                         root, inherited = module.classes[qual]
                         attrs.update(inherited)
                     for stmt in node.body:
-                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and \
-                                isinstance(stmt.targets[0], ast.Name):  # fmt: skip
+                        if (
+                            isinstance(stmt, ast.Assign)
+                            and len(stmt.targets) == 1
+                            and isinstance(stmt.targets[0], ast.Name)
+                        ):
                             attrs[stmt.targets[0].id] = stmt.value
                     module.classes[node.name] = (root, attrs)
                     module.imports.pop(node.name, None)
@@ -297,8 +349,6 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
     if depth > 50:
         raise _Dynamic
     if isinstance(node, ast.Constant):
-        if node.value is _Dynamic:
-            raise _Dynamic
         return node.value
     if isinstance(node, ast.Tuple | ast.List):
         return [_evaluate(module, e, depth + 1) for e in node.elts]
@@ -316,8 +366,12 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
                 raise _Dynamic
             return _Call(op, [left, right], {})
         numbers = (int, float)
-        if isinstance(left, numbers) and isinstance(right, numbers) and \
-                not isinstance(left, bool) and not isinstance(right, bool):  # fmt: skip
+        if (
+            isinstance(left, numbers)
+            and isinstance(right, numbers)
+            and not isinstance(left, bool)
+            and not isinstance(right, bool)
+        ):
             try:
                 if isinstance(node.op, ast.Add):
                     return left + right
@@ -394,13 +448,29 @@ class _Visitor(ast.NodeVisitor):
             return library, kind, {}
         return None
 
-    def add(self, name: str, library: str, kind: str, node: ast.AST, function: str,
-            call: ast.Call | None, defaults: dict[str, Any] | None = None) -> _Site:  # fmt: skip
+    def add(
+        self,
+        name: str,
+        library: str,
+        kind: str,
+        node: ast.AST,
+        function: str,
+        call: ast.Call | None,
+        defaults: dict[str, Any] | None = None,
+    ) -> _Site:
         base, n = name, 2
         while name in self.found.sites:
             name, n = f"{base}.{n}", n + 1
-        site = _Site(name, library, self.where(node), function, kind, call, self.module,
-                     defaults=defaults or {})  # fmt: skip
+        site = _Site(
+            name,
+            library,
+            self.where(node),
+            function,
+            kind,
+            call,
+            self.module,
+            defaults=defaults or {},
+        )
         self.found.sites[name] = site
         return site
 
@@ -445,13 +515,16 @@ class _Visitor(ast.NodeVisitor):
             if default is not None:
                 self.visit(default)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def target_name(self, target: ast.expr) -> str | None:
         if isinstance(target, ast.Name):
             return self.qualname(target.id)
-        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and \
-                target.value.id in ("self", "cls"):  # fmt: skip
+        if (
+            isinstance(target, ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id in ("self", "cls")
+        ):
             owner = self.stack[:-1] if len(self.stack) > 1 else self.stack
             return ".".join([*owner, target.attr])
         return None
@@ -486,17 +559,24 @@ class _Visitor(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         found = self.kind_of(node.iter)
         if found is not None:
-            library, kind, defaults = found
+            library, _kind, defaults = found
             function = ".".join(self.stack) or "<module>"
             assert isinstance(node.iter, ast.Call)
-            self.add(f"{self.module.name}.{function}", library, "loop", node, function,
-                     node.iter, defaults)  # fmt: skip
+            self.add(
+                f"{self.module.name}.{function}",
+                library,
+                "loop",
+                node,
+                function,
+                node.iter,
+                defaults,
+            )
             for stmt in node.body + node.orelse:
                 self.visit(stmt)
             return
         self.generic_visit(node)
 
-    visit_AsyncFor = visit_For  # type: ignore[assignment]
+    visit_AsyncFor = visit_For
 
     def visit_Call(self, node: ast.Call) -> None:
         # backoff.on_exception(...)(fn), tenacity.retry(...)(fn), Retrying(...)(fn, ...)
@@ -514,8 +594,9 @@ class _Visitor(ast.NodeVisitor):
         if found is not None:  # a library object built where no name holds it
             library, kind, defaults = found
             function = ".".join(self.stack) or "<module>"
-            self.add(f"{self.module.name}.{function}", library, kind, node, function, node,
-                     defaults)  # fmt: skip
+            self.add(
+                f"{self.module.name}.{function}", library, kind, node, function, node, defaults
+            )
             return
         self.generic_visit(node)
 
@@ -548,7 +629,7 @@ class _Uses(ast.NodeVisitor):
                 site.rewrite.append((str(self.module.path), decorator.lineno))
         self.generic_visit(node)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -652,8 +733,9 @@ def _text(value: Any) -> str:
     if isinstance(value, _Call):
         if value.qual in ("|", "&", "+"):
             return f"({_text(value.args[0])} {value.qual} {_text(value.args[1])})"
-        inner = [_text(a) for a in value.args] + [f"{k}={_text(v)}" for k, v in
-                                                  value.kwargs.items()]  # fmt: skip
+        inner = [_text(a) for a in value.args] + [
+            f"{k}={_text(v)}" for k, v in value.kwargs.items()
+        ]
         return f"{value.qual.split('.')[-1]}({', '.join(inner)})"
     if isinstance(value, float) and not math.isfinite(value):
         return "float('inf')" if value > 0 else "float('-inf')"
@@ -661,16 +743,19 @@ def _text(value: Any) -> str:
 
 
 def _exceptions(op: _Op, site: _Site, value: Any, key: str) -> None:
-    names = [v.qual if isinstance(v, _Ref) else "?" for v in
-             (value if isinstance(value, list) else [value])]  # fmt: skip
+    names = [
+        v.qual if isinstance(v, _Ref) else "?"
+        for v in (value if isinstance(value, list) else [value])
+    ]
     if names and all(n.split(".")[-1] in _TRANSIENT or n in _TRANSIENT for n in names):
         op.mapped(f"{site.site} {key}", "the default classifier (these are transient here)")
     else:
         op.unmapped(f"{site.site} {key}", _EXCEPTION_NOTE)
 
 
-def _tenacity_site(run: _Run, op: _Op, site: _Site, args: list[Any],
-                   literal: dict[str, Any]) -> None:  # fmt: skip
+def _tenacity_site(
+    run: _Run, op: _Op, site: _Site, args: list[Any], literal: dict[str, Any]
+) -> None:
     data: dict[str, Any] = {}
     for key, value in literal.items():
         if key in ("stop", "wait"):
@@ -679,8 +764,10 @@ def _tenacity_site(run: _Run, op: _Op, site: _Site, args: list[Any],
             if isinstance(value, _Call) and value.qual.endswith("retry_if_exception_type"):
                 _exceptions(op, site, value.args[0] if value.args else _Ref("Exception"), key)
             else:
-                op.unmapped(f"{site.site} retry", "retry predicates are code: classify errors "
-                            "with a Classifier")  # fmt: skip
+                op.unmapped(
+                    f"{site.site} retry",
+                    "retry predicates are code: classify errors with a Classifier",
+                )
         elif key == "reraise":
             data[key] = value
         elif key in ("sleep",):
@@ -688,13 +775,16 @@ def _tenacity_site(run: _Run, op: _Op, site: _Site, args: list[Any],
         else:
             data[key] = None if value is None else f"<{key}>"
     if "retry" not in literal:
-        op.warn("retry (not set): tenacity retries every exception; here the classifier "
-                "retries transient errors only (pass on=... to rs.Retry for more)")  # fmt: skip
+        op.warn(
+            "retry (not set): tenacity retries every exception; here the classifier "
+            "retries transient errors only (pass on=... to rs.Retry for more)"
+        )
     _tenacity(run, data)
 
 
-def _stamina_site(run: _Run, op: _Op, site: _Site, args: list[Any],
-                  literal: dict[str, Any]) -> None:  # fmt: skip
+def _stamina_site(
+    run: _Run, op: _Op, site: _Site, args: list[Any], literal: dict[str, Any]
+) -> None:
     from ._core import _backoff_max, _Bad, _int, _positive, _retry, _seconds
 
     where = site.site
@@ -722,49 +812,71 @@ def _stamina_site(run: _Run, op: _Op, site: _Site, args: list[Any],
         _exceptions(op, site, literal["on"], "on")
     for key in ("attempts", "timeout"):
         if key in literal and literal[key] is not None:
-            op.mapped(f"{where} {key}", "retry.max_attempts" if key == "attempts" else
-                      "retry.deadline", 1.0 if key == "attempts" else 0.9,
-                      "" if key == "attempts" else "stamina stops once the timeout has "
-                      "passed; here no wait starts that would cross it")  # fmt: skip
+            op.mapped(
+                f"{where} {key}",
+                "retry.max_attempts" if key == "attempts" else "retry.deadline",
+                1.0 if key == "attempts" else 0.9,
+                ""
+                if key == "attempts"
+                else "stamina stops once the timeout has "
+                "passed; here no wait starts that would cross it",
+            )
     exact = not jitter
     for key in ("wait_initial", "wait_max", "wait_jitter", "wait_exp_base"):
         if key in literal:
             op.mapped(f"{where} {key}", "retry.backoff", 1.0 if exact else 0.9)
     if jitter:
-        op.warn(f"stamina adds up to {jitter:g} s of random jitter to each wait; here the waits "
-                "are the exponential ones without it")  # fmt: skip
+        op.warn(
+            f"stamina adds up to {jitter:g} s of random jitter to each wait; here the waits "
+            "are the exponential ones without it"
+        )
         if not any(k in literal for k in ("wait_initial", "wait_max", "wait_jitter")):
             op.entries.append(_Entry(f"{where} wait (stamina's default jitter)", 0.9))
     if attempts is None and timeout is None:
-        op.warn("stamina retries forever (attempts=None, timeout=None); unbounded retries are "
-                "refused here: max_attempts and deadline come from the preset")  # fmt: skip
+        op.warn(
+            "stamina retries forever (attempts=None, timeout=None); unbounded retries are "
+            "refused here: max_attempts and deadline come from the preset"
+        )
         op.entries.append(_Entry(f"{where} attempts", 0.5))
     if "attempts" not in literal or "timeout" not in literal:
         op.warn("omitted settings take stamina's defaults: 10 attempts, 45 s timeout")
     top = max(float(maximum), float(initial))
-    backoff = {"kind": "exponential", "initial": float(initial), "multiplier": float(base),
-               "maximum": top if math.isfinite(top) else _backoff_max(initial, base, attempts or
-                                                                      10), "jitter": False}  # fmt: skip
+    backoff = {
+        "kind": "exponential",
+        "initial": float(initial),
+        "multiplier": float(base),
+        "maximum": top if math.isfinite(top) else _backoff_max(initial, base, attempts or 10),
+        "jitter": False,
+    }
     if float(base) < 1:
         run.problem(f"{where} wait_exp_base", f"must be >= 1, got {base}")
         return
-    _retry(op, attempts=attempts if attempts is not None else (100 if timeout else None),
-           backoff=backoff, deadline=timeout)  # fmt: skip
+    _retry(
+        op,
+        attempts=attempts if attempts is not None else (100 if timeout else None),
+        backoff=backoff,
+        deadline=timeout,
+    )
     if attempts is None and timeout is None:
         op.table["retry"].pop("max_attempts", None)
         op.table["retry"].pop("deadline", None)
 
 
-def _backoff_site(run: _Run, op: _Op, site: _Site, args: list[Any],
-                  literal: dict[str, Any]) -> None:  # fmt: skip
+def _backoff_site(
+    run: _Run, op: _Op, site: _Site, args: list[Any], literal: dict[str, Any]
+) -> None:
     from ._core import _backoff_max, _Bad, _int, _positive, _retry, _seconds
 
     where = site.site
     gen = args[0] if args else literal.pop("wait_gen", _Ref("backoff.expo"))
-    if site.call is not None and site.call.func and _qual(site.module, site.call.func) == \
-            "backoff.on_predicate":  # fmt: skip
-        op.unmapped(f"{where} on_predicate", "retrying on a result is code: pass "
-                    "Classifier(result=...)")  # fmt: skip
+    if (
+        site.call is not None
+        and site.call.func
+        and _qual(site.module, site.call.func) == "backoff.on_predicate"
+    ):
+        op.unmapped(
+            f"{where} on_predicate", "retrying on a result is code: pass Classifier(result=...)"
+        )
     elif len(args) > 1:
         _exceptions(op, site, args[1], "exception")
     elif "exception" in literal:
@@ -784,17 +896,28 @@ def _backoff_site(run: _Run, op: _Op, site: _Site, args: list[Any],
     if tries is not None:
         op.mapped(f"{where} max_tries", "retry.max_attempts")
     if max_time is not None:
-        op.mapped(f"{where} max_time", "retry.deadline", 0.9, "backoff shortens the last wait "
-                  "to end at max_time and tries once more; here no wait crosses the deadline")
+        op.mapped(
+            f"{where} max_time",
+            "retry.deadline",
+            0.9,
+            "backoff shortens the last wait "
+            "to end at max_time and tries once more; here no wait crosses the deadline",
+        )
     if tries is None and max_time is None:
-        op.warn("backoff retries forever without max_tries or max_time; unbounded retries are "
-                "refused here: max_attempts and deadline come from the preset")  # fmt: skip
+        op.warn(
+            "backoff retries forever without max_tries or max_time; unbounded retries are "
+            "refused here: max_attempts and deadline come from the preset"
+        )
         op.entries.append(_Entry(f"{where} max_tries", 0.5))
     gen_name = gen.qual.split(".")[-1] if isinstance(gen, _Ref) else "?"
     jitter_ref = literal.get("jitter", _Ref("backoff.full_jitter"))
-    jitter_name = "none" if jitter_ref is None else (
-        jitter_ref.qual.split(".")[-1] if isinstance(jitter_ref, _Ref) else "?")  # fmt: skip
-    jitter: str | bool = {"full_jitter": "full", "none": False}.get(jitter_name, False)
+    jitter_name = (
+        "none"
+        if jitter_ref is None
+        else (jitter_ref.qual.split(".")[-1] if isinstance(jitter_ref, _Ref) else "?")
+    )
+    jitters: dict[str, str | bool] = {"full_jitter": "full", "none": False}
+    jitter = jitters.get(jitter_name, False)
     jitter_exact = jitter_name in ("full_jitter", "none")
     attempts = tries if tries is not None else 100 if max_time else 5
     backoff: dict[str, Any] | None = None
@@ -806,8 +929,13 @@ def _backoff_site(run: _Run, op: _Op, site: _Site, args: list[Any],
             maximum = _seconds(cap) if cap is not None else _backoff_max(factor, base, attempts)
             if base < 1:
                 raise _Bad(f"base must be >= 1, got {base:g}")
-            backoff = {"kind": "exponential", "initial": factor, "multiplier": base,
-                       "maximum": max(maximum, factor), "jitter": jitter}  # fmt: skip
+            backoff = {
+                "kind": "exponential",
+                "initial": factor,
+                "multiplier": base,
+                "maximum": max(maximum, factor),
+                "jitter": jitter,
+            }
             quality = 1.0 if jitter_exact else 0.8
         elif gen_name == "constant":
             interval = literal.get("interval", args[2] if len(args) > 2 else 1)
@@ -817,8 +945,13 @@ def _backoff_site(run: _Run, op: _Op, site: _Site, args: list[Any],
         elif gen_name == "fibo":
             cap = literal.get("max_value")
             maximum = _seconds(cap) if cap is not None else _backoff_max(1.0, 1.618, attempts)
-            backoff = {"kind": "exponential", "initial": 1.0, "multiplier": 1.618,
-                       "maximum": max(maximum, 1.0), "jitter": jitter}  # fmt: skip
+            backoff = {
+                "kind": "exponential",
+                "initial": 1.0,
+                "multiplier": 1.618,
+                "maximum": max(maximum, 1.0),
+                "jitter": jitter,
+            }
             quality = 0.7
         else:
             quality = 0.0
@@ -829,39 +962,58 @@ def _backoff_site(run: _Run, op: _Op, site: _Site, args: list[Any],
     if backoff is None:
         op.unmapped(label, "a custom wait generator is code: pick a Backoff kind")
     else:
-        op.mapped(label, "retry.backoff", quality, "" if quality == 1 else
-                  "Fibonacci waits (1, 1, 2, 3, 5...) are approximated by x1.618 exponential ones"
-                  if gen_name == "fibo" else "the jitter function differs")  # fmt: skip
+        op.mapped(
+            label,
+            "retry.backoff",
+            quality,
+            ""
+            if quality == 1
+            else "Fibonacci waits (1, 1, 2, 3, 5...) are approximated by x1.618 exponential ones"
+            if gen_name == "fibo"
+            else "the jitter function differs",
+        )
     for key in ("giveup", "on_success", "on_backoff", "on_giveup", "raise_on_giveup", "logger"):
         if key in literal:
             op.unmapped(f"{where} {key}", "hooks are code: subscribe to resilience.events")
-    _retry(op, attempts=attempts if (tries or max_time) else None, backoff=backoff,
-           deadline=max_time)  # fmt: skip
+    _retry(
+        op, attempts=attempts if (tries or max_time) else None, backoff=backoff, deadline=max_time
+    )
     if not (tries or max_time):
         op.table["retry"].pop("max_attempts", None)
         op.table["retry"].pop("deadline", None)
 
 
-def _breaker_site(run: _Run, op: _Op, site: _Site, args: list[Any],
-                  literal: dict[str, Any]) -> None:  # fmt: skip
+def _breaker_site(
+    run: _Run, op: _Op, site: _Site, args: list[Any], literal: dict[str, Any]
+) -> None:
     library = site.library
-    data = {k: v for k, v in literal.items()}
+    data = dict(literal.items())
     data.pop("name", None)
     where = site.site
     for key in ("exclude", "expected_exception"):
         if key in data:
             value = data.pop(key)
-            if key == "expected_exception" and isinstance(value, _Ref) and \
-                    value.qual in ("Exception", "BaseException"):  # fmt: skip
-                op.mapped(f"{where} {key}", "(every exception counts)", 0.9,
-                          "here only the failures the classifier calls transient count")
+            if (
+                key == "expected_exception"
+                and isinstance(value, _Ref)
+                and value.qual in ("Exception", "BaseException")
+            ):
+                op.mapped(
+                    f"{where} {key}",
+                    "(every exception counts)",
+                    0.9,
+                    "here only the failures the classifier calls transient count",
+                )
             else:
-                op.unmapped(f"{where} {key}", "exceptions are code: classify them with a "
-                            "Classifier")  # fmt: skip
+                op.unmapped(
+                    f"{where} {key}", "exceptions are code: classify them with a Classifier"
+                )
     for key in list(data):
         if not isinstance(data[key], int | float | str | bool | type(None)):
-            op.unmapped(f"{where} {key}", "code, not configuration (listeners, storage, "
-                        "fallbacks): see the docs")  # fmt: skip
+            op.unmapped(
+                f"{where} {key}",
+                "code, not configuration (listeners, storage, fallbacks): see the docs",
+            )
             del data[key]
     if library == "aiobreaker":
         if "timeout_duration" in data:
