@@ -572,6 +572,12 @@ def _retry_from(op: _Op, g: dict[str, _Setting], v8: bool, http: bool) -> None:
                 "default (Exponential with jitter) assumed; a plain Polly "
                 "RetryStrategyOptions defaults to Constant without jitter"
             )
+        if not v8 and kind_text is None and "delay" in g:
+            g["delay"].quality = min(g["delay"].quality, 0.8)
+            op.warn(
+                f"{g['delay'].label}: read as a constant wait between retries (Polly v7 "
+                "computes its waits in code: check the sleep duration provider)"
+            )
         if delay is None:
             delay = 2.0 if v8 else None
         if delay is not None:

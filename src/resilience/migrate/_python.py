@@ -252,6 +252,11 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
                     attempts = int(_positive(_int(_arg(args, kwargs, 0, "max_attempt_number", 0))))
                 elif name in ("stop_after_delay", "stop_before_delay"):
                     deadline = _positive(_seconds(_arg(args, kwargs, 0, "max_delay", None)))
+                    if name == "stop_after_delay":  # stop_before_delay is our deadline exactly
+                        quality = min(quality, 0.9)
+                        op.warn(f"{stop_label}: tenacity's stop_after_delay still sleeps and "
+                                "tries once more after a wait that crosses the delay; here no "
+                                "wait starts that would cross the deadline")  # fmt: skip
                 elif name == "stop_never":
                     pass
                 else:
@@ -262,7 +267,7 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
         if terms:
             op.mapped(stop_label, "retry.max_attempts / retry.deadline", quality,
                       "stop_all (&) is read as either limit ending the retries"
-                      if quality < 1 else "")  # fmt: skip
+                      if quality < 0.9 else "")  # fmt: skip
     if attempts is None:
         where = stop_label or "stop (not set)"
         if deadline is None:

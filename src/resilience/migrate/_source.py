@@ -142,6 +142,7 @@ class _Site:
     uses: list[str] = field(default_factory=list)
     rewrite: list[tuple[str, int]] = field(default_factory=list)  # (file, decorator line)
     defaults: dict[str, Any] = field(default_factory=dict)  # a subclass's class attributes
+    defaults_module: _Module | None = None  # where that subclass is defined
 
 
 @dataclass
@@ -230,9 +231,14 @@ def _python_source(run: _Run, source: Any) -> _Found:
         modules.append(module)
     if run.problems:
         return found
+    classes = {
+        f"{m.name}.{cls}": (root, attrs, m)
+        for m in modules
+        for cls, (root, attrs) in m.classes.items()
+    }
     for module in modules:
         try:
-            _Visitor(run, module, found).visit(module.tree)
+            _Visitor(run, module, found, classes).visit(module.tree)
         except RecursionError:
             run.problem(str(module.path), "nested too deeply")
     shared = dict(found.sites.items())
@@ -425,8 +431,14 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, run: _Run, module: _Module, found: _Found) -> None:
-        self.run, self.module, self.found = run, module, found
+    def __init__(
+        self,
+        run: _Run,
+        module: _Module,
+        found: _Found,
+        classes: dict[str, tuple[str, dict[str, ast.expr], _Module]],
+    ) -> None:
+        self.run, self.module, self.found, self.classes = run, module, found, classes
         self.stack: list[str] = []
 
     def where(self, node: ast.AST) -> str:
@@ -443,6 +455,9 @@ class _Visitor(ast.NodeVisitor):
             root, attrs = self.module.classes[qual]
             library = root.split(".")[0]
             return library, "breaker", {"class": qual, **attrs}
+        if qual in self.classes:  # a subclass defined in another module of the project
+            root, attrs, defined = self.classes[qual]
+            return root.split(".")[0], "breaker", {"class": qual, "module": defined, **attrs}
         if qual in _SITES:
             library, kind = _SITES[qual]
             return library, kind, {}
@@ -676,12 +691,13 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
             except _Dynamic:
                 dynamic += _TARGETS[group].get(keyword.arg, [f"({keyword.arg})"])
                 labels[keyword.arg] = f"{site.site} {keyword.arg}"
+    defined = site.defaults.get("module", site.module)
     for attr, expr in site.defaults.items():  # a subclass's FAILURE_THRESHOLD = 10
         key = attr.lower()
-        if attr == "class" or key in literal:
+        if attr in ("class", "module") or key in literal:
             continue
         try:
-            literal[key] = _evaluate(site.module, expr)
+            literal[key] = _evaluate(defined, expr)
         except _Dynamic:
             dynamic += _TARGETS[group].get(key, [f"({key})"])
     previous = run.name
