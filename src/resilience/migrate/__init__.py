@@ -136,7 +136,8 @@ def _migrate(source: Any, fmt: str, profile: str | None, name: str | None, prese
         if not isinstance(source, str | Path):
             raise MigrationError([("source", "format 'python' reads a .py file, a directory or "
                                    f"source text, got {type(source).__name__}")])  # fmt: skip
-        run = _Run("python", str(source), name, unset)
+        text = isinstance(source, str) and ("\n" in source or not source.strip())
+        run = _Run("python", "<text>" if text else str(source), name, unset)
         found = _python_source(run, source)
         if run.problems:
             raise MigrationError(run.problems)

@@ -371,13 +371,14 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
             if strategy in ("ratelimiter", "bulkhead"):
                 _limiter(op, value, label)
                 continue
-            exact = strategy in _V8 and k in (
-                "retry",
-                "circuitbreaker",
-                "totalrequesttimeout",
-                "attempttimeout",
-                "timeout",
-            )
+            own = {_norm(str(i)) for i in value} - {"name", "shouldhandle", "enabled"}
+            # Polly v8's option objects: its container names holding its own option names
+            exact = (
+                strategy in _V8
+                and k in ("retry", "circuitbreaker", "totalrequesttimeout", "attempttimeout",
+                          "timeout")
+                and (not own or bool(own & _V8[strategy]))
+            )  # fmt: skip
             if exact:
                 v8.add(strategy)
             for inner, inner_value in value.items():

@@ -153,6 +153,7 @@ class _Module:
     imports: dict[str, str] = field(default_factory=dict)
     consts: dict[str, ast.expr] = field(default_factory=dict)
     classes: dict[str, tuple[str, dict[str, ast.expr]]] = field(default_factory=dict)
+    stars: list[str] = field(default_factory=list)  # `from tenacity import *`
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _python_source(run: _Run, source: Any) -> _Found:
         _Uses(module, shared).visit(module.tree)
     if not found.sites and not run.problems:
         run.problem(
-            str(source) if not isinstance(source, str) or "\n" not in source else "<text>",
+            "source",
             "no tenacity, stamina, backoff, pybreaker, circuitbreaker, "
             "aiobreaker or purgatory site found",
         )
@@ -274,6 +275,8 @@ def _scan_module(module: _Module) -> None:
             for alias in node.names:
                 if alias.name != "*":
                     module.imports[alias.asname or alias.name] = f"{base}.{alias.name}"
+                elif base.split(".")[0] in _LIBRARIES:
+                    module.stars.append(base.split(".")[0])
     for node in module.tree.body:  # names the module binds itself shadow imports
         targets: list[ast.expr] = []
         value: ast.expr = _REASSIGNED
@@ -322,6 +325,19 @@ def _scan_module(module: _Module) -> None:
                     module.imports.pop(node.name, None)
 
 
+_STAR_PREFIXES = {
+    "tenacity": ("stop_", "wait_", "retry_", "before_", "after_"),
+    "backoff": ("on_", "expo", "constant", "fibo", "full_jitter", "random_jitter"),
+}
+
+
+def _public(library: str, name: str) -> bool:
+    """Is `name` one that `from library import *` binds (as far as sites go)?"""
+    if f"{library}.{name}" in _SITES or name in ("Retrying", "AsyncRetrying"):
+        return True
+    return name.startswith(_STAR_PREFIXES.get(library, ()))
+
+
 def _canonical(qual: str) -> str:
     """`tenacity.stop.stop_after_attempt` -> `tenacity.stop_after_attempt`."""
     parts = qual.split(".")
@@ -335,6 +351,10 @@ def _qual(module: _Module, node: ast.expr) -> str | None:
         if node.id in module.classes:
             return node.id
         target = module.imports.get(node.id)
+        if target is None:
+            for library in module.stars:
+                if _public(library, node.id):
+                    return f"{library}.{node.id}"
         return _canonical(target) if target else None
     if isinstance(node, ast.Attribute):
         inner = _qual(module, node.value)
