@@ -154,6 +154,7 @@ class _Module:
     consts: dict[str, ast.expr] = field(default_factory=dict)
     classes: dict[str, tuple[str, dict[str, ast.expr]]] = field(default_factory=dict)
     stars: list[str] = field(default_factory=list)  # `from tenacity import *`
+    local: dict[str, int] = field(default_factory=dict)  # names the module binds: first line
 
 
 @dataclass
@@ -282,6 +283,7 @@ def _scan_module(module: _Module) -> None:
         value: ast.expr = _REASSIGNED
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             bound.add(node.name)
+            module.local.setdefault(node.name, node.lineno)
         elif isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -294,8 +296,6 @@ def _scan_module(module: _Module) -> None:
                     module.consts[target.id] = _REASSIGNED
                 else:
                     module.consts[target.id] = value
-    for name in bound:
-        module.imports.pop(name, None)
     for node in module.tree.body:  # subclasses configured by class attributes
         if isinstance(node, ast.ClassDef):
             for base_node in node.bases:
@@ -350,6 +350,8 @@ def _qual(module: _Module, node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
         if node.id in module.classes:
             return node.id
+        if node.id in module.local and node.lineno > module.local[node.id]:
+            return None  # the module's own `def retry(...)` shadows the import from here on
         target = module.imports.get(node.id)
         if target is None:
             for library in module.stars:
