@@ -322,6 +322,37 @@ def test_python_sites_golden() -> None:
     honest(report)
 
 
+@pytest.mark.parametrize(
+    ("wait", "attempts", "backoff", "exact"),
+    [
+        ("wait_chain(wait_fixed(1), wait_fixed(2), wait_fixed(4))", 4,
+         {"kind": "exponential", "initial": 1.0, "multiplier": 2.0, "maximum": 4.0,
+          "jitter": False}, True),
+        ("wait_chain(*[wait_fixed(3)] * 3 + [wait_fixed(7)] * 2)", 3,
+         {"kind": "constant", "delay": 3.0}, True),  # 2 waits: both 3 s
+        ("wait_chain(*[wait_fixed(3)] * 3 + [wait_fixed(7)] * 2)", 5,
+         {"kind": "linear", "initial": 3.0, "step": 4 / 3, "maximum": 7.0, "jitter": False},
+         False),
+        ("wait_fixed(1) + wait_fixed(2)", 3, {"kind": "constant", "delay": 3.0}, True),
+        ("wait_exponential(multiplier=1, min=4, max=10)", 5, None, False),
+    ],
+)  # fmt: skip
+def test_tenacity_chains_and_sums_of_waits(
+    wait: str, attempts: int, backoff: dict[str, Any] | None, exact: bool
+) -> None:
+    source = (
+        "from tenacity import *\n"
+        f"@retry(stop=stop_after_attempt({attempts}), wait={wait}, "
+        "retry=retry_if_exception_type(ConnectionError))\ndef f():\n    pass\n"
+    )
+    report = migrate.migrate(source, format="python")
+    got = op(report, "module.f")["retry"]["backoff"]
+    if backoff is not None:
+        assert got == pytest.approx(backoff)
+    assert (report.confidence == 1.0) is exact
+    honest(report)
+
+
 def test_python_imports_and_aliases_decide_what_is_a_site(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text(
         "from tenacity import retry\n"
@@ -499,6 +530,15 @@ WAITS = st.one_of(
         lambda s, i: f"wait_incrementing(start={s}, increment={i}, max=10)",
         st.sampled_from([0.1, 1]),
         st.sampled_from([0, 0.5, 2]),
+    ),
+    st.builds(
+        lambda ws: "wait_chain(" + ", ".join(f"wait_fixed({w})" for w in sorted(ws)) + ")",
+        st.lists(st.sampled_from([0.5, 1, 3]), min_size=1, max_size=2),
+    ),
+    st.builds(
+        lambda a, b: f"wait_fixed({a}) + wait_fixed({b})",
+        st.sampled_from([0, 1]),
+        st.sampled_from([0.5, 2]),
     ),
 )
 

@@ -393,6 +393,13 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
             if op is None:
                 raise _Dynamic
             return _Call(op, [left, right], {})
+        if isinstance(left, list) and isinstance(right, list) and isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Mult) and (isinstance(left, list) or isinstance(right, list)):
+            items, times = (left, right) if isinstance(left, list) else (right, left)
+            if isinstance(times, int) and not isinstance(times, bool) and 0 <= times <= 1000:
+                return items * times
+            raise _Dynamic
         numbers = (int, float)
         if (
             isinstance(left, numbers)
@@ -437,13 +444,20 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
             except (TypeError, ValueError, OverflowError):
                 raise _Dynamic from None
         if qual.split(".")[0] in _LIBRARIES:
-            if any(isinstance(a, ast.Starred) for a in node.args) or any(
-                k.arg is None for k in node.keywords
-            ):
+            if any(k.arg is None for k in node.keywords):
                 raise _Dynamic
+            args: list[Any] = []
+            for a in node.args:
+                if isinstance(a, ast.Starred):  # wait_chain(*[wait_fixed(3)] * 3 + [...])
+                    spread = _evaluate(module, a.value, depth + 1)
+                    if not isinstance(spread, list):
+                        raise _Dynamic
+                    args += spread
+                else:
+                    args.append(_evaluate(module, a, depth + 1))
             return _Call(
                 qual,
-                [_evaluate(module, a, depth + 1) for a in node.args],
+                args,
                 {str(k.arg): _evaluate(module, k.value, depth + 1) for k in node.keywords},
             )
     raise _Dynamic
