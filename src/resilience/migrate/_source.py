@@ -434,13 +434,13 @@ def _evaluate(module: _Module, node: ast.expr, depth: int = 0) -> Any:
         raise _Dynamic
     if isinstance(node, ast.Call):
         qual = _qual(module, node.func) or ""
-        if qual in ("datetime.timedelta", "datetime.timedelta") or qual.endswith(".timedelta"):
+        if qual == "datetime.timedelta" or qual.endswith(".timedelta"):
             if any(k.arg is None for k in node.keywords):
                 raise _Dynamic
-            args = [_evaluate(module, a, depth + 1) for a in node.args]
-            kwargs = {str(k.arg): _evaluate(module, k.value, depth + 1) for k in node.keywords}
+            parts = [_evaluate(module, a, depth + 1) for a in node.args]
+            named = {str(k.arg): _evaluate(module, k.value, depth + 1) for k in node.keywords}
             try:
-                return datetime.timedelta(*args, **kwargs).total_seconds()
+                return datetime.timedelta(*parts, **named).total_seconds()
             except (TypeError, ValueError, OverflowError):
                 raise _Dynamic from None
         if qual.split(".")[0] in _LIBRARIES:
