@@ -260,10 +260,6 @@ def _select_documents(
             f"{label}: only the base document was read; profile documents: "
             f"{', '.join(source.profiles)} (pass profile= / --profile NAME)"
         )
-    elif active:
-        unknown = sorted(active - set(source.profiles))
-        if unknown:
-            source.warnings.append(f"{label}: no document for profile(s) {', '.join(unknown)}")
     return chosen
 
 
@@ -422,8 +418,7 @@ def _read_one(source: Any, fmt: str, profile: str | None) -> _Source:
 def _read(source: Any, fmt: str, profile: str | None = None) -> _Source:
     """Read one source, or several (a base, then overlays merged over it, in order)."""
     if isinstance(source, str | Path | Mapping):
-        single = _read_one(source, fmt, profile)
-        return single
+        return _unknown_profiles(_read_one(source, fmt, profile), profile, [])
     if not isinstance(source, Sequence) or not source:
         raise MigrationError(
             [
@@ -455,7 +450,17 @@ def _read(source: Any, fmt: str, profile: str | None = None) -> _Source:
         out.warnings += part.warnings
     # an overlay read after its base is what Spring does; only the first file can lack one
     out.overlays = parts[0].overlays
-    return out
+    return _unknown_profiles(out, profile, [o for p in parts[1:] for o in p.overlays])
+
+
+def _unknown_profiles(source: _Source, profile: str | None, overlays: list[str]) -> _Source:
+    """Warn about a profile asked for that no document and no overlay file is for."""
+    named = {m.group("profile") for o in overlays if (m := _OVERLAY_NAME.match(o))}
+    asked = {p.strip() for p in (profile or "").split(",") if p.strip()}
+    unknown = sorted(asked - set(source.profiles) - named)
+    if unknown:
+        source.warnings.append(f"no document for profile(s) {', '.join(unknown)}")
+    return source
 
 
 # --- detecting the format -----------------------------------------------------------------

@@ -725,7 +725,10 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
                     raise _Dynamic  # stop_after_attempt(settings.n)
                 literal[keyword.arg] = value
             except _Dynamic:
-                dynamic += _TARGETS[group].get(keyword.arg, [f"({keyword.arg})"])
+                if group == "tenacity" and keyword.arg == "stop":
+                    dynamic += _stop_paths(site.module, keyword.value)
+                else:
+                    dynamic += _TARGETS[group].get(keyword.arg, [f"({keyword.arg})"])
                 labels[keyword.arg] = f"{site.site} {keyword.arg}"
     defined = site.defaults.get("module", site.module)
     for attr, expr in site.defaults.items():  # a subclass's FAILURE_THRESHOLD = 10
@@ -765,6 +768,21 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
         op.entries.append(_Entry(f"{site.site} {path} (dynamic)", 0.0))
         op.warn(f"{path} is computed in the code (not a literal): set it by hand")
     found.dynamic[site.name] = dynamic
+
+
+def _stop_paths(module: _Module, node: ast.expr) -> list[str]:
+    """What a tenacity stop the code computes decides: attempts, the deadline, or both."""
+    if isinstance(node, ast.BinOp):
+        return _stop_paths(module, node.left) + _stop_paths(module, node.right)
+    if isinstance(node, ast.Call):
+        name = (_qual(module, node.func) or "").rsplit(".", 1)[-1]
+        if name == "stop_after_attempt":
+            return ["retry.max_attempts"]
+        if name in ("stop_after_delay", "stop_before_delay"):
+            return ["retry.deadline"]
+        if name in ("stop_any", "stop_all"):
+            return [p for arg in node.args for p in _stop_paths(module, arg)]
+    return list(_TARGETS["tenacity"]["stop"])
 
 
 def _foreign(value: Any) -> bool:
@@ -832,6 +850,10 @@ def _tenacity_site(
             "retries transient errors only (pass on=... to rs.Retry for more)"
         )
     _tenacity(run, data)
+    stated = {k.arg for k in site.call.keywords} if site.call is not None else set()
+    if "stop" in stated and "stop" not in literal:  # computed in code: `dynamic` says so
+        op.warnings = [w for w in op.warnings if not w.startswith("stop (not set)")]
+        op.entries = [e for e in op.entries if e.key != "stop (not set)"]
 
 
 def _stamina_site(
