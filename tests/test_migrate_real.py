@@ -633,3 +633,26 @@ def test_pybreaker_sites_open_at_the_same_call(
                 pass
         # the same call runs on both sides, or is rejected on both
         assert ("ours" in ran) == ("theirs" in ran), (step, ran)
+
+
+def test_a_retry_and_a_breaker_on_one_function_are_one_operation(tmp_path: Path) -> None:
+    (tmp_path / "svc.py").write_text(
+        "from tenacity import retry, stop_after_attempt, wait_fixed\n"
+        "from circuitbreaker import circuit\n\n"
+        "@circuit(failure_threshold=4)\n"
+        "@retry(stop=stop_after_attempt(3), wait=wait_fixed(1))\n"
+        "def fetch():\n    pass\n\n"
+        "@retry(stop=stop_after_attempt(2), wait=wait_fixed(1))\n"
+        "@retry(stop=stop_after_attempt(3), wait=wait_fixed(1))\n"
+        "def twice():\n    pass\n"
+    )
+    report = migrate.migrate(tmp_path)
+    assert sorted(report.operations) == ["svc.fetch", "svc.twice", "svc.twice.2"]
+    fetch = report.operations["svc.fetch"]
+    assert fetch.library == "circuitbreaker+tenacity"
+    assert set(op(report, "svc.fetch")) >= {"retry", "breaker"}
+    assert any("retry is outside the breaker" in w for w in report.warnings)
+    assert any("a second site for 'svc.twice'" in w for w in report.warnings)  # never silent
+    diff = migrate.rewrite(report)
+    assert diff.count('+@rs.resilient("svc.fetch")') == 1
+    assert '+@rs.resilient("svc.twice.2")' in diff

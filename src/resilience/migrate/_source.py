@@ -144,6 +144,10 @@ class _Site:
     defaults: dict[str, Any] = field(default_factory=dict)  # a subclass's class attributes
     defaults_module: _Module | None = None  # where that subclass is defined
 
+    @property
+    def where_line(self) -> int:
+        return int(self.site.rsplit(":", 1)[-1])
+
 
 @dataclass
 class _Module:
@@ -163,14 +167,18 @@ class _Found:
     dynamic: dict[str, list[str]] = field(default_factory=dict)
 
     def annotate(self, report: MigrationReport) -> None:
-        for name, site in self.sites.items():
-            op = report.operations.get(name)
+        for site in self.sites.values():
+            op = report.operations.get(site.name)
             if op is None:
                 continue
-            op.library, op.site, op.function = site.library, site.site, site.function
-            op.dynamic = list(self.dynamic.get(name, []))
-            op.uses = [site.site, *[u for u in site.uses if u != site.site]]
-        report.rewrites = {n: list(s.rewrite) for n, s in self.sites.items() if s.rewrite}
+            if op.site is None:  # the operation's first site
+                op.library, op.site, op.function = site.library, site.site, site.function
+                op.dynamic = list(self.dynamic.get(site.name, []))
+            elif site.library not in (op.library or "").split("+"):
+                op.library = f"{op.library}+{site.library}"
+            op.uses += [u for u in [site.site, *site.uses] if u not in op.uses]
+            if site.rewrite:
+                report.rewrites.setdefault(site.name, []).extend(site.rewrite)
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -243,7 +251,9 @@ def _python_source(run: _Run, source: Any) -> _Found:
             _Visitor(run, module, found, classes).visit(module.tree)
         except RecursionError:
             run.problem(str(module.path), "nested too deeply")
-    shared = dict(found.sites.items())
+    shared: dict[str, _Site] = {}
+    for site in found.sites.values():
+        shared.setdefault(site.name, site)
     for module in modules:  # uses of shared breakers and retriers, in any module
         _Uses(module, shared).visit(module.tree)
     if not found.sites and not run.problems:
@@ -508,10 +518,29 @@ class _Visitor(ast.NodeVisitor):
         function: str,
         call: ast.Call | None,
         defaults: dict[str, Any] | None = None,
+        join: bool = False,
     ) -> _Site:
+        taken = {s.name: s for s in self.found.sites.values()}
         base, n = name, 2
-        while name in self.found.sites:
-            name, n = f"{base}.{n}", n + 1
+        other = taken.get(name)
+        if (
+            join
+            and other is not None
+            and other.function == function
+            and _group(other.library) != _group(library)
+        ):
+            # a retry and a breaker decorating one function: one operation, one pipeline
+            key = f"{name}#{len(self.found.sites)}"
+            if _group(library) == "retry" and other.where_line < getattr(node, "lineno", 0):
+                self.run.warn(f"{name}: the breaker decorates the retry there; here the retry "
+                              "is outside the breaker (the pipeline's fixed order)")  # fmt: skip
+        else:
+            while name in taken:
+                name, n = f"{base}.{n}", n + 1
+            if name != base:
+                self.run.warn(f"{self.where(node)}: a second site for {base!r}: it is "
+                              f"operation {name!r}")  # fmt: skip
+            key = name
         site = _Site(
             name,
             library,
@@ -522,7 +551,7 @@ class _Visitor(ast.NodeVisitor):
             self.module,
             defaults=defaults or {},
         )
-        self.found.sites[name] = site
+        self.found.sites[key] = site
         return site
 
     def qualname(self, leaf: str) -> str:
@@ -545,7 +574,9 @@ class _Visitor(ast.NodeVisitor):
                 qual = _qual(self.module, decorator)
                 if qual in ("tenacity.retry", "circuitbreaker.circuit"):  # bare @retry
                     library = qual.split(".")[0]
-                    site = self.add(op_name, library, "decorator", decorator, qualname, None)
+                    site = self.add(
+                        op_name, library, "decorator", decorator, qualname, None, join=True
+                    )
                     site.decorator = decorator
                     site.rewrite.append((str(self.module.path), decorator.lineno))
                 else:
@@ -553,7 +584,9 @@ class _Visitor(ast.NodeVisitor):
                 continue
             library, kind, defaults = found
             assert isinstance(decorator, ast.Call)
-            site = self.add(op_name, library, kind, decorator, qualname, decorator, defaults)
+            site = self.add(
+                op_name, library, kind, decorator, qualname, decorator, defaults, join=True
+            )
             site.decorator = decorator
             site.rewrite.append((str(self.module.path), decorator.lineno))
             for arg in [*decorator.args, *[k.value for k in decorator.keywords]]:
@@ -767,7 +800,8 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
                 op.table.pop(section, None)
         op.entries.append(_Entry(f"{site.site} {path} (dynamic)", 0.0))
         op.warn(f"{path} is computed in the code (not a literal): set it by hand")
-    found.dynamic[site.name] = dynamic
+    found.dynamic.setdefault(site.name, []).extend(d for d in dynamic if d not in
+                                                   found.dynamic.get(site.name, []))  # fmt: skip
 
 
 def _stop_paths(module: _Module, node: ast.expr) -> list[str]:
@@ -783,6 +817,10 @@ def _stop_paths(module: _Module, node: ast.expr) -> list[str]:
         if name in ("stop_any", "stop_all"):
             return [p for arg in node.args for p in _stop_paths(module, arg)]
     return list(_TARGETS["tenacity"]["stop"])
+
+
+def _group(library: str) -> str:
+    return "retry" if library in ("tenacity", "stamina", "backoff") else "breaker"
 
 
 def _foreign(value: Any) -> bool:
