@@ -656,3 +656,27 @@ def test_a_retry_and_a_breaker_on_one_function_are_one_operation(tmp_path: Path)
     diff = migrate.rewrite(report)
     assert diff.count('+@rs.resilient("svc.fetch")') == 1
     assert '+@rs.resilient("svc.twice.2")' in diff
+
+
+def test_purgatory_factories_and_their_decorators(tmp_path: Path) -> None:
+    (tmp_path / "pay.py").write_text(
+        "from purgatory import AsyncCircuitBreakerFactory\n\n"
+        "breakers = AsyncCircuitBreakerFactory(default_threshold=3, default_ttl=45)\n\n"
+        '@breakers("payments", threshold=2)\nasync def pay():\n    pass\n\n'
+        '@breakers("ledger")\nasync def ledger():\n    pass\n'
+    )
+    report = migrate.migrate(tmp_path)
+    assert op(report, "pay.pay")["breaker"]["minimum_calls"] == 2  # its own threshold
+    assert op(report, "pay.ledger")["breaker"]["minimum_calls"] == 3  # the factory's
+    assert op(report, "pay.ledger")["breaker"]["open_duration"] == 45.0
+    assert report.operations["pay.pay"].library == "purgatory"
+    honest(report)
+
+
+def test_dotnet_overlays_merge_case_insensitively() -> None:
+    base = '{"Polly": {"RetryCount": 3, "RetryDelayInSeconds": 2}}'
+    production = '{"polly": {"retrycount": 5}}'  # .NET keys ignore case
+    report = migrate.migrate([base, production])
+    assert list(report.operations) == ["Polly"]
+    assert op(report, "Polly")["retry"]["max_attempts"] == 5
+    assert op(report, "Polly")["retry"]["backoff"] == {"kind": "constant", "delay": 2.0}

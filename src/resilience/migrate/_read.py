@@ -28,6 +28,7 @@ class _Source:
     profiles: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     overlays: list[str] = field(default_factory=list)  # profile files read without their base
+    fold: bool = False  # .NET JSON: keys are case-insensitive when files are merged
 
 
 # --- JSON as .NET reads it ------------------------------------------------------------------
@@ -263,12 +264,15 @@ def _select_documents(
     return chosen
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any], fold: bool = False
+                ) -> dict[str, Any]:  # fmt: skip
     """Spring / .NET overlay semantics: mappings merge key by key; anything else replaces."""
     for key, value in over.items():
+        if fold and key not in base and isinstance(key, str):
+            key = next((k for k in base if isinstance(k, str) and k.lower() == key.lower()), key)
         mine = base.get(key)
         if isinstance(mine, dict) and isinstance(value, Mapping):
-            _deep_merge(mine, value)
+            _deep_merge(mine, value, fold)
         else:
             base[key] = _copy(value)
     return base
@@ -391,6 +395,7 @@ def _read_one(source: Any, fmt: str, profile: str | None) -> _Source:
                 [(label, f"must hold a mapping at the top, got {type(data).__name__}")]
             )
         out.data = data
+        out.fold = True
     elif suffix in (".yml", ".yaml"):
         merged: dict[str, Any] = {}
         for doc in _select_documents(_yaml_documents(text, label), label, profile, out):
@@ -439,7 +444,7 @@ def _read(source: Any, fmt: str, profile: str | None = None) -> _Source:
         if len(kinds) > 1 or part.kind == "flat":
             merged.update(data)
         else:
-            _deep_merge(merged, data)
+            _deep_merge(merged, data, all(p.fold for p in parts))
     out = _Source(
         merged,
         " + ".join(p.label for p in parts),

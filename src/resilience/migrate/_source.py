@@ -554,6 +554,14 @@ class _Visitor(ast.NodeVisitor):
         self.found.sites[key] = site
         return site
 
+    def factory_of(self, decorator: ast.expr) -> _Site | None:
+        if not isinstance(decorator, ast.Call) or not isinstance(decorator.func, ast.Name):
+            return None
+        for site in self.found.sites.values():
+            if site.kind == "factory" and site.name == f"{self.module.name}.{decorator.func.id}":
+                return site
+        return None
+
     def qualname(self, leaf: str) -> str:
         return ".".join([*self.stack, leaf])
 
@@ -570,6 +578,17 @@ class _Visitor(ast.NodeVisitor):
         op_name = f"{self.module.name}.{qualname}"
         for decorator in node.decorator_list:
             found = self.kind_of(decorator)
+            factory = self.factory_of(decorator)
+            if factory is not None:  # purgatory: @breakers("circuit", threshold=..., ttl=...)
+                assert isinstance(decorator, ast.Call)
+                assert factory.call is not None
+                inherited = {k.arg: k.value for k in factory.call.keywords if k.arg}
+                site = self.add(op_name, "purgatory", "decorator", decorator, qualname,
+                                decorator, {**inherited, "module": factory.module},
+                                join=True)  # fmt: skip
+                site.decorator = decorator
+                site.rewrite.append((str(self.module.path), decorator.lineno))
+                continue
             if found is None:
                 qual = _qual(self.module, decorator)
                 if qual in ("tenacity.retry", "circuitbreaker.circuit"):  # bare @retry
@@ -1136,8 +1155,13 @@ def _breaker_site(
             data["fail_max"] = args[0]
         _pybreaker(run, data)
     elif library == "purgatory":
-        threshold = data.pop("default_threshold", data.pop("threshold", 5))
-        ttl = data.pop("default_ttl", data.pop("ttl", 30))
+        own_threshold, own_ttl = data.pop("threshold", None), data.pop("ttl", None)
+        threshold = own_threshold if own_threshold is not None else data.pop("default_threshold", 5)
+        ttl = own_ttl if own_ttl is not None else data.pop("default_ttl", 30)
+        data.pop("default_threshold", None)
+        data.pop("default_ttl", None)
+        if args and isinstance(args[0], str):
+            op.mapped(f"{where} circuit", "the operation (one breaker state per circuit name)")
         _circuitbreaker(run, {"failure_threshold": threshold, "recovery_timeout": ttl, **data})
     else:
         if args and "failure_threshold" not in data and args[0] is not _Dynamic:
