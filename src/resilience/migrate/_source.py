@@ -766,7 +766,14 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
                 args.append(value)
             except _Dynamic:
                 args.append(_Dynamic)
-                dynamic.append(f"<argument {index + 1}>")
+                if index == 0 and group == "breaker":  # CircuitBreaker(FAILS), circuit(N)
+                    dynamic += _TARGETS["breaker"]["fail_max"]
+                elif index == 0 and group == "backoff":  # the wait generator
+                    dynamic += _TARGETS["backoff"]["wait_gen"]
+                elif index == 0 and site.library == "purgatory":
+                    pass  # the circuit's name
+                else:
+                    dynamic.append(f"<argument {index + 1}>")
         for keyword in call.keywords:
             if keyword.arg is None:
                 dynamic += _ALL[group]
@@ -809,6 +816,9 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
                 entry.key = f"{site.site} {entry.key}"
     finally:
         run.name = previous
+    for d in dynamic:
+        if d.startswith("<"):  # a positional argument this reader cannot place
+            op.unmapped(f"{site.site} {d}", "computed in the code; check it by hand")
     dynamic = list(dict.fromkeys(d for d in dynamic if not d.startswith("<")))
     for path in dynamic:  # never guessed: what the code computes stays out of the config
         section, _, key = path.partition(".")
@@ -941,6 +951,11 @@ def _stamina_site(
     base = get("wait_exp_base", 2.0, lambda v: _positive(float(_seconds(v))))
     if "on" in literal:
         _exceptions(op, site, literal["on"], "on")
+    known = {"on", "attempts", "timeout", "wait_initial", "wait_max", "wait_jitter",
+             "wait_exp_base"}  # fmt: skip
+    for key in literal:
+        if key not in known:
+            op.unmapped(f"{where} {key}", "not a stamina setting this migrator knows")
     for key in ("attempts", "timeout"):
         if key in literal and literal[key] is not None:
             op.mapped(
@@ -1103,9 +1118,17 @@ def _backoff_site(
             if gen_name == "fibo"
             else "the jitter function differs",
         )
-    for key in ("giveup", "on_success", "on_backoff", "on_giveup", "raise_on_giveup", "logger"):
+    for key in ("giveup", "on_success", "on_backoff", "on_giveup"):
         if key in literal:
             op.unmapped(f"{where} {key}", "hooks are code: subscribe to resilience.events")
+    read = {"max_tries", "max_time", "factor", "base", "max_value", "interval", "jitter",
+            "wait_gen", "giveup", "on_success", "on_backoff", "on_giveup", "exception",
+            "predicate"}  # fmt: skip
+    for key in literal:
+        if key in ("logger", "backoff_log_level", "giveup_log_level", "raise_on_giveup"):
+            op.ignored(f"{where} {key}")
+        elif key not in read:
+            op.unmapped(f"{where} {key}", "not a backoff setting this migrator knows")
     _retry(
         op, attempts=attempts if (tries or max_time) else None, backoff=backoff, deadline=max_time
     )
