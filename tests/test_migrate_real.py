@@ -680,3 +680,36 @@ def test_dotnet_overlays_merge_case_insensitively() -> None:
     assert list(report.operations) == ["Polly"]
     assert op(report, "Polly")["retry"]["max_attempts"] == 5
     assert op(report, "Polly")["retry"]["backoff"] == {"kind": "constant", "delay": 2.0}
+
+
+def test_option_classes_as_projects_write_them() -> None:
+    # shapes of real options classes bound from appsettings.json
+    text = """{
+      "HttpClientPolicyConfiguration": { "RetryCount": 3, "RetryDelayInMs": 500,
+        "RetryTimeoutInSeconds": 5, "BreakDurationInSeconds": 30, "MaxAttemptBeforeBreak": 3,
+        "HandlerTimeoutInMinutes": 5 },
+      "PollySettings": { "RetryCount": 3, "RetryIntervalInSeconds": 2,
+        "CircuitBreakerDurationInSeconds": 30, "CircuitBreakerExceptionsAllowedBeforeBreaking": 5,
+        "RateLimitMaxRequest": 100, "RateLimitTimeWindowInSeconds": 60 },
+      "PolicyOptions": {
+        "HttpCircuitBreaker": {
+          "DurationOfBreak": "00:01:00", "ExceptionsAllowedBeforeBreaking": 20 },
+        "HttpRetry": { "Count": 3, "BackoffPower": 2 } }
+    }"""
+    report = migrate.migrate(text)
+    assert sorted(report.operations) == ["HttpClientPolicyConfiguration", "PolicyOptions",
+                                         "PollySettings"]  # fmt: skip
+    first = op(report, "HttpClientPolicyConfiguration")
+    assert first["attempt_timeout"] == 5.0  # RetryTimeoutInSeconds: each try
+    assert first["breaker"]["minimum_calls"] == 3  # MaxAttemptBeforeBreak
+    assert "timeout" not in first  # HandlerTimeoutInMinutes is the handler's lifetime
+    second = op(report, "PollySettings")
+    assert second["rate_limit"] == {"rate": 100.0, "per": 60.0}
+    assert second["breaker"]["open_duration"] == 30.0
+    third = op(report, "PolicyOptions")
+    assert third["breaker"]["window"] == {"kind": "count", "size": 20}
+    # Math.Pow(BackoffPower, retryAttempt): 2, 4, 8 s
+    assert third["retry"]["backoff"]["initial"] == 2.0
+    assert third["retry"]["backoff"]["multiplier"] == 2.0
+    assert all(0.5 < o.confidence < 1.0 for o in report.operations.values())  # read by name
+    honest(report)

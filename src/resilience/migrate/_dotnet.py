@@ -44,6 +44,8 @@ _CONTAINERS = {
     "retrysettings": "retry",
     "waitandretry": "retry",
     "httpretry": "retry",
+    "httpcircuitbreaker": "breaker",
+    "httptimeout": "timeout",
     "circuitbreaker": "breaker",
     "circuitbreakerpolicy": "breaker",
     "breaker": "breaker",
@@ -155,6 +157,15 @@ _SLOTS: dict[str, tuple[str, float]] = {
     "timeoutperretry": ("attempt_timeout", 0.9),
     "retrytimeout": ("attempt_timeout", 0.85),
     # bulkhead / concurrency limiter
+    "waitandretrycount": ("retries", 0.9),
+    "maxattemptbeforebreak": ("consecutive", 0.85),
+    "maxattemptsbeforebreak": ("consecutive", 0.85),
+    "failuresbeforebreaking": ("consecutive", 0.9),
+    "ratelimitmaxrequest": ("ratecount", 0.85),
+    "ratelimitmaxrequests": ("ratecount", 0.85),
+    "ratelimitpermits": ("ratecount", 0.85),
+    "ratelimittimewindow": ("rateper", 0.85),
+    "ratelimitwindow": ("rateper", 0.85),
     "maxparallelization": ("parallel", 1.0),
     "maxqueuingactions": ("queue", 1.0),
     "permitlimit": ("parallel", 1.0),
@@ -183,6 +194,8 @@ _SLOT_SECTION = {
     "attempt_timeout": "attempt_timeout",
     "parallel": "bulkhead",
     "queue": "bulkhead",
+    "ratecount": "rate_limit",
+    "rateper": "rate_limit",
 }
 # a setting named with its strategy in front: CircuitBreakerDurationOfBreak, RetryDelay
 _PREFIXES = (
@@ -441,8 +454,8 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
         if slot is not None and slot[1] == "count":
             slot = None  # "Count" means a retry count only inside a Retry section
         if slot is None or isinstance(value, list):
-            if k in ("name", "enabled"):
-                op.ignored(label)
+            if k in ("name", "enabled") or k.startswith(("handlerlifetime", "handlertimeout")):
+                op.ignored(label)  # HttpClient's handler lifetime: not a resilience setting
             elif _RESILIENCE_WORDS.search(k):
                 op.unmapped(label, "not a resilience setting this migrator knows")
             continue  # BaseUrl, ApiKey...: not ours
@@ -477,6 +490,8 @@ def _section(op: _Op, node: Mapping[str, Any], prefix: str) -> None:
             _timeout_from(op, strategy, groups[strategy], default if strategy in v8 else None)
     if "bulkhead" in groups:
         _limiter_settings(op, groups["bulkhead"])
+    if "rate_limit" in groups:
+        _rate_from(op, groups["rate_limit"])
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -590,7 +605,7 @@ def _retry_from(op: _Op, g: dict[str, _Setting], v8: bool, http: bool) -> None:
     elif "power" in g:
         power = op.value(g["power"].label, g["power"].raw, _number)
         if power is not None and power >= 1:
-            initial = delay if delay else 1.0
+            initial = delay if delay else power  # Math.Pow(power, retryAttempt): power^1 first
             backoff = {
                 "kind": "exponential",
                 "initial": initial,
@@ -801,6 +816,23 @@ def _timeout_from(op: _Op, section: str, g: dict[str, _Setting], default: float 
     if seconds is not None:
         _done(op, s, section)
         op.section(section, seconds, s.label)
+
+
+def _rate_from(op: _Op, g: dict[str, _Setting]) -> None:
+    count = op.value(g["ratecount"].label, g["ratecount"].raw, _int) if "ratecount" in g else None
+    per = _duration(op, g["rateper"]) if "rateper" in g else None
+    if count is None or count < 1:
+        for s in g.values():
+            op.unmapped(s.label, "a rate limit needs a number of calls")
+        return
+    if per is None or per <= 0:
+        per = 1.0
+        op.warn(f"{g['ratecount'].label}: no time window: read as calls per second")
+        g["ratecount"].quality = min(g["ratecount"].quality, 0.7)
+    for s in g.values():
+        _done(op, s, "rate_limit")
+    op.put("rate_limit", "rate", float(count), g["ratecount"].label)
+    op.put("rate_limit", "per", float(per))
 
 
 def _limiter(op: _Op, value: Mapping[str, Any], label: str) -> None:
