@@ -94,19 +94,33 @@ _EXCEPTION_NOTE = (
     "exceptions are code: pass on=(...) to rs.Retry or a Classifier; "
     "here the default classifier decides what is retried"
 )
+# exception types the default classifier already retries (builtins, by the OSError rule or
+# its table of client libraries' transport errors, and the LLM SDKs' errors): `on=` them is
+# what happens here anyway
 _TRANSIENT = {
-    "ConnectionError",
-    "TimeoutError",
-    "ConnectionResetError",
-    "ConnectionRefusedError",
-    "ConnectionAbortedError",
-    "BrokenPipeError",
-    "socket.timeout",
-    "asyncio.TimeoutError",
-}
+    "ConnectionError", "TimeoutError", "ConnectionResetError", "ConnectionRefusedError",
+    "ConnectionAbortedError", "BrokenPipeError", "OSError", "IOError", "socket.timeout",
+    "asyncio.TimeoutError", "httpx.TransportError", "httpx.TimeoutException",
+    "httpx.ConnectError", "httpx.ConnectTimeout", "httpx.ReadTimeout", "httpx.WriteTimeout",
+    "httpx.PoolTimeout", "httpx.NetworkError", "httpx.ReadError", "httpx.WriteError",
+    "httpx.RemoteProtocolError", "httpcore.TimeoutException", "httpcore.NetworkError",
+    "aiohttp.ClientConnectionError", "aiohttp.ServerTimeoutError",
+    "aiohttp.ClientConnectorError", "aiohttp.ServerDisconnectedError",
+    "requests.ConnectionError", "requests.Timeout", "requests.exceptions.ConnectionError",
+    "requests.exceptions.Timeout", "requests.exceptions.ConnectTimeout",
+    "requests.exceptions.ReadTimeout", "redis.ConnectionError", "redis.TimeoutError",
+    "redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError",
+    "urllib3.exceptions.TimeoutError", "urllib3.exceptions.ProtocolError",
+    "openai.APIConnectionError", "openai.APITimeoutError", "openai.RateLimitError",
+    "openai.InternalServerError", "anthropic.APIConnectionError", "anthropic.APITimeoutError",
+    "anthropic.RateLimitError", "anthropic.InternalServerError",
+}  # fmt: skip
 
 
 _REASSIGNED = ast.Name(id="<reassigned>")  # a module name bound twice is not a constant
+
+
+_BUILTIN_TRANSIENT = {n for n in _TRANSIENT if "." not in n}
 
 
 class _Dynamic(Exception):
@@ -811,9 +825,12 @@ def _map_site(run: _Run, site: _Site, found: _Found) -> None:
             _backoff_site(run, op, site, args, literal)
         else:
             _breaker_site(run, op, site, args, literal)
+        renamed: dict[str, str] = {}
         for entry in op.entries[before:]:  # report keys with where they are
             if not entry.key.startswith(site.site):
-                entry.key = f"{site.site} {entry.key}"
+                renamed[entry.key] = entry.key = f"{site.site} {entry.key}"
+        for where, found_labels in op.sources.items():  # so that clamping finds them
+            op.sources[where] = [renamed.get(label, label) for label in found_labels]
     finally:
         run.name = previous
     for d in dynamic:
@@ -884,7 +901,7 @@ def _exceptions(op: _Op, site: _Site, value: Any, key: str) -> None:
         v.qual if isinstance(v, _Ref) else "?"
         for v in (value if isinstance(value, list) else [value])
     ]
-    if names and all(n.split(".")[-1] in _TRANSIENT or n in _TRANSIENT for n in names):
+    if names and all(n in _TRANSIENT or n.split(".")[-1] in _BUILTIN_TRANSIENT for n in names):
         op.mapped(f"{site.site} {key}", "the default classifier (these are transient here)")
     else:
         op.unmapped(f"{site.site} {key}", _EXCEPTION_NOTE)
