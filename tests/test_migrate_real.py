@@ -713,3 +713,23 @@ def test_option_classes_as_projects_write_them() -> None:
     assert third["retry"]["backoff"]["multiplier"] == 2.0
     assert all(0.5 < o.confidence < 1.0 for o in report.operations.values())  # read by name
     honest(report)
+
+
+def test_exception_types_the_classifier_already_retries_map_exactly() -> None:
+    source = (
+        "import openai, httpx\nfrom tenacity import *\n"
+        "@retry(stop=stop_after_attempt(4), wait=wait_random_exponential(multiplier=1, max=60),"
+        " retry=retry_if_exception_type((openai.RateLimitError, httpx.ConnectError)))\n"
+        "def complete():\n    pass\n"
+        "@retry(stop=stop_after_attempt(9), wait=wait_fixed(1),"
+        " retry=retry_if_exception_type(ValueError))\n"
+        "def parse():\n    pass\n"
+    )
+    report = migrate.migrate(source, format="python")
+    assert report.operations["module.complete"].confidence == 1.0
+    assert report.operations["module.complete"].unmapped == []
+    parse = report.operations["module.parse"]
+    assert parse.unmapped  # ValueError is not retried here unless you say so: on=...
+    assert op(report, "module.parse")["retry"]["max_attempts"] == 5  # 9, no deadline: clamped
+    assert parse.confidence < 0.9
+    honest(report)
