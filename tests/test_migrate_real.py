@@ -733,3 +733,18 @@ def test_exception_types_the_classifier_already_retries_map_exactly() -> None:
     assert op(report, "module.parse")["retry"]["max_attempts"] == 5  # 9, no deadline: clamped
     assert parse.confidence < 0.9
     honest(report)
+
+
+def test_yaml_anchors_merge_keys_and_duplicates() -> None:
+    text = (
+        "shared: &shared\n  slidingWindowSize: 10\n  failureRateThreshold: 50\n"
+        "resilience4j.circuitbreaker.instances.a:\n  <<: *shared\n  slidingWindowSize: 4\n"
+    )
+    report = migrate.migrate(text, format="resilience4j")
+    assert op(report, "a")["breaker"]["window"] == {"kind": "count", "size": 4}  # an override
+    assert op(report, "a")["breaker"]["failure_rate_threshold"] == 0.5
+    with pytest.raises(migrate.MigrationError, match="duplicate key 'maxAttempts'"):
+        migrate.migrate(  # Spring Boot refuses a key given twice
+            "resilience4j.retry.instances.a:\n  maxAttempts: 2\n  maxAttempts: 3\n",
+            format="resilience4j",
+        )

@@ -113,9 +113,10 @@ def _yaml_documents(text: str, label: str) -> list[Any]:
         """Refuses a key given twice in one mapping, as Spring Boot's YAML loader does."""
 
     def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
-        loader.flatten_mapping(node)
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the keys written here (`<<:` merges may be overridden)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = loader.construct_object(key_node, deep=True)
             try:
                 hashed = key in seen
@@ -133,6 +134,7 @@ def _yaml_documents(text: str, label: str) -> list[Any]:
                     [(label, f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")]
                 )
             seen.add(key)
+        loader.flatten_mapping(node)
         return loader.construct_mapping(node, deep=deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
