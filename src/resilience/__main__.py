@@ -59,13 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
 
     migrate = sub.add_parser("migrate", help="convert legacy resilience settings to a config")
-    migrate.add_argument("legacy_file", help="legacy settings: .yml, .properties, .json, .env")
+    migrate.add_argument(
+        "legacy_file",
+        nargs="+",
+        help="legacy settings (.yml, .properties, .json, .env; overlays after their base) or "
+        "Python code (.py files or a directory)",
+    )
     migrate.add_argument(
         "--format",
         "-f",
         default="auto",
-        help="auto, resilience4j, hystrix, polly, pybreaker, tenacity, circuitbreaker or env",
+        help="auto, resilience4j, hystrix, polly, pybreaker, tenacity, circuitbreaker, env "
+        "or python",
     )
+    migrate.add_argument("--profile", default=None, help="Spring profile(s) to read")
+    migrate.add_argument(
+        "--rewrite", action="store_true", help="Python: print a diff using @rs.resilient"
+    )
+    migrate.add_argument("--write", action="store_true", help="with --rewrite: write the files")
     migrate.add_argument("--output", "-o", default=None, help="write the TOML to this file")
     migrate.add_argument(
         "--check", action="store_true", help="print the report; exit 1 unless all mapped exactly"
