@@ -217,3 +217,57 @@ def fast_switching() -> Iterator[None]:
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(before)
+
+
+# --- field names: safe for every logging pipeline --------------------------------------------
+
+RESERVED = {"level", "event", "timestamp", "logger", "msg", "exc_info", "stack_info"}
+
+
+def _event_classes() -> list[type[Event]]:
+    """Every event dataclass events.py defines, listed in __all__ or not."""
+    return [
+        value
+        for value in vars(events).values()
+        if isinstance(value, type) and issubclass(value, Event) and dataclasses.is_dataclass(value)
+    ]
+
+
+def test_no_event_field_collides_with_logging_reserved_names() -> None:
+    import logging
+
+    # everything a LogRecord owns: `extra=` with one of these raises KeyError in logging
+    record = set(vars(logging.LogRecord("n", 10, "p", 1, "m", None, None))) | {"message", "asctime"}
+    classes = _event_classes()
+    assert len(classes) >= 17
+    for cls in classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert not names & RESERVED, (cls.__name__, names & RESERVED)
+        assert not names & record, (cls.__name__, names & record)
+
+
+def test_fallback_served_says_degradation_and_level_is_a_deprecated_alias() -> None:
+    served = events.FallbackServed("quotes", "CACHE_ONLY", "cache", 1)
+    assert served.degradation == "CACHE_ONLY"
+    assert "level" not in {f.name for f in dataclasses.fields(served)}
+    with pytest.warns(DeprecationWarning, match="degradation"):
+        assert served.level == "CACHE_ONLY"
+
+
+def test_config_use_and_register_emit_config_changed() -> None:
+    from resilience import config
+
+    seen: list[Event] = []
+    stop = events.subscribe(seen.append)
+    previous = config.use(config.load(environ={"RESILIENCE_ENV": "testing"}))
+    try:
+        config.register("ev.search", {"timeout": 2.0})
+    finally:
+        config.use(previous)
+        stop()
+    changes = [e for e in seen if isinstance(e, events.ConfigChanged)]
+    assert [(e.operation, e.environment) for e in changes[:2]] == [
+        ("*", "testing"),
+        ("ev.search", "testing"),
+    ]
+    assert len(changes) == 3  # and the restore

@@ -3,6 +3,11 @@
 Primitives emit frozen, slotted dataclasses; listeners (metrics, logs, health, alerts, your
 own code) subscribe. Primitives never call Prometheus or a logger themselves.
 
+Field names never collide with the keys logging owns (`level`, `event`, `timestamp`, `logger`,
+`msg`, `exc_info`, `stack_info`, nor any `logging.LogRecord` attribute), so every field can
+be passed as is to structlog or as `extra=` to the standard library. Fields carry names,
+counts, durations and error *type* names, never arguments, payloads or secrets.
+
 With no subscriber, emitting costs one attribute check: emitters are written as
 
     if events.enabled:
@@ -209,12 +214,27 @@ class BulkheadEvent(Event):
 
 @dataclass(frozen=True, slots=True)
 class FallbackServed(Event):
-    """A fallback chain served a call at `level` (a DegradationLevel name, e.g. "CACHE_ONLY")
-    from step `source`, after `failures` earlier steps failed."""
+    """A fallback chain served a call at `degradation` (a DegradationLevel name, e.g.
+    "CACHE_ONLY") from step `source`, after `failures` earlier steps failed.
 
-    level: str
+    The field is not called `level`: logging pipelines (structlog's `add_log_level`) own that
+    key and would overwrite it."""
+
+    degradation: str
     source: str
     failures: int = 0
+
+    @property
+    def level(self) -> str:
+        """Deprecated: the old name of `degradation` (it collided with the log level)."""
+        import warnings
+
+        warnings.warn(
+            "FallbackServed.level is deprecated: read FallbackServed.degradation",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.degradation
 
 
 @dataclass(frozen=True, slots=True)

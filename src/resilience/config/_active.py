@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .. import events
 from .._errors import ConfigError
 from .._resilient import _lock
 from ._load import Config, load
@@ -67,6 +68,8 @@ def use(cfg: Config | None) -> Config | None:
             _resilient._reset()
         else:
             _swap(cfg)
+        if events.enabled:
+            events.emit(events.ConfigChanged("*", cfg.environment if cfg is not None else ""))
         return previous
 
 
@@ -91,6 +94,8 @@ def register(name: str, table: Mapping[str, Any]) -> Config:
     with _lock:
         new = current().with_operation(name, table)
         _swap(new)
+        if events.enabled:
+            events.emit(events.ConfigChanged(name, new.environment))
         return new
 
 
