@@ -2,4 +2,7 @@
 
 * `resilience.integrations.httpx`: `ResilientTransport` / `AsyncResilientTransport` for
   `httpx.Client` / `httpx.AsyncClient` (install the "httpx" extra).
+* `resilience.integrations.opentelemetry`: `OTelMetrics`, the library's metrics through an
+  OpenTelemetry meter and span events for retries, fallbacks and breaker rejections (install
+  the "otel" extra).
 """
