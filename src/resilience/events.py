@@ -148,6 +148,57 @@ class Event:
 
     operation: str
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # (not the zero-argument super(): @dataclass(slots=True) builds a new class, so the
+        # compiler's class cell points at the first one)
+        super(Event, cls).__init_subclass__(**kwargs)
+        _fast_init(cls)
+
+
+def _fast_init(cls: type) -> None:
+    """Give a frozen, slotted event dataclass an `__init__` that writes its slots directly.
+
+    A frozen dataclass's generated `__init__` goes through `object.__setattr__` by name for
+    each field, which costs as much as the rest of a breaker call; events are built once per
+    call while anyone listens. This one calls each slot's descriptor instead (about twice as
+    fast), with the same parameters and defaults; the class stays a frozen dataclass
+    (assignment still raises FrozenInstanceError). Runs when `@dataclass(slots=True)` builds
+    the slotted class; anything unusual (factories, `__post_init__`, keyword-only fields)
+    keeps the generated `__init__`.
+    """
+    import dataclasses
+
+    if "__init__" not in cls.__dict__ or "__dataclass_fields__" not in cls.__dict__:
+        return  # the first, unslotted pass of @dataclass(slots=True)
+    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        return
+    fields = dataclasses.fields(cls)
+    namespace: dict[str, object] = {}
+    params: list[str] = []
+    body: list[str] = []
+    for i, f in enumerate(fields):
+        setter = next((k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__), None)
+        if (
+            not f.init
+            or f.kw_only
+            or f.default_factory is not dataclasses.MISSING
+            or not hasattr(setter, "__set__")
+        ):
+            return
+        namespace[f"_set{i}"] = setter.__set__  # type: ignore[union-attr]
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        body.append(f"    _set{i}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, namespace)  # built from the dataclass's own field names
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    init.__doc__ = cls.__dict__["__init__"].__doc__
+    cls.__init__ = init  # type: ignore[misc]
+
 
 @dataclass(frozen=True, slots=True)
 class CallCompleted(Event):

@@ -127,6 +127,7 @@ _REJECTED_CALL = frozenset(
 """CallRejected reasons that refuse a call (retry_budget refuses a retry, not a call)."""
 
 _BREAKER_REJECTIONS = frozenset({"circuit_open", "half_open_full", "forced_open"})
+_CallCompleted = events.CallCompleted
 
 _OUTCOME_KEYS = {"success": "successes", "failure": "failures"}
 _COUNTS = (
@@ -228,8 +229,10 @@ def _check_options(
 class _Tally:
     """The counts behind a collector: updated by events, read when scraped.
 
-    The per-call event (`CallCompleted`) costs a dict lookup, a bisect and one lock: the
-    calls counter and the histogram's count and sum are the per-operation row itself.
+    The per-call event (`CallCompleted`) costs a dict lookup, a bisect and one lock around
+    four list increments: one cell per (operation, outcome) holds the call count, the slow
+    count, the duration sum and the histogram buckets; the calls counter, the histogram and
+    the snapshot's call counts are all summed from those cells when read.
     """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -239,13 +242,12 @@ class _Tally:
         self.series: dict[str, dict[tuple[str, ...], float]] = {
             f.name: {} for f in FAMILIES if f.kind != "histogram"
         }
-        self.cells: dict[str, list[int]] = {}  # operation -> observations per bucket (+Inf last)
-        self.completed: dict[tuple[str, str], tuple[dict[str, Any], str, list[int]]] = {}
+        # (operation, outcome) -> [calls, slow calls, duration sum, per bucket (+Inf last)...]
+        self.cells: dict[tuple[str, str], list[Any]] = {}
         self.states: dict[str, str] = {}
         self.seen_breakers: set[str] = set()
         self.state_gen: dict[str, int] = {}
         self.handlers: dict[type[events.Event], Callable[[Any], None]] = {
-            events.CallCompleted: self.on_completed,
             events.CallRejected: self.on_rejected,
             events.StateTransition: self.on_transition,
             events.RetryAttempted: self.on_retry,
@@ -263,6 +265,20 @@ class _Tally:
         }
 
     def on_event(self, event: events.Event) -> None:
+        if type(event) is _CallCompleted:  # the per-call event: inline, no second call
+            ev: events.CallCompleted = event
+            cell = self.cells.get((ev.operation, ev.outcome))
+            if cell is None:
+                cell = self._first_completed(ev.operation, ev.outcome)
+            duration = ev.duration
+            i = bisect_left(self.bounds, duration) + 3
+            with self.lock:
+                cell[0] += 1
+                cell[2] += duration
+                cell[i] += 1
+                if ev.slow:
+                    cell[1] += 1
+            return
         handler = self.handlers.get(type(event))
         if handler is not None:
             handler(event)
@@ -282,31 +298,16 @@ class _Tally:
 
     # --- the events -----------------------------------------------------------------------
 
-    def on_completed(self, ev: events.CallCompleted) -> None:
-        cached = self.completed.get((ev.operation, ev.outcome))
-        if cached is None:
-            cached = self._first_completed(ev.operation, ev.outcome)
-        row, key, cells = cached
-        duration = ev.duration
-        i = bisect_left(self.bounds, duration)
+    def _first_completed(self, op: str, outcome: str) -> list[Any]:
         with self.lock:
-            row["calls"] += 1
-            row[key] += 1
-            row["slow_calls"] += ev.slow
-            row["duration_sum"] += duration
-            cells[i] += 1
-
-    def _first_completed(self, op: str, outcome: str) -> tuple[dict[str, Any], str, list[int]]:
-        with self.lock:
-            cells = self.cells.get(op)
-            if cells is None:
-                cells = self.cells[op] = [0] * (len(self.bounds) + 1)
-            cached = (self.row(op), _OUTCOME_KEYS.get(outcome, "ignored"), cells)
-            self.completed[op, outcome] = cached
+            cell = self.cells.get((op, outcome))
+            if cell is None:
+                self.row(op)
+                cell = self.cells[op, outcome] = [0, 0, 0.0] + [0] * (len(self.bounds) + 1)
             seen = op in self.seen_breakers
         if not seen:
             self.seed_breaker(op)
-        return cached
+        return cell
 
     def on_rejected(self, ev: events.CallRejected) -> None:
         op, reason = ev.operation, ev.reason
@@ -426,25 +427,33 @@ class _Tally:
         histogram's per-bucket counts and sum."""
         with self.lock:
             out = {name: list(series.items()) for name, series in self.series.items()}
-            calls = out["calls_total"]
-            for (op, outcome), (row, key, _) in self.completed.items():
-                calls.append(((op, outcome), row[key]))
+            cells = [(key, list(cell)) for key, cell in self.cells.items()]
             out["circuit_state"] = [
                 ((op, s), 1.0 if s == state else 0.0)
                 for op, state in self.states.items()
                 for s in _STATES
             ]
-            hist = {
-                op: (list(cells), self.ops[op]["duration_sum"]) for op, cells in self.cells.items()
-            }
+        hist: dict[str, tuple[list[int], float]] = {}
+        calls = out["calls_total"]
+        for (op, outcome), cell in cells:
+            calls.append(((op, outcome), cell[0]))
+            buckets, total = hist.get(op) or ([0] * (len(cell) - 3), 0.0)
+            hist[op] = ([a + b for a, b in zip(buckets, cell[3:], strict=True)], total + cell[2])
         return out, hist
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self.lock:
-            return {
+            rows = {
                 op: {k: dict(v) if isinstance(v, dict) else v for k, v in row.items()}
                 for op, row in self.ops.items()
             }
+            for (op, outcome), cell in self.cells.items():
+                row = rows[op]
+                row["calls"] += cell[0]
+                row[_OUTCOME_KEYS.get(outcome, "ignored")] += cell[0]
+                row["slow_calls"] += cell[1]
+                row["duration_sum"] += cell[2]
+        return rows
 
 
 class MetricsCollector:
