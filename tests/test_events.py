@@ -271,3 +271,41 @@ def test_config_use_and_register_emit_config_changed() -> None:
         ("ev.search", "testing"),
     ]
     assert len(changes) == 3  # and the restore
+
+
+def test_per_call_is_set_only_by_listeners_that_want_every_call() -> None:
+    assert events.per_call is False
+    quiet = events.subscribe(lambda e: None, per_call=False)
+    assert events.enabled is True
+    assert events.per_call is False
+    loud = events.subscribe(lambda e: None)
+    assert events.per_call is True
+    loud()
+    assert events.per_call is False
+    assert events.enabled is True
+    quiet()
+    assert (events.enabled, events.per_call) == (False, False)
+
+
+def test_without_a_per_call_listener_a_plain_success_emits_nothing() -> None:
+    import resilience as rs
+
+    seen: list[Event] = []
+    stop = events.subscribe(seen.append, per_call=False)
+    try:
+        br = rs.CircuitBreaker("ev.quiet", minimum_calls=2)
+        bh = rs.Bulkhead(2, name="ev.quiet.bh")
+        for _ in range(5):
+            assert bh.call(br.call, int) == 0
+        assert seen == []  # the lock-free happy path stayed lock-free
+        failing = rs.CircuitBreaker("ev.quiet.2", minimum_calls=2)
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                failing.call(_raise_connection_error)
+        assert any(isinstance(e, StateTransition) and e.to_state == "open" for e in seen)
+    finally:
+        stop()
+
+
+def _raise_connection_error() -> None:
+    raise ConnectionError("down")

@@ -357,3 +357,22 @@ def test_a_broken_logger_never_breaks_the_call_nor_prints_a_traceback(
 def test_bad_max_per_second_is_a_config_error() -> None:
     with pytest.raises(rs.ConfigError, match="max_per_second"):
         log_events(logging.getLogger("x"), max_per_second=0)
+
+
+def test_a_logger_above_debug_keeps_the_breakers_fast_path() -> None:
+    logger = logging.getLogger("t.log.fast")
+    logger.setLevel(logging.INFO)
+    stop = log_events(logger)
+    try:
+        assert events.enabled
+        assert not events.per_call  # nothing per call will be logged: none is emitted
+    finally:
+        stop()
+        logger.setLevel(logging.NOTSET)
+    logger.setLevel(logging.DEBUG)
+    stop = log_events(logger)
+    try:
+        assert events.per_call
+    finally:
+        stop()
+        logger.setLevel(logging.NOTSET)

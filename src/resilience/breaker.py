@@ -421,7 +421,7 @@ class CircuitBreaker(Decorator):
             self._release(epoch)
             raise
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.per_call:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
@@ -451,7 +451,7 @@ class CircuitBreaker(Decorator):
             self._release(epoch)
             raise
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.per_call:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)

@@ -51,6 +51,7 @@ __all__ = [
     "TimeoutOccurred",
     "emit",
     "enabled",
+    "per_call",
     "subscribe",
 ]
 
@@ -59,46 +60,65 @@ Listener = Callable[["Event"], object]
 enabled: bool = False
 """True while at least one listener is subscribed. Emitters check this first."""
 
+per_call: bool = False
+"""True while a listener wants the events of every call, plain successes included (a
+`CallCompleted` for each call, a `BulkheadEvent` for each slot taken). When it is False, a
+primitive's lock-free happy path may skip those: a logger at INFO costs nothing per call."""
+
 _listeners: tuple[Listener, ...] = ()
+_entries: tuple[tuple[Listener, bool], ...] = ()
 _lock = threading.Lock()
 
 
-def subscribe(callback: Listener) -> Callable[[], None]:
+def subscribe(callback: Listener, *, per_call: bool = True) -> Callable[[], None]:
     """Call `callback(event)` for every event from now on; returns the unsubscribe function.
 
     A listener that raises does not break the call that emitted the event: its error is
     reported through `sys.unraisablehook` and the remaining listeners still run.
+
+    Args:
+        callback: called with each event, on the emitting thread.
+        per_call: False: this listener does not need the events of plain successful calls
+            (`CallCompleted` of a success, `BulkheadEvent`); while no listener needs them,
+            primitives keep their fast path and may not emit them. Other events still come.
 
     Example:
         >>> from resilience import events
         >>> stop = events.subscribe(print)
         >>> stop()
     """
-    global _listeners, enabled
+    entry = (callback, per_call)
     with _lock:
-        _listeners = (*_listeners, callback)
-        enabled = True
+        _set((*_entries, entry))
 
     done = False
 
     def unsubscribe() -> None:
         # Idempotent: calling it twice must not remove a second subscription of the same
-        # callback made by someone else.
+        # callback made by someone else (each subscription is its own entry).
         nonlocal done
-        global _listeners, enabled
         with _lock:
             if done:
                 return
             done = True
-            items = list(_listeners)
-            for i, listener in enumerate(items):
-                if listener is callback:
+            items = list(_entries)
+            for i, item in enumerate(items):
+                if item is entry:
                     del items[i]
                     break
-            _listeners = tuple(items)
-            enabled = bool(_listeners)
+            _set(tuple(items))
 
     return unsubscribe
+
+
+def _set(entries: tuple[tuple[Listener, bool], ...]) -> None:
+    # Called with the lock held. Listeners first, flags last: an emitter that sees a flag
+    # set finds the listener already there.
+    global _entries, _listeners, enabled, per_call
+    _entries = entries
+    _listeners = tuple(callback for callback, _ in entries)
+    per_call = any(wants for _, wants in entries)
+    enabled = bool(entries)
 
 
 def emit(event: Event) -> None:

@@ -900,8 +900,10 @@ def log_events(
     from_state=closed to_state=open ...`, and the fields are also on the record (`extra=`),
     for JSON formatters.
 
-    Levels: per-call events (completed calls, rejections, retries, timeouts, occupancy, queue
-    traffic, a PERMANENT error not retried) at DEBUG; a breaker opening, a failover switch,
+    Levels: per-call events (failed calls, rejections, retries, timeouts, occupancy, queue
+    traffic, a PERMANENT error not retried) at DEBUG; a plain success is never logged, and
+    while the logger is above DEBUG when `log_events` is called, primitives keep their
+    lock-free happy path (`events.subscribe(per_call=False)`); a breaker opening, a failover switch,
     a dead letter, a fallback to LIMITED or CACHE_ONLY at WARNING; a breaker closing or
     probing, a retry loop giving up, other fallbacks, a recovered tier, a config change at
     INFO. Events below the logger's level cost one check and build no line.
@@ -999,7 +1001,12 @@ def log_events(
         except Exception as exc:  # the log is not worth breaking the protected call for
             fail(exc)
 
-    unsubscribe = events.subscribe(on_event)
+    # Per-call events are DEBUG: a logger above DEBUG leaves the primitives' fast path alone.
+    try:
+        debug = enabled is None or bool(enabled(_DEBUG))
+    except Exception:
+        debug = True
+    unsubscribe = events.subscribe(on_event, per_call=debug)
 
     def stop() -> None:
         unsubscribe()
