@@ -924,10 +924,12 @@ def log_events(
         clock: where the rate limit reads time (`monotonic()`); None: the system's.
 
     Example:
-        >>> import logging, resilience as rs
+        >>> import logging, sys, resilience as rs
         >>> logger = logging.getLogger("resilience.doc")
+        >>> logger.addHandler(logging.StreamHandler(sys.stdout))
         >>> stop = log_events(logger)
         >>> rs.CircuitBreaker("log-doc").force_open(); stop()
+        state_transition operation=log-doc from_state=closed to_state=forced_open reason=...
     """
     import logging
     import time
