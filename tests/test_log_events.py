@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import resilience as rs
 from resilience import events
@@ -376,3 +378,45 @@ def test_a_logger_above_debug_keeps_the_breakers_fast_path() -> None:
     finally:
         stop()
         logger.setLevel(logging.NOTSET)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, 2.5])),
+        max_size=120,
+    ),
+    st.sampled_from([1, 2, 5]),
+)
+def test_rate_limit_law_nothing_lost_and_never_over_the_limit(
+    script: list[tuple[str, float]], limit: int
+) -> None:
+    lines: list[tuple[float, dict[str, Any]]] = []
+    clock = VirtualClock()
+
+    class Capture:
+        def debug(self, event: str, **fields: Any) -> None:
+            lines.append((clock.monotonic(), {"event": event, **fields}))
+
+        info = warning = debug
+
+    stop = log_events(Capture(), max_per_second=limit, clock=clock)
+    try:
+        for op, advance in script:
+            clock.advance(advance)
+            events.emit(events.CallRejected(op, "rate_limited", None))
+    finally:
+        stop()
+    for op in ("a", "b"):
+        sent = sum(1 for o, _ in script if o == op)
+        mine = [(t, f) for t, f in lines if f["operation"] == op]
+        written = [t for t, f in mine if f["event"] == "call_rejected"]
+        held = sum(f.get("suppressed", 0) for _, f in mine)
+        assert len(written) + held == sent  # every event is a line or counted in one
+        # windows of one second, each opened by the first line after the last one ended:
+        # never more than `limit` lines in one
+        start, count = None, 0
+        for t in written:
+            if start is None or t - start >= 1.0:
+                start, count = t, 0
+            count += 1
+            assert count <= limit
