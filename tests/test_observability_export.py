@@ -180,3 +180,13 @@ def test_nothing_to_write_is_a_usage_error(tmp_path: Path) -> None:
     out = _cli(cwd=tmp_path)
     assert out.returncode == 2
     assert "--alerts" in out.stderr
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import resilience._observability as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0
