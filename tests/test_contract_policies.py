@@ -270,7 +270,10 @@ def test_fallback_level_is_in_the_events() -> None:
         assert chain() == "d"
     finally:
         unsubscribe()
-    levels = [getattr(e, "level", None) for e in seen if getattr(e, "operation", None) == "evt"]
+    # the event's field is `degradation` (DESIGN: never a logging-reserved name like `level`)
+    levels = [
+        getattr(e, "degradation", None) for e in seen if getattr(e, "operation", None) == "evt"
+    ]
     assert (
         rs.DegradationLevel.LIMITED in levels
         or "LIMITED" in map(str, levels)

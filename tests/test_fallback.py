@@ -326,7 +326,7 @@ async def test_aexecute_mixes_sync_and_async_steps(seen: list[events.Event]) -> 
     assert calls == ["live", "replica"]
     assert len(served.errors) == 3
     assert await chain.acall("ann") == "guess-ann"
-    assert [e.level for e in seen if isinstance(e, events.FallbackServed)] == ["LIMITED"] * 2
+    assert [e.degradation for e in seen if isinstance(e, events.FallbackServed)] == ["LIMITED"] * 2
 
 
 @pytest.mark.anyio

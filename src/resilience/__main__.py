@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
     )
 
+    from ._observability import add_arguments as observability_arguments
+
+    observability_arguments(
+        sub.add_parser("observability", help="write Prometheus alert rules / a Grafana dashboard")
+    )
+
     return parser
 
 
@@ -123,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .migrate import cli as run_migrate_command
 
         return run_migrate_command(args)
+    if args.command == "observability":
+        from ._observability import cli as run_observability_command
+
+        return run_observability_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

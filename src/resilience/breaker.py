@@ -436,10 +436,12 @@ class CircuitBreaker(Decorator):
         if type(result) is COROUTINE:
             self._refuse(epoch, result, fn)
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
+            if _events.per_call:  # what _record would emit for it
+                _events.emit(CallCompleted(self.name, "success", now - t0, False))
         else:
             self._succeeded(epoch, t0, now, result)
         return result
@@ -466,10 +468,12 @@ class CircuitBreaker(Decorator):
             self._release(epoch)
             raise
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
+            if _events.per_call:  # what _record would emit for it
+                _events.emit(CallCompleted(self.name, "success", now - t0, False))
         else:
             self._succeeded(epoch, t0, now, result)
         return result

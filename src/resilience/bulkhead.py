@@ -222,6 +222,8 @@ class Bulkhead(Decorator):
             return False
 
     def _emit(self) -> None:
+        if not events.per_call:  # occupancy changes with every call: only for who wants it
+            return
         events.emit(events.BulkheadEvent(self.name or "bulkhead", self.running, len(self._queue)))
 
     def _rejected(self) -> None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import events
 from .._errors import ConfigError
 from ._load import Config, load
 
@@ -84,6 +85,8 @@ def use(cfg: Config | None) -> Config | None:
     with _lock:
         previous = _active
         _swap(cfg)
+        if events.enabled:
+            events.emit(events.ConfigChanged("*", cfg.environment if cfg is not None else ""))
         return previous
 
 
@@ -119,6 +122,8 @@ def register(name: str, table: Mapping[str, Any], *, merge: bool = False) -> Con
     with _lock:
         new = current().with_operation(name, table, merge=merge)
         _swap(new)
+        if events.enabled:
+            events.emit(events.ConfigChanged(name, new.environment))
         return new
 
 
