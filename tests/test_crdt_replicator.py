@@ -107,11 +107,14 @@ def test_a_lost_delta_is_repaired_by_anti_entropy() -> None:
     a["set"].add("lost")
     a.update("set", lambda s: s.add("shipped"))
     b.poll()
-    assert b["set"].value == frozenset({"shipped"})
+    # the delta of "shipped" depends on the lost one: it waits instead of being applied early
+    assert "set" not in b
+    assert b.stats["buffered"] == 1
     assert a.anti_entropy() == 2
     b.poll()
     assert b["set"].value == frozenset({"lost", "shipped"})
     assert b["set"] == a["set"]
+    assert b.stats["buffered"] == 0
 
 
 def test_unknown_names_are_adopted_with_the_local_replica_id() -> None:
@@ -135,7 +138,9 @@ def test_wire_format_is_versioned_json() -> None:
     a.update("n", lambda c: c.decrement(2))
     message = json.loads(tb.receive() or b"")
     assert message["format"] == "resilience.crdt.sync"
-    assert message["v"] == 1
+    assert message["v"] == 2
+    assert message["seq"] == 1
+    assert len(message["session"]) == 16
     assert message["kind"] == "delta"
     assert message["name"] == "n"
     assert message["from"] == "a"
@@ -160,7 +165,9 @@ def _message(**changes: Any) -> bytes:
         b"[]",
         b"[" * 100_000 + b"]" * 100_000,
         json.dumps({"format": "other"}).encode(),
-        _message(v=2),
+        _message(v=3),
+        _message(seq=0),
+        _message(session=7),
         _message(v="1"),
         _message(kind="exec"),
         _message(name=""),
@@ -180,7 +187,7 @@ def test_bad_messages_are_rejected_and_nothing_is_applied(data: bytes) -> None:
     ta.send(data)
     ta.send(_message())
     assert b.poll() == 1  # the bad one is skipped and counted, the good one applied
-    assert b.stats["rejected"] == 1
+    assert b.stats["rejected"] == 2  # every drop counts: receive() above and poll() here
     assert b["n"].value == 1
 
 

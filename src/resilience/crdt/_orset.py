@@ -8,18 +8,21 @@ from typing import Any, Self
 from ._base import (
     CausalCRDT,
     Dot,
-    HybridLogicalClock,
+    Intake,
     _check_covered,
     add_dot,
     bad,
     cc_join,
     cc_state,
-    check_key,
     check_replica,
     compact,
     covered,
+    ekey,
+    ikey,
+    lookup,
     next_dot,
     parse_cc,
+    sort_key,
     want_dict,
     want_dot,
     want_key,
@@ -133,6 +136,10 @@ def _join_dotmap(
     return out
 
 
+def _by_key(item: tuple[Any, Any]) -> str:
+    return sort_key(item[0])
+
+
 class ORSet(CausalCRDT):
     """An add-wins observed-remove set (the optimized OR-Set, "ORSWOT"): each add gets a
     fresh dot; a remove forgets the dots it has seen, so a concurrent add survives. The
@@ -179,7 +186,7 @@ class ORSet(CausalCRDT):
         Raises:
             CRDTError: `element` is not a JSON scalar.
         """
-        check_key(element, "an ORSet element")
+        element = ikey(element, "an ORSet element")
         dot = next_dot(self.replica, self._vv, self._cloud)
         old = self._entries.get(element)
         seen = set() if old is None else set(_as_set(old))
@@ -193,7 +200,10 @@ class ORSet(CausalCRDT):
     def remove(self, element: Any) -> Self:
         """Remove `element` as observed here (a concurrent add elsewhere wins); returns the
         delta (empty if the element is absent)."""
-        dots = self._entries.pop(element, None)
+        try:
+            dots = self._entries.pop(lookup(element), None)
+        except TypeError:  # unhashable: never an element
+            dots = None
         if dots is None:
             return self._make(self.replica, {}, {}, set())
         seen = set(_as_set(dots))
@@ -202,18 +212,23 @@ class ORSet(CausalCRDT):
         return self._make(self.replica, {}, dvv, seen)
 
     def __contains__(self, element: object) -> bool:
-        return element in self._entries
+        try:
+            return lookup(element) in self._entries
+        except TypeError:
+            return False
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._entries)
+        """Every element once (`1`, `True` and `1.0` are three elements)."""
+        return map(ekey, self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def value(self) -> frozenset[Any]:
-        """The elements, as a frozenset."""
-        return frozenset(self._entries)
+        """The elements, as a frozenset (which, like any Python set, holds only one of `1`,
+        `True` and `1.0`; iterate to see each element)."""
+        return frozenset(map(ekey, self._entries))
 
     @property
     def context_size(self) -> int:
@@ -230,25 +245,31 @@ class ORSet(CausalCRDT):
     def _state(self) -> dict[str, Any]:
         return {
             "entries": [
-                [e, [list(d) for d in sorted(_as_set(ds))]] for e, ds in self._entries.items()
+                [ekey(e), [list(d) for d in sorted(_as_set(ds))]]
+                for e, ds in sorted(self._entries.items(), key=_by_key)
             ],
             "cc": cc_state(self._vv, self._cloud),
         }
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"entries", "cc"})
-        vv, cloud = parse_cc(body["cc"], "state.cc")
+        vv, cloud = parse_cc(body["cc"], "state.cc", intake)
         entries: dict[Any, _Dots] = {}
-        for item in want_list(body["entries"], "state.entries"):
+        top = intake.limits.max_counter
+        items = want_list(body["entries"], "state.entries")
+        intake.count(len(items), "state.entries")
+        for item in items:
             elem, dots = want_list(item, "state.entries[]", 2)
-            want_key(elem, "state.entries[] element")
+            elem = want_key(elem, "state.entries[] element")
             if elem in entries:
-                raise bad("state.entries", f"element {elem!r} appears twice")
-            ds = frozenset(want_dot(d, "state.entries[] dot") for d in want_list(dots, "dots"))
+                raise bad("state.entries", f"element {ekey(elem)!r} appears twice")
+            dots = want_list(dots, "dots")
+            intake.count(len(dots), "state.entries[] dots")
+            ds = frozenset(want_dot(d, "state.entries[] dot", top) for d in dots)
             _check_covered(ds, vv, cloud, "state.entries")
             normal = _norm(ds)
             if normal is None:
-                raise bad("state.entries", f"element {elem!r} has no dots")
+                raise bad("state.entries", f"element {ekey(elem)!r} has no dots")
             entries[elem] = normal
         return cls._make(replica, entries, vv, cloud)
