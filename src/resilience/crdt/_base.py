@@ -364,29 +364,27 @@ def covered(dot: Dot, vv: dict[str, int], cloud: set[Dot]) -> bool:
     return dot[1] <= vv.get(dot[0], 0) or dot in cloud
 
 
-def causally_ready(
-    vv: dict[str, int], cloud: set[Dot], dvv: dict[str, int], dcloud: set[Dot]
+def foreign_dots_seen(
+    vv: dict[str, int], cloud: set[Dot], dvv: dict[str, int], dcloud: set[Dot], origin: str
 ) -> bool:
-    """Whether a delta with context (dvv, dcloud) can be merged into a state with context
-    (vv, cloud) without a later, older delta undoing it: for each replica, every dot below
-    the delta's highest one is already seen here or carried by the delta. Work is bounded by
-    the cloud sizes, whatever counters the delta claims."""
-    tops = dict(dvv)
-    for r, n in dcloud:
-        if n > tops.get(r, 0):
-            tops[r] = n
-    budget = len(cloud) + len(dcloud)
-    for r, top in tops.items():
-        have = max(vv.get(r, 0), dvv.get(r, 0))
-        if have >= top - 1:
+    """Whether every dot of a replica other than `origin` in a delta's context (dvv, dcloud)
+    is already seen in (vv, cloud): a delta that removes or replaces what it saw from a third
+    replica waits until this replica has seen it too. Work is bounded by the cloud sizes,
+    whatever counters the delta claims."""
+    get = vv.get
+    budget = len(cloud)
+    for r, n in dvv.items():
+        if r == origin:
             continue
-        if top - 1 - have > budget:
+        have = get(r, 0)
+        if have >= n:
+            continue
+        if n - have > budget:
             return False
-        for m in range(have + 1, top):
-            d = (r, m)
-            if d not in cloud and d not in dcloud:
+        for m in range(have + 1, n + 1):
+            if (r, m) not in cloud:
                 return False
-    return True
+    return all(d[0] == origin or d[1] <= get(d[0], 0) or d in cloud for d in dcloud)
 
 
 def sort_key(key: Any) -> str:
@@ -503,9 +501,12 @@ class CRDT:
     def _seed(self, replica: str, floor: int) -> None:
         """Mark dots of `replica` up to `floor` as seen, so new ones are greater."""
 
-    def _ready(self, delta: Self) -> bool:
-        """Whether `delta` can be merged now (dot-based types wait for the deltas before)."""
+    def _ready(self, delta: Self, origin: str) -> bool:
+        """Whether a delta from `origin` can be merged now: a dot-based type waits until
+        the dots of other replicas that the delta saw are seen here too."""
         return True
+
+    _CAUSAL: ClassVar[bool] = False  # dot-based: deltas from one sender apply in order
 
     def _context_size(self) -> int:
         return 0
@@ -630,6 +631,7 @@ class CausalCRDT(CRDT):
 
     __slots__ = ("_cloud", "_entries", "_vv")
 
+    _CAUSAL = True
     _entries: Any
     _vv: dict[str, int]
     _cloud: set[Dot]
@@ -647,8 +649,8 @@ class CausalCRDT(CRDT):
     def _seed(self, replica: str, floor: int) -> None:
         seed(replica, floor, self._vv, self._cloud)
 
-    def _ready(self, delta: Self) -> bool:
-        return causally_ready(self._vv, self._cloud, delta._vv, delta._cloud)
+    def _ready(self, delta: Self, origin: str) -> bool:
+        return foreign_dots_seen(self._vv, self._cloud, delta._vv, delta._cloud, origin)
 
     def _context_size(self) -> int:
         return len(self._vv) + len(self._cloud)

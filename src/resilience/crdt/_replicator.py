@@ -35,7 +35,8 @@ _MAC_LEN = 64  # hex digits
 _REPLAY_WINDOW = 4096  # sequence numbers remembered per sender session
 _SESSIONS = 8  # sessions (replicator lifetimes) remembered per sender
 _V1_FIELDS = frozenset({"format", "v", "from", "kind", "name", "crdt"})
-_V2_FIELDS = frozenset({"format", "v", "from", "session", "seq", "kind", "name", "crdt"})
+_V2_FIELDS = frozenset({"format", "v", "from", "session", "seq", "prev", "kind", "name", "crdt"})
+_SENDERS = 4096  # senders remembered (least recently heard from forgotten first)
 _DIGEST_FIELDS = frozenset({"format", "v", "from", "session", "seq", "kind", "digests"})
 
 C = TypeVar("C", bound=CRDT)
@@ -175,14 +176,16 @@ class LoopbackTransport:
 
 
 class _Replay:
-    """Sequence numbers seen from one sender session: the highest, and a bitmap of the
-    `_REPLAY_WINDOW` below it (reordered messages inside the window are still accepted)."""
+    """What is known of one sender session: the highest sequence number and a bitmap of the
+    `_REPLAY_WINDOW` below it (reordered messages inside the window are still accepted), and
+    per CRDT name the sequence number up to which its deltas are applied (`upto`)."""
 
-    __slots__ = ("bits", "top")
+    __slots__ = ("bits", "top", "upto")
 
     def __init__(self) -> None:
         self.top = 0
         self.bits = 0
+        self.upto: dict[str, int] = {}
 
     def fresh(self, seq: int) -> bool:
         if seq > self.top:
@@ -259,7 +262,8 @@ class Replicator:
             raise CRDTError("a Replicator secret must be at least 16 bytes")
         self._lock = threading.RLock()  # held across update()'s mutator: it must be quick
         self._objects: dict[str, CRDT] = {}
-        self._pending: dict[str, list[CRDT]] = {}
+        self._pending: dict[str, list[tuple[_Replay, str, int, int, CRDT]]] = {}
+        self._last_delta: dict[str, int] = {}
         self._pending_count = 0
         self._session = os.urandom(8).hex()
         self._seq = 0
@@ -354,8 +358,11 @@ class Replicator:
     def receive(self, data: bytes) -> str:
         """Apply one message from a peer; returns the CRDT name it updated ("" for a digest).
 
-        A delta that is not yet causally ready is held back (applied by a later `receive`
-        once its predecessors arrive) and still counts as received.
+        A delta of a dot-based type is applied once it is causally ready: every earlier
+        delta of the same sender for that name is applied (or a full state sent after it),
+        and every dot of a third replica it saw is seen here. Until then it is held back
+        (bounded by `max_pending`) and applied by a later `receive`; it still counts as
+        received.
 
         Raises:
             CRDTError: not a valid message (unauthenticated, replayed, oversized, foreign,
@@ -375,15 +382,20 @@ class Replicator:
             remote = from_dict(crdt_data, replica=self.replica, hlc=self.hlc, limits=self.limits)
         except CRDTError as exc:
             raise self._drop("invalid", sender, str(exc)) from None
+        seq, prev = message.get("seq", 0), message.get("prev", 0)
+        if type(prev) is not int or (message["v"] > 1 and not 0 <= prev < seq):
+            raise self._drop("invalid", sender, "a bad 'prev' sequence number")
         with self._lock:
             known = self._objects.get(name)
             if known is not None:
                 self._check_type(name, known, remote)
-            self._commit_seq(message)
-            if message["kind"] == "delta" and not self._is_ready(known, remote):
-                self._hold(name, remote)
+            record = self._commit_seq(message)
+            causal = message["kind"] == "delta" and remote._CAUSAL
+            if causal and not self._is_ready(record, sender, name, prev, known, remote):
+                self._hold(name, (record, sender, prev, seq, remote))
                 return name
             self._apply(name, known, remote)
+            record.upto[name] = max(record.upto.get(name, 0), seq)
             self._drain(name)
         return name
 
@@ -497,12 +509,8 @@ class Replicator:
             ok = fields == _V2_FIELDS
         if ok and version > 1:
             session, seq = message["session"], message["seq"]
-            ok = (
-                type(session) is str
-                and 0 < len(session) <= 64
-                and type(seq) is int
-                and 0 < seq < 2**63
-            )
+            ok = type(session) is str and 0 < len(session) <= 64 and type(seq) is int
+            ok = ok and 0 < seq < 2**63
         if ok and kind != "digest":
             name = message.get("name")
             ok = type(name) is str and bool(name) and kind in ("delta", "state")
@@ -516,23 +524,41 @@ class Replicator:
                     raise self._drop("replayed", sender, "seen before")
         return message
 
-    def _commit_seq(self, message: dict[str, Any]) -> None:
-        if message["v"] < 2:
-            return
+    def _commit_seq(self, message: dict[str, Any]) -> _Replay:
+        """The sender session's record, with this message's sequence number marked seen."""
+        sender = message["from"]
+        session = message.get("session", "")
         with self._lock:
-            sessions = self._seen.setdefault(message["from"], OrderedDict())
-            replay = sessions.get(message["session"])
-            if replay is None:
-                replay = sessions[message["session"]] = _Replay()
+            sessions = self._seen.pop(sender, None)
+            if sessions is None:
+                sessions = OrderedDict()
+                while len(self._seen) >= _SENDERS:
+                    del self._seen[next(iter(self._seen))]
+            self._seen[sender] = sessions  # most recently heard from: last
+            record = sessions.get(session)
+            if record is None:
+                record = sessions[session] = _Replay()
                 while len(sessions) > _SESSIONS:
                     sessions.popitem(last=False)
-            sessions.move_to_end(message["session"])
-            replay.mark(message["seq"])
+            sessions.move_to_end(session)
+            if message["v"] > 1:
+                record.mark(message["seq"])
+            return record
 
-    def _is_ready(self, known: CRDT | None, delta: CRDT) -> bool:
+    def _is_ready(
+        self,
+        record: _Replay,
+        sender: str,
+        name: str,
+        prev: int,
+        known: CRDT | None,
+        delta: CRDT,
+    ) -> bool:
+        if prev > record.upto.get(name, 0):
+            return False  # an earlier delta of this sender has not arrived yet
         if known is None:
-            return type(delta)._empty(self.replica, self.hlc)._ready(delta)
-        return known._ready(delta)
+            known = type(delta)._empty(self.replica, self.hlc)
+        return known._ready(delta, sender)
 
     def _apply(self, name: str, known: CRDT | None, remote: CRDT) -> None:
         merged = remote if known is None else known.merge(remote)
@@ -542,8 +568,8 @@ class Replicator:
             )
         self._objects[name] = merged
 
-    def _hold(self, name: str, delta: CRDT) -> None:
-        self._pending.setdefault(name, []).append(delta)
+    def _hold(self, name: str, item: tuple[_Replay, str, int, int, CRDT]) -> None:
+        self._pending.setdefault(name, []).append(item)
         self._pending_count += 1
         while self._pending_count > self.max_pending:
             oldest = max(self._pending, key=lambda n: len(self._pending[n]))
@@ -562,19 +588,22 @@ class Replicator:
         progress = True
         while waiting and progress:
             progress = False
-            for delta in list(waiting):
+            for item in list(waiting):
+                record, sender, prev, seq, delta = item
                 known = self._objects.get(name)
-                if known is not None and type(known) is not type(delta):
-                    waiting.remove(delta)
+                stale = seq <= record.upto.get(name, 0)  # a full state sent later has it
+                if stale or (known is not None and type(known) is not type(delta)):
+                    waiting.remove(item)
                     self._pending_count -= 1
                     continue
-                if self._is_ready(known, delta):
-                    waiting.remove(delta)
+                if self._is_ready(record, sender, name, prev, known, delta):
+                    waiting.remove(item)
                     self._pending_count -= 1
                     try:
                         self._apply(name, known, delta)
                     except CRDTError:
                         continue
+                    record.upto[name] = max(record.upto.get(name, 0), seq)
                     progress = True
         if name in self._pending and not self._pending[name]:
             del self._pending[name]
@@ -608,12 +637,17 @@ class Replicator:
         return self._seq
 
     def _encode(self, kind: str, name: str, obj: CRDT) -> bytes:
+        seq = self._next_seq()
+        prev = self._last_delta.get(name, 0)
+        if kind == "delta":
+            self._last_delta[name] = seq
         message = {
             "format": WIRE_FORMAT,
             "v": WIRE_VERSION,
             "from": self.replica,
             "session": self._session,
-            "seq": self._next_seq(),
+            "seq": seq,
+            "prev": prev,
             "kind": kind,
             "name": name,
             "crdt": obj.to_dict(),
