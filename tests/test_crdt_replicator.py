@@ -268,3 +268,24 @@ async def test_arun_polls_and_repairs_on_the_virtual_clock(clock: VirtualClock) 
         tg.start_soon(lambda: b.arun(poll_interval=0.5, anti_entropy_interval=5.0, until=done))
     assert b["set"].value == frozenset({"lost in the partition"})
     assert a.stats["sent"] >= 3  # the delta, then anti-entropy rounds at t=0, 5, 10
+
+
+def test_a_version_1_message_is_still_read_without_a_secret_but_not_with_one() -> None:
+    counter = crdt.GCounter("old")
+    counter.increment(4)
+    v1 = json.dumps(
+        {
+            "format": "resilience.crdt.sync",
+            "v": 1,
+            "from": "old",
+            "kind": "delta",
+            "name": "n",
+            "crdt": counter.to_dict(),
+        }  # fmt: skip
+    ).encode()
+    plain = crdt.Replicator("b", crdt.LoopbackTransport())
+    assert plain.receive(v1) == "n"
+    assert plain["n"].value == 4
+    keyed = crdt.Replicator("c", crdt.LoopbackTransport(), secret=b"sixteen bytes key!")
+    with pytest.raises(CRDTError):
+        keyed.receive(v1)
