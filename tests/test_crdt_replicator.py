@@ -281,7 +281,7 @@ def test_a_version_1_message_is_still_read_without_a_secret_but_not_with_one() -
             "kind": "delta",
             "name": "n",
             "crdt": counter.to_dict(),
-        }  # fmt: skip
+        }
     ).encode()
     plain = crdt.Replicator("b", crdt.LoopbackTransport())
     assert plain.receive(v1) == "n"
