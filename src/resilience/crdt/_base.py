@@ -387,6 +387,16 @@ def foreign_dots_seen(
     return all(d[0] == origin or d[1] <= get(d[0], 0) or d in cloud for d in dcloud)
 
 
+def in_value_order(entries: dict[Any, Any]) -> Any:
+    """The items of `entries` in the order a `.value` dict is built: as stored, unless a bool
+    or float key is present (a Python dict would then merge 1, True and 1.0 into whichever
+    came last): then in the canonical order, the same on every replica."""
+    for key in entries:
+        if type(key) is _Tagged:
+            return sorted(entries.items(), key=lambda item: sort_key(item[0]))
+    return entries.items()
+
+
 def sort_key(key: Any) -> str:
     """Entries are written in one order on every replica (equal states, equal bytes)."""
     return json.dumps(ekey(key))

@@ -27,6 +27,7 @@ from ._base import (
     covered,
     ekey,
     ikey,
+    in_value_order,
     inner_state,
     lookup,
     next_dot,
@@ -168,7 +169,7 @@ class LWWMap(CRDT):
     def value(self) -> dict[Any, Any]:
         """The live keys and their values, as a dict (a Python dict merges `1`, `True` and
         `1.0` into one key: use `items()` if you mix them)."""
-        return {ekey(k): e[2] for k, e in self._entries.items() if e[1]}
+        return {ekey(k): e[2] for k, e in in_value_order(self._entries) if e[1]}
 
     def _join(self, other: Self) -> Self:
         out = dict(self._entries)
@@ -421,7 +422,7 @@ class ORMap(CausalCRDT):
     def value(self) -> dict[Any, Any]:
         """Each key's value (`.value` of its CRDT), as a dict."""
         out: dict[Any, Any] = {}
-        for key in self._entries:
+        for key, _ in in_value_order(self._entries):
             current = self._current(key)
             if current is not None:
                 out[ekey(key)] = current.value
