@@ -213,3 +213,29 @@ def test_issue_item_3_remove_and_recreate_keeps_the_concurrent_increment() -> No
         a.remove("k")
         a.update("k", lambda c: c.increment(2))
         assert a.merge(b).value == b.merge(a).value == {"k": 3}
+
+
+@given(data=st.data())
+def test_orset_absorbing_deltas_in_place_equals_merging_them(data: st.DataObject) -> None:
+    """The Replicator merges small ORSet deltas in place (`_absorb`, with a dot index);
+    whatever the states and the order, the result is the pure merge's."""
+    kind = KINDS["ORSet"]
+    history = data.draw(histories(kind), label="history")
+    a, b, _ = run(kind, history)
+    deltas = []
+    source = b.copy()
+    for op in data.draw(st.lists(kind.ops, max_size=12), label="ops"):
+        deltas.append(kind.apply(source, op))
+    order = data.draw(st.permutations(range(len(deltas))), label="order")
+    merged, absorbed = a.copy(), a.copy()
+    for i in order:
+        merged = merged.merge(deltas[i])
+        if not absorbed._absorb(deltas[i]):
+            absorbed = absorbed.merge(deltas[i])
+        assert absorbed == merged
+        if data.draw(st.booleans(), label="local op between"):
+            op = data.draw(kind.ops, label="local op")
+            kind.apply(merged, op)
+            kind.apply(absorbed, op)
+    assert absorbed == merged
+    assert absorbed.merge(source) == merged.merge(source)

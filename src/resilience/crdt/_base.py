@@ -521,6 +521,11 @@ class CRDT:
     def _context_size(self) -> int:
         return 0
 
+    def _absorb(self, delta: Self) -> bool:
+        """Merge `delta` into this object in place, if this type can do it cheaply; returns
+        whether it did (the Replicator falls back to `merge`)."""
+        return False
+
     def digest(self) -> str:
         """A short hash of the state (not the replica id): equal on replicas that converged.
 

@@ -136,6 +136,9 @@ def _join_dotmap(
     return out
 
 
+_NONE: Any = object()  # "no element" (None is an element)
+
+
 def _by_key(item: tuple[Any, Any]) -> str:
     return sort_key(item[0])
 
@@ -157,13 +160,14 @@ class ORSet(CausalCRDT):
     """
 
     TYPE = "ORSet"
-    __slots__ = ()
+    __slots__ = ("_index",)
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
         self._entries: dict[Any, _Dots] = {}
         self._vv: dict[str, int] = {}
         self._cloud: set[Dot] = set()
+        self._index: dict[Dot, Any] | None = None
 
     @classmethod
     def _make(
@@ -178,6 +182,7 @@ class ORSet(CausalCRDT):
         obj._entries = entries
         obj._vv = vv
         obj._cloud = cloud
+        obj._index = None
         return obj
 
     def add(self, element: Any) -> Self:
@@ -194,6 +199,7 @@ class ORSet(CausalCRDT):
         dvv: dict[str, int] = {}
         compact(dvv, seen)
         self._entries[element] = dot
+        self._index = None
         add_dot(self._vv, self._cloud, dot)
         return self._make(self.replica, {element: dot}, dvv, seen)
 
@@ -206,6 +212,7 @@ class ORSet(CausalCRDT):
             dots = None
         if dots is None:
             return self._make(self.replica, {}, {}, set())
+        self._index = None
         seen = set(_as_set(dots))
         dvv: dict[str, int] = {}
         compact(dvv, seen)
@@ -241,6 +248,62 @@ class ORSet(CausalCRDT):
         )
         vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
         return self._make(self.replica, entries, vv, cloud)
+
+    def _absorb(self, delta: Self) -> bool:
+        """Merge a delta into this state in place: afterwards `self` equals what
+        `self.merge(delta)` would return, without copying every element. Only the elements
+        the delta names or whose dots its causal context covers can change; a dot -> element
+        index (built once, dropped by local mutations) finds the latter. Returns False, and
+        changes nothing, when the delta's context is too wide to walk (a full state)."""
+        dvv, dcl = delta._vv, delta._cloud
+        if sum(dvv.values()) + len(dcl) > 64 + 2 * len(delta._entries):
+            return False
+        index = self._index
+        entries = self._entries
+        if index is None:
+            index = {}
+            for elem, dots in entries.items():
+                if isinstance(dots, frozenset):
+                    for d in dots:
+                        index[d] = elem
+                else:
+                    index[dots] = elem
+            self._index = index
+        candidates = list(delta._entries)
+        for r, n in dvv.items():
+            for m in range(1, n + 1):
+                hit = index.get((r, m), _NONE)
+                if hit is not _NONE:
+                    candidates.append(hit)
+        for d in dcl:
+            hit = index.get(d, _NONE)
+            if hit is not _NONE:
+                candidates.append(hit)
+        vv, cloud = self._vv, self._cloud
+        changes: list[tuple[Any, _Dots | None]] = []
+        for elem in dict.fromkeys(candidates):
+            da, db = entries.get(elem), delta._entries.get(elem)
+            if db is None:
+                keep = None if da is None else _survivors(da, dvv, dcl)
+            elif da is None:
+                keep = _survivors(db, vv, cloud)
+            elif da == db:
+                keep = da
+            else:
+                keep = _join_dots(da, db, vv, cloud, dvv, dcl)
+            if keep is not da:
+                changes.append((elem, keep))
+        for elem, keep in changes:
+            old = entries.pop(elem, None)
+            if old is not None:
+                for d in _as_set(old):
+                    index.pop(d, None)
+            if keep is not None:
+                entries[elem] = keep
+                for d in _as_set(keep):
+                    index[d] = elem
+        self._vv, self._cloud = cc_join(vv, cloud, dvv, dcl)
+        return True
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -561,6 +561,12 @@ class Replicator:
         return known._ready(delta, sender)
 
     def _apply(self, name: str, known: CRDT | None, remote: CRDT) -> None:
+        if (
+            known is not None
+            and known._context_size() + remote._context_size() <= self.limits.max_context
+            and known._absorb(remote)  # a small delta into a big state: in place
+        ):
+            return
         merged = remote if known is None else known.merge(remote)
         if merged._context_size() > self.limits.max_context:
             raise self._drop(
