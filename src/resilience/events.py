@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BulkheadEvent",
+    "CRDTMessageDropped",
     "CallCompleted",
     "CallRejected",
     "ConfigChanged",
@@ -365,6 +366,17 @@ class FaultInjected(Event):
 
     kind: str
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CRDTMessageDropped(Event):
+    """A CRDT Replicator dropped a message from a peer (`operation` is the receiving replica's
+    id). `reason`: "unauthenticated" (no or bad HMAC), "replayed", "invalid" (malformed,
+    foreign, out of bounds, skewed clock), "oversized", or "overflow" (a causally early delta
+    evicted from a full buffer). `sender` is the claimed sender, "" if unknown."""
+
+    reason: str
+    sender: str = ""
 
 
 @dataclass(frozen=True, slots=True)
