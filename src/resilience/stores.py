@@ -34,8 +34,10 @@ if typing.TYPE_CHECKING:
     import sqlite3
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "SQLITE_APPLICATION_ID",
     "SQLITE_SCHEMA_VERSION",
+    "CorruptRecord",
     "MemoryStore",
     "Record",
     "RedisStore",
@@ -44,6 +46,15 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+MAX_RECORD_BYTES = 64 * 1024
+"""Records longer than this (in their JSON form) are refused when written or read."""
+
+
+class CorruptRecord(StoreError):
+    """The record at a key is not a JSON object of at most `MAX_RECORD_BYTES` (written by
+    something else, or damaged). A `StoreError`: the store itself answered."""
+
 
 Record = dict[str, Any]
 """A store's value: a JSON-safe dict."""
@@ -711,12 +722,17 @@ def _check_bucket(key: str, capacity: float, rate: float, now: float) -> None:
 
 
 def _decode(raw: str | bytes, key: str) -> Record:
+    # A record is read from a peer: bounded in size (and so in parsing work) before trusted.
+    if len(raw) > MAX_RECORD_BYTES:
+        raise CorruptRecord(
+            f"the record at {key!r} is {len(raw)} bytes, over {MAX_RECORD_BYTES}", operation=key
+        )
     try:
         value = json.loads(raw)
-    except ValueError as exc:
-        raise StoreError(f"the record at {key!r} is not JSON: {exc}", operation=key) from None
+    except (ValueError, RecursionError) as exc:
+        raise CorruptRecord(f"the record at {key!r} is not JSON: {exc}", operation=key) from None
     if not isinstance(value, dict):
-        raise StoreError(f"the record at {key!r} is not a JSON object", operation=key)
+        raise CorruptRecord(f"the record at {key!r} is not a JSON object", operation=key)
     return value
 
 
