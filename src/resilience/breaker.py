@@ -53,14 +53,15 @@ from ._policy import Decorator
 from ._validate import Errors, raise_if
 from ._window import FAILURE, SLOW, CountRing, TimeRing
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
-from .events import (
-    CallCompleted,
-    CallRejected,
-    StateTransition,
-    StoreRecovered,
-    StoreUnavailable,
+from .events import CallCompleted, CallRejected, StateTransition
+from .stores import (
+    CorruptRecord,
+    MemoryStore,
+    Record,
+    Store,
+    report_recovered,
+    report_unavailable,
 )
-from .stores import CorruptRecord, MemoryStore, Record, Store
 
 __all__ = ["CircuitBreaker", "CircuitState", "CountWindow", "TimeWindow"]
 
@@ -960,7 +961,7 @@ class CircuitBreaker(Decorator):
             if self._store_down is not None:
                 return
             self._store_down = self._mono()
-        _store_problem(self.name, self._store, exc)
+        report_unavailable("circuit breaker", self.name, self._store, exc)
 
     def _store_back(self) -> None:
         if self._store_down is None:
@@ -968,7 +969,7 @@ class CircuitBreaker(Decorator):
         with self._lock:
             since, self._store_down = self._store_down, None
         if since is not None:
-            _store_recovered(self.name, self._store, self._mono() - since)
+            report_recovered("circuit breaker", self.name, self._store, self._mono() - since)
 
     # --- inspection and manual control -------------------------------------------------------
 
@@ -1133,43 +1134,3 @@ def _round_record(view: Record, wall: float, permits: int) -> Record:
         "slow": 0,
         "since": wall,
     }
-
-
-def _store_problem(name: str, store: object, exc: BaseException) -> None:
-    """One `StoreUnavailable` event and one warning log line; never raises."""
-    try:
-        where = _describe(store)
-        error = f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
-        if _events.enabled:
-            _events.emit(StoreUnavailable(name, where, error))
-        import logging
-
-        logging.getLogger("resilience.stores").warning(
-            "circuit breaker %r cannot use its store %s (%s); it goes on with its local state",
-            name,
-            where,
-            error,
-        )
-    except Exception:  # pragma: no cover - reporting must never fail the protected call
-        pass
-
-
-def _store_recovered(name: str, store: object, downtime: float) -> None:
-    try:
-        where = _describe(store)
-        if _events.enabled:
-            _events.emit(StoreRecovered(name, where, downtime))
-        import logging
-
-        logging.getLogger("resilience.stores").warning(
-            "circuit breaker %r reaches its store %s again after %.1f s", name, where, downtime
-        )
-    except Exception:  # pragma: no cover
-        pass
-
-
-def _describe(store: object) -> str:
-    try:
-        return repr(store)[:_MAX_REASON]
-    except Exception:
-        return type(store).__name__

@@ -23,10 +23,12 @@ import json
 import math
 import os
 import threading
+import time
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
+from . import events
 from ._errors import ConfigError, StoreError
 from ._validate import Errors, raise_if
 
@@ -94,13 +96,16 @@ class Store(Protocol):
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
         """Token bucket: take `tokens` from the bucket at `key` if it holds them.
 
         Returns 0.0 when they were taken, else the seconds until they will be available
-        (nothing taken). A bucket starts full; `now` is the caller's clock reading.
+        (nothing taken). A bucket starts full. `now` is the caller's clock reading, or None:
+        the store's own clock (Redis: the server's `TIME`; SQLite: the clock of the host that
+        holds the file; memory: `time.monotonic()`), so the skewed clock of one host cannot
+        starve the others of a shared bucket.
         """
         ...
 
@@ -158,9 +163,11 @@ class MemoryStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        if now is None:
+            now = time.monotonic()
         with self._lock:
             level, stamp = self._buckets.get(key, (capacity, now))
             return _take(self._buckets, key, level, stamp, capacity, refill_per_second, now, tokens)
@@ -192,6 +199,7 @@ _UPSERT_RECORD = (
     "INSERT INTO records (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
+_SQLITE_NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"  # Unix time, ms resolution
 _UPSERT_BUCKET = (
     "INSERT INTO buckets (key, level, stamp) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET level = excluded.level, stamp = excluded.stamp"
@@ -422,16 +430,19 @@ class SQLiteStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
 
         def take(db: sqlite3.Connection) -> float:
+            # now=None: SQLite's clock (the host's that holds the file), read inside the
+            # transaction, so a process with a wrong clock cannot move the bucket's time.
+            at = db.execute(_SQLITE_NOW).fetchone()[0] if now is None else now
             row = db.execute("SELECT level, stamp FROM buckets WHERE key = ?", (key,)).fetchone()
-            level, stamp = (capacity, now) if row is None else row
-            level, stamp, wait = _bucket(level, stamp, capacity, refill_per_second, now, tokens)
+            level, stamp = (capacity, at) if row is None else row
+            level, stamp, wait = _bucket(level, stamp, capacity, refill_per_second, at, tokens)
             db.execute(_UPSERT_BUCKET, (key, level, stamp))
             return wait
 
@@ -483,7 +494,15 @@ return 1
 _TAKE_LUA = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local now
+if ARGV[3] == '' then
+  -- the server's clock: every host sharing the bucket agrees on it, whatever their own
+  if redis.replicate_commands then pcall(redis.replicate_commands) end
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[3])
+end
 local tokens = tonumber(ARGV[4])
 local saved = redis.call('HMGET', KEYS[1], 'level', 'stamp')
 local level, stamp = capacity, now
@@ -662,13 +681,13 @@ class RedisStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
-        args = [repr(float(capacity)), repr(float(refill_per_second)), repr(float(now)),
-                repr(float(tokens))]  # fmt: skip
+        args = [repr(float(capacity)), repr(float(refill_per_second)),
+                "" if now is None else repr(float(now)), repr(float(tokens))]  # fmt: skip
         try:
             wait = self._take(keys=[self._bucket_key(key)], args=args)
         except self._failures as exc:
@@ -708,14 +727,61 @@ class RedisStore:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
 
 
-def _check_bucket(key: str, capacity: float, rate: float, now: float) -> None:
+def report_unavailable(kind: str, name: str | None, store: object, exc: BaseException) -> None:
+    """A primitive lost its store: one `StoreUnavailable` event and one warning log line.
+    Called once per outage by the primitive; never raises (it runs inside a protected call)."""
+    try:
+        where = _describe(store)
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_TEXT]
+        if events.enabled:
+            events.emit(events.StoreUnavailable(name or kind, where, error))
+        import logging
+
+        logging.getLogger("resilience.stores").warning(
+            "%s %r cannot use its store %s (%s); it goes on with its local state",
+            kind,
+            name,
+            where,
+            error,
+        )
+    except Exception:  # pragma: no cover - reporting must never fail the protected call
+        pass
+
+
+def report_recovered(kind: str, name: str | None, store: object, downtime: float) -> None:
+    """The end of an outage `report_unavailable` reported: a `StoreRecovered` event and a
+    log line; never raises."""
+    try:
+        where = _describe(store)
+        if events.enabled:
+            events.emit(events.StoreRecovered(name or kind, where, downtime))
+        import logging
+
+        logging.getLogger("resilience.stores").warning(
+            "%s %r reaches its store %s again after %.1f s", kind, name, where, downtime
+        )
+    except Exception:  # pragma: no cover
+        pass
+
+
+_MAX_TEXT = 500
+
+
+def _describe(store: object) -> str:
+    try:
+        return repr(store)[:_MAX_TEXT]  # the stores' reprs never show a password
+    except Exception:
+        return type(store).__name__
+
+
+def _check_bucket(key: str, capacity: float, rate: float, now: float | None) -> None:
     # A NaN would be stored as NULL (SQLite) or "nan" (Redis) and poison the bucket for good.
     errors = [
         (name, f"must be a number, got {value!r}")
         for name, value in (("capacity", capacity), ("refill_per_second", rate))
         if isinstance(value, float) and math.isnan(value)
     ]
-    if not math.isfinite(now):
+    if now is not None and not math.isfinite(now):
         errors.append(("now", f"must be a finite clock reading, got {now!r}"))
     if errors:
         raise ConfigError(errors, operation=key)
