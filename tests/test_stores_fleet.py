@@ -419,3 +419,92 @@ def test_plain_python_with_a_malformed_record_runs_the_function(tmp_path: Path) 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "50"
     assert out.stderr == ""
+
+
+# --- async shells never do store I/O on the event loop ---------------------------------------
+
+
+class SlowStore:
+    """A shared store whose every operation blocks its thread for `delay` (a slow Redis)."""
+
+    shared = True
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.inner = MemoryStore()
+        self.threads: set[str] = set()
+
+    def _io(self) -> None:
+        import threading
+        import time
+
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self._io()
+        return self.inner.get(key)
+
+    def set(self, key: str, value: Mapping[str, Any]) -> None:
+        self._io()
+        self.inner.set(key, value)
+
+    def compare_and_set(
+        self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
+    ) -> bool:
+        self._io()
+        return self.inner.compare_and_set(key, expected, value)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def take_tokens(self, key: str, **kw: Any) -> float:
+        self._io()
+        return self.inner.take_tokens(key, **kw)
+
+
+@pytest.mark.anyio
+async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) -> None:
+    import threading
+    import time
+
+    import anyio
+
+    store = SlowStore(0.15)
+    br = rs.CircuitBreaker("db", minimum_calls=2, open_duration=0.2, store=store)
+    limiter = rs.RateLimiter(rate=1000, store=store, name="api")
+    store.threads.clear()
+    loop_thread = threading.current_thread().name
+    gaps: list[float] = []
+    done = False
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while not done:
+            await anyio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def up() -> str:
+        return "ok"
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat)
+            assert await br.acall(up) == "ok"  # the first call reads the record
+            with pytest.raises(ConnectionError):
+                await br.acall(down)  # 1 of 2 failed, it opens: the write goes to the writer
+            with pytest.raises(rs.CircuitOpenError):
+                await br.acall(up)
+            await anyio.sleep(0.5)
+            assert await br.acall(up) == "ok"  # a trial call: permit and outcome in the store
+            assert await limiter.acall(up) == "ok"  # one take_tokens round trip
+            await anyio.sleep(0.5)
+            done = True
+    assert loop_thread not in store.threads  # not one store call on the loop's thread
+    assert len(store.threads) >= 1
+    assert max(gaps) < 0.12, max(gaps)  # each store call blocks 150 ms; the loop never did

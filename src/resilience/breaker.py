@@ -59,6 +59,9 @@ from .stores import (
     MemoryStore,
     Record,
     Store,
+    in_background,
+    in_process,
+    on_event_loop,
     report_recovered,
     report_unavailable,
 )
@@ -239,6 +242,7 @@ class CircuitBreaker(Decorator):
         "_mono",
         "_next_seq",
         "_next_sync",
+        "_offload",
         "_open_until",
         "_opened_at",
         "_opened_wall",
@@ -338,6 +342,8 @@ class CircuitBreaker(Decorator):
         self._pending: list[tuple[CircuitState, CircuitState, str, Record]] = []
         self._store: Store = store if store is not None else MemoryStore()
         self._shared = bool(getattr(self._store, "shared", False))
+        # Store I/O never runs on an event loop thread (see `_aadmit`, `_write`, `_trial_done`)
+        self._offload = self._shared and not in_process(self._store)
         self._key = f"breaker:{name}"
         self._version = 0
         self._written = 0
@@ -448,7 +454,7 @@ class CircuitBreaker(Decorator):
         """
         epoch = self._closed_epoch
         if epoch is None:
-            epoch = self._admit()
+            epoch = await self._aadmit() if self._offload else self._admit()
         t0 = self._mono()
         try:
             result = await fn(*args, **kwargs)
@@ -668,6 +674,11 @@ class CircuitBreaker(Decorator):
 
     def _flush(self) -> None:
         """After the lock is released: deliver transition events, write the latest record."""
+        if self._offload and self._pending and on_event_loop():
+            # On an event loop, the store write (and the events, to keep their order) go to
+            # the writer thread: the loop never waits for store I/O, nor for a thread doing it.
+            in_background(self._flush)
+            return
         with self._flush_lock:  # keeps events and writes in transition order
             with self._lock:
                 pending, self._pending = self._pending, []
@@ -688,17 +699,31 @@ class CircuitBreaker(Decorator):
     # state, reports the outage once, probes once per `_SYNC_INTERVAL` and takes the store's
     # record (or republishes its own into an empty store) when it answers again.
 
+    async def _aadmit(self) -> int:
+        """`_admit` for `acall`: when it must talk to the store, it does so on a worker
+        thread (asyncio and trio alike), so a slow store never stalls the event loop. A
+        cancellation waits for the thread (a trial permit taken is then given back by
+        `acall`'s own cancellation handling)."""
+        if not self._store_due(self._mono()):
+            return self._admit()
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._admit)
+
+    def _store_due(self, now: float) -> bool:
+        """Whether admission at `now` reads the shared store."""
+        if now >= self._next_sync:
+            return True
+        if self._store_down is not None:
+            return False
+        state = self._state
+        return state is _HALF_OPEN or (state is _OPEN and now >= self._open_until)
+
     def _admit_shared(self, now: float) -> int | None:
         """Admission against a shared store: a trial epoch, a rejection, or None (decide
         locally: CLOSED, OPEN with time left, manual states, or the store is unavailable)."""
         state = self._state
-        if now < self._next_sync and (
-            self._store_down is not None
-            or state is _CLOSED
-            or state is _FORCED_OPEN
-            or state is _DISABLED
-            or (state is _OPEN and now < self._open_until)
-        ):
+        if not self._store_due(now):
             return None
         if now >= self._next_sync and state is not _HALF_OPEN and state is not _OPEN:
             with self._lock:  # one periodic re-read per interval; other threads go on
@@ -808,6 +833,12 @@ class CircuitBreaker(Decorator):
         if code is not None and _events.enabled:
             outcome = "failure" if code & FAILURE else "success"
             _events.emit(CallCompleted(self.name, outcome, now - t0, bool(code & SLOW)))
+        if self._offload and on_event_loop():
+            in_background(lambda: self._count_trial(round_, code))
+        else:
+            self._count_trial(round_, code)
+
+    def _count_trial(self, round_: int, code: int | None) -> None:
         found, record = self._read()
         if found:
             for _ in range(_CAS_TRIES):

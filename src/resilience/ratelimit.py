@@ -30,7 +30,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError, RateLimited
 from ._policy import Decorator
 from ._validate import Errors, raise_if
-from .stores import MemoryStore, Store, report_recovered, report_unavailable
+from .stores import MemoryStore, Store, in_process, report_recovered, report_unavailable
 
 __all__ = ["RateLimiter"]
 
@@ -84,6 +84,7 @@ class RateLimiter(Decorator):
         "_key",
         "_mono",
         "_now",
+        "_offload",
         "_probe_at",
         "_refill",
         "burst",
@@ -142,6 +143,7 @@ class RateLimiter(Decorator):
             else self.clock.monotonic
         )
         self._mono = self.clock.monotonic
+        self._offload = not in_process(self.store)
         self._down: float | None = None  # monotonic time the store stopped answering
         self._probe_at = 0.0
 
@@ -252,12 +254,21 @@ class RateLimiter(Decorator):
         if tokens != 1.0:
             self._check(tokens)
         while True:
-            retry_after = self._take(tokens)
+            retry_after = await self._atake(tokens) if self._offload else self._take(tokens)
             if retry_after == 0.0:
                 return
             if self._too_far(retry_after):
                 raise self._refuse(retry_after)
             await self.clock.asleep(max(retry_after, _MIN_SLEEP))
+
+    async def _atake(self, tokens: float) -> float:
+        """`_take` off the event loop: a store round trip must not stall other tasks (a
+        worker thread on trio and asyncio; a store that is down is not even asked)."""
+        if self._down is not None and self._mono() < self._probe_at:
+            return self._unavailable()
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._take, tokens)
 
     # -- shells ----------------------------------------------------------------------------
 

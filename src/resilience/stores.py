@@ -767,6 +767,61 @@ def report_recovered(kind: str, name: str | None, store: object, downtime: float
 _MAX_TEXT = 500
 
 
+def on_event_loop() -> bool:
+    """True on a thread that runs an async event loop (asyncio or trio): no store I/O here."""
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+    except Exception:
+        return False
+    return True
+
+
+def in_process(store: object) -> bool:
+    """True for a store that does no I/O (a `MemoryStore`): it may be used from any thread."""
+    return isinstance(store, MemoryStore)
+
+
+class _Background:
+    """One daemon thread that runs store writes handed over by event-loop threads, in the
+    order they were handed over (a breaker's transitions stay in order)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # after a fork the parent's thread is not ours
+                self._thread = threading.Thread(
+                    target=self._run, name="resilience-store-writer", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(fn)
+
+    def _run(self) -> None:
+        while True:
+            fn = self._queue.get()
+            try:
+                fn()
+            except Exception:  # pragma: no cover - the callers report their own failures
+                pass
+
+
+_background = _Background()
+
+
+def in_background(fn: Callable[[], object]) -> None:
+    """Run `fn()` on the store-writer daemon thread (FIFO), not on the caller's thread."""
+    _background.submit(fn)
+
+
 def _describe(store: object) -> str:
     try:
         return repr(store)[:_MAX_TEXT]  # the stores' reprs never show a password
