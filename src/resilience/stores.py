@@ -36,10 +36,12 @@ if typing.TYPE_CHECKING:
     import sqlite3
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_RECORD_BYTES",
     "SQLITE_APPLICATION_ID",
     "SQLITE_SCHEMA_VERSION",
     "CorruptRecord",
+    "InvalidRecord",
     "MemoryStore",
     "Record",
     "RedisStore",
@@ -51,6 +53,16 @@ _T = TypeVar("_T")
 
 MAX_RECORD_BYTES = 64 * 1024
 """Records longer than this (in their JSON form) are refused when written or read."""
+
+
+MAX_DEPTH = 100
+"""Records (and queue payloads) nested deeper than this are refused when written."""
+
+
+class InvalidRecord(StoreError, TypeError):
+    """A record or key a store cannot hold as given: not JSON-safe, a non-string key, nested
+    more than `MAX_DEPTH` deep, a lone surrogate, over `MAX_RECORD_BYTES`. Nothing was
+    stored. Also a `TypeError`, as before."""
 
 
 class CorruptRecord(StoreError):
@@ -130,10 +142,12 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         raw = self._data.get(key)
         return None if raw is None else dict(json.loads(raw))
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         with self._lock:
             self._data[key] = raw
@@ -141,18 +155,20 @@ class MemoryStore:
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
         with self._lock:
             current = self._data.get(key)
             if expected is None:
                 if current is not None:
                     return False
-            elif current is None or current != _encode(expected):
+            elif current is None or current != _canonical(expected):
                 return False  # both sides in canonical JSON: (1, 2) and [1, 2] compare equal
             self._data[key] = raw
             return True
 
     def delete(self, key: str) -> None:
+        _check_key(key)
         with self._lock:
             self._data.pop(key, None)
             self._buckets.pop(key, None)
@@ -166,6 +182,7 @@ class MemoryStore:
         now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
         if now is None:
             now = time.monotonic()
         with self._lock:
@@ -285,22 +302,26 @@ class SQLiteStore:
         return db
 
     def _initialise(self, db: sqlite3.Connection) -> None:
+        # Nothing is written (not even the switch to WAL) before the file is known to be ours
+        # or has been made ours: a refused file is left byte for byte as it was.
         self._check_header(db)  # again: it may have changed since we looked
+        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_header(db)  # another process may have created it meanwhile
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    from ._sqlite import foreign_tables
+
+                    foreign_tables(db, self.path, "store")
+                    for statement in _SQLITE_SCHEMA:
+                        db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._check_header(db)  # another process may have created it meanwhile
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SQLITE_SCHEMA:
-                    db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _create_or_check(self) -> None:
         """Create a new file with mode 0600 (SQLite gives its -wal and -shm files the same
@@ -390,6 +411,7 @@ class SQLiteStore:
         return busy_retry(self._busy_timeout, fn, *args)
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         row = self._run(
             lambda db: db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone(),
             key,
@@ -398,14 +420,16 @@ class SQLiteStore:
         return None if row is None else _decode(row[0], key)
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         self._run(lambda db: db.execute(_UPSERT_RECORD, (key, raw)), key, write=False)
 
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
-        want = None if expected is None else _encode(expected)
+        want = None if expected is None else _canonical(expected)
 
         def cas(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
@@ -418,6 +442,8 @@ class SQLiteStore:
         return self._run(cas, key, write=True)
 
     def delete(self, key: str) -> None:
+        _check_key(key)
+
         def delete(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM records WHERE key = ?", (key,))
             db.execute("DELETE FROM buckets WHERE key = ?", (key,))
@@ -433,6 +459,7 @@ class SQLiteStore:
         now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
 
@@ -644,6 +671,7 @@ class RedisStore:
     # --- the Store protocol -------------------------------------------------------------
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         try:
             raw = self._client.get(self.prefix + key)
         except self._failures as exc:
@@ -651,6 +679,7 @@ class RedisStore:
         return None if raw is None else _decode(raw, key)
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         try:
             self._client.set(self.prefix + key, raw)
@@ -660,8 +689,9 @@ class RedisStore:
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
-        want = "" if expected is None else _encode(expected)
+        want = "" if expected is None else _canonical(expected)
         absent = "1" if expected is None else "0"
         try:
             done = self._cas(keys=[self.prefix + key], args=[want, raw, absent])
@@ -670,6 +700,7 @@ class RedisStore:
         return bool(int(done))
 
     def delete(self, key: str) -> None:
+        _check_key(key)
         try:
             self._client.delete(self.prefix + key, self._bucket_key(key))
         except self._failures as exc:
@@ -684,6 +715,7 @@ class RedisStore:
         now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
         args = [repr(float(capacity)), repr(float(refill_per_second)),
@@ -939,19 +971,84 @@ def _encode(value: Mapping[str, Any]) -> str:
     try:
         record = dict(value)
         raw = json.dumps(record, allow_nan=False, separators=(",", ":"), sort_keys=True)
-        _check_keys(record)  # after dumps, which has refused circular records
-        return raw
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"store records must be JSON-safe dicts: {exc}") from None
+        raise InvalidRecord(f"store records must be JSON-safe dicts: {exc}") from None
+    except RecursionError:
+        raise InvalidRecord(f"store records must be nested at most {MAX_DEPTH} deep") from None
+    problem = json_problem(record, raw)
+    if problem is not None:
+        raise InvalidRecord(f"store records must be JSON-safe dicts: {problem}")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise InvalidRecord(f"store records must be at most {MAX_RECORD_BYTES} bytes as JSON")
+    return raw
 
 
-def _check_keys(value: object) -> None:
-    # json.dumps would turn {1: x} into {"1": x}: what was stored would not be what get() returns.
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, got {type(key).__name__} {key!r}")
-            _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_keys(item)
+def _canonical(expected: Mapping[str, Any]) -> str:
+    """`expected` of a compare-and-set in the stored form (only compared, never stored: a
+    record read back from the store, however odd, must compare equal to itself)."""
+    try:
+        return json.dumps(dict(expected), allow_nan=False, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRecord(f"expected must be a JSON-safe dict: {exc}") from None
+
+
+def json_problem(value: object, text: str) -> str | None:
+    """Why `value` (whose JSON is `text`) would not come back from JSON as it went in, or
+    could not be read back at all: a non-string key (json would turn {1: x} into {"1": x}),
+    nesting deeper than `MAX_DEPTH`, a lone surrogate (not encodable as UTF-8). None: fine.
+
+    Cheap for the usual flat payload: the walk runs only when the JSON has nested containers.
+    """
+    if text.count("{") + text.count("[") <= 1:  # flat (or brackets inside strings: walked)
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str:
+                    return _walk(value)
+    elif isinstance(value, dict | list | tuple):
+        problem = _walk(value)
+        if problem is not None:
+            return problem
+    if "\\ud" in text:  # \udXXX escapes: surrogate pairs are fine, lone ones are not
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _walk(value: object) -> str | None:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} deep"
+        children: Any
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    return f"keys must be str, got {type(key).__name__} {key!r:.40}"
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, dict | list | tuple):
+                stack.append((child, depth + 1))
+    return None
+
+
+def key_problem(key: object) -> str | None:
+    """Why `key` cannot name a record (None when it can): not a str, or not valid UTF-8."""
+    if not isinstance(key, str):
+        return f"keys must be str, got {type(key).__name__}"
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"key {key!r:.60} holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _check_key(key: object) -> None:
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidRecord(problem)
