@@ -470,7 +470,7 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
 
     import anyio
 
-    store = SlowStore(0.15)
+    store = SlowStore(0.4)
     br = rs.CircuitBreaker("db", minimum_calls=2, open_duration=0.2, store=store)
     limiter = rs.RateLimiter(rate=1000, store=store, name="api")
     store.threads.clear()
@@ -507,4 +507,4 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
             done = True
     assert loop_thread not in store.threads  # not one store call on the loop's thread
     assert len(store.threads) >= 1
-    assert max(gaps) < 0.12, max(gaps)  # each store call blocks 150 ms; the loop never did
+    assert max(gaps) < 0.3, max(gaps)  # each store call blocks 400 ms; the loop never did

@@ -630,7 +630,13 @@ class RedisStore:
                 ],
                 operation="RedisStore",
             ) from None
-        self._failures: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # TypeError, ValueError: a URL whose query redis-py parsed but the connection refuses
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.RedisError,
+            OSError,
+            TypeError,
+            ValueError,
+        )
         self.prefix = prefix
         if isinstance(url_or_client, str):
             self._where, self._secrets = _redact_url(url_or_client)
