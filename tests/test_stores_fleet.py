@@ -508,3 +508,23 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
     assert loop_thread not in store.threads  # not one store call on the loop's thread
     assert len(store.threads) >= 1
     assert max(gaps) < 0.3, max(gaps)  # each store call blocks 400 ms; the loop never did
+
+
+def test_a_host_whose_clock_is_ahead_does_not_restart_a_live_round(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    ahead = VirtualClock(wall=clock.time() + 3600)  # a host one hour ahead
+    kw: dict[str, Any] = {"minimum_calls": 4, "open_duration": 10.0, "half_open_calls": 1}
+    a = rs.CircuitBreaker("db", store=SQLiteStore(tmp_path / "state.db"), clock=clock, **kw)
+    b = rs.CircuitBreaker("db", store=SQLiteStore(tmp_path / "state.db"), clock=ahead, **kw)
+    fail(a, 4)
+    clock.advance(10.0)
+    ahead.advance(10.0)
+
+    def trial() -> str:
+        with pytest.raises(rs.CircuitOpenError) as info:
+            b.call(ok)  # the round is an hour old by b's wall clock, but it is live
+        assert info.value.state == "half_open"
+        return "ok"
+
+    a.call(trial)
+    assert record(tmp_path)["state"] == "closed"  # a's trial closed it; b undid nothing

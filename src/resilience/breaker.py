@@ -250,6 +250,8 @@ class CircuitBreaker(Decorator):
         "_reason",
         "_reopens",
         "_ring",
+        "_round_seen",
+        "_round_since",
         "_seen",
         "_shared",
         "_slow_s",
@@ -349,6 +351,8 @@ class CircuitBreaker(Decorator):
         self._written = 0
         self._seen: Record | None = None
         self._store_down: float | None = None  # monotonic time the store stopped answering
+        self._round_seen: tuple[int, int, int] | None = None  # a HALF_OPEN round's progress
+        self._round_since = 0.0  # ...and when (our monotonic clock) we first saw it
         self._next_sync = -math.inf if self._shared else math.inf
         self._closed_epoch: int | None = None if self._shared else 0
         self._load()
@@ -780,7 +784,13 @@ class CircuitBreaker(Decorator):
                 if state is _OPEN and now >= self._open_until:
                     new = _round_record(view, wall, 1)
                 elif state is _HALF_OPEN:
-                    if wall - view["since"] > view["open_duration"]:  # a dead trial holder
+                    # A round that has not moved for open_duration on *our* clock (so a host
+                    # whose clock is off cannot call every round stale) lost its permit
+                    # holders (a process died mid-trial): start a new one.
+                    progress = (view["round"], view["trials"], view["passed"])
+                    if progress != self._round_seen:
+                        self._round_seen, self._round_since = progress, now
+                    if now - self._round_since > view["open_duration"]:
                         new = _round_record(view, wall, 1)
                     elif view["trials"] < self._half_n:
                         new = dict(view, version=view["version"] + 1, trials=view["trials"] + 1)
