@@ -729,8 +729,10 @@ class CircuitBreaker(Decorator):
         state = self._state
         if not self._store_due(now):
             return None
-        if now >= self._next_sync and state is not _HALF_OPEN and state is not _OPEN:
-            with self._lock:  # one periodic re-read per interval; other threads go on
+        if now >= self._next_sync and (
+            self._store_down is not None or (state is not _HALF_OPEN and state is not _OPEN)
+        ):
+            with self._lock:  # one re-read (or outage probe) per interval; others go on
                 if now < self._next_sync:
                     return None
                 self._next_sync = now + _SYNC_INTERVAL
