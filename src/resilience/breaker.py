@@ -59,11 +59,11 @@ from .stores import (
     MemoryStore,
     Record,
     Store,
-    in_background,
-    in_process,
-    on_event_loop,
-    report_recovered,
-    report_unavailable,
+    _in_background,
+    _in_process,
+    _on_event_loop,
+    _report_recovered,
+    _report_unavailable,
 )
 
 __all__ = ["CircuitBreaker", "CircuitState", "CountWindow", "TimeWindow"]
@@ -345,7 +345,7 @@ class CircuitBreaker(Decorator):
         self._store: Store = store if store is not None else MemoryStore()
         self._shared = bool(getattr(self._store, "shared", False))
         # Store I/O never runs on an event loop thread (see `_aadmit`, `_write`, `_trial_done`)
-        self._offload = self._shared and not in_process(self._store)
+        self._offload = self._shared and not _in_process(self._store)
         self._key = f"breaker:{name}"
         self._version = 0
         self._written = 0
@@ -678,10 +678,10 @@ class CircuitBreaker(Decorator):
 
     def _flush(self) -> None:
         """After the lock is released: deliver transition events, write the latest record."""
-        if self._offload and self._pending and on_event_loop():
+        if self._offload and self._pending and _on_event_loop():
             # On an event loop, the store write (and the events, to keep their order) go to
             # the writer thread: the loop never waits for store I/O, nor for a thread doing it.
-            in_background(self._flush)
+            _in_background(self._flush)
             return
         with self._flush_lock:  # keeps events and writes in transition order
             with self._lock:
@@ -845,8 +845,8 @@ class CircuitBreaker(Decorator):
         if code is not None and _events.enabled:
             outcome = "failure" if code & FAILURE else "success"
             _events.emit(CallCompleted(self.name, outcome, now - t0, bool(code & SLOW)))
-        if self._offload and on_event_loop():
-            in_background(lambda: self._count_trial(round_, code))
+        if self._offload and _on_event_loop():
+            _in_background(lambda: self._count_trial(round_, code))
         else:
             self._count_trial(round_, code)
 
@@ -1004,7 +1004,7 @@ class CircuitBreaker(Decorator):
             if self._store_down is not None:
                 return
             self._store_down = self._mono()
-        report_unavailable("circuit breaker", self.name, self._store, exc)
+        _report_unavailable("circuit breaker", self.name, self._store, exc)
 
     def _store_back(self) -> None:
         if self._store_down is None:
@@ -1012,7 +1012,7 @@ class CircuitBreaker(Decorator):
         with self._lock:
             since, self._store_down = self._store_down, None
         if since is not None:
-            report_recovered("circuit breaker", self.name, self._store, self._mono() - since)
+            _report_recovered("circuit breaker", self.name, self._store, self._mono() - since)
 
     # --- inspection and manual control -------------------------------------------------------
 

@@ -60,7 +60,7 @@ from ._errors import QueueError, QueueFull
 from ._sqlite import busy_retry, foreign_tables, header_problem
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
-from .stores import MAX_DEPTH, json_problem, key_problem
+from .stores import MAX_DEPTH, _json_problem, _key_problem
 
 __all__ = [
     "APPLICATION_ID",
@@ -201,14 +201,14 @@ def _encode(payload: object) -> str:
 
 
 def _check_payload(payload: object, text: str) -> None:
-    problem = json_problem(payload, text)
+    problem = _json_problem(payload, text)
     if problem is not None:
         raise InvalidPayload(f"payload refused: {problem}")
 
 
 def _check_key(key: object) -> None:
     if key is not None:
-        problem = key_problem(key)
+        problem = _key_problem(key)
         if problem is not None:
             raise InvalidPayload(f"key must be a str or None: {problem}")
 

@@ -30,7 +30,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError, RateLimited
 from ._policy import Decorator
 from ._validate import Errors, raise_if
-from .stores import MemoryStore, Store, in_process, report_recovered, report_unavailable
+from .stores import MemoryStore, Store, _in_process, _report_recovered, _report_unavailable
 
 __all__ = ["RateLimiter"]
 
@@ -143,7 +143,7 @@ class RateLimiter(Decorator):
             else self.clock.monotonic
         )
         self._mono = self.clock.monotonic
-        self._offload = not in_process(self.store)
+        self._offload = not _in_process(self.store)
         self._down: float | None = None  # monotonic time the store stopped answering
         self._probe_at = 0.0
 
@@ -208,7 +208,7 @@ class RateLimiter(Decorator):
         self._probe_at = self._mono() + _PROBE
         if self._down is None:
             self._down = self._mono()
-            report_unavailable("rate limiter", self.name, self.store, exc)
+            _report_unavailable("rate limiter", self.name, self.store, exc)
         return self._unavailable()
 
     def _unavailable(self) -> float:
@@ -219,7 +219,7 @@ class RateLimiter(Decorator):
     def _recovered(self) -> None:
         since, self._down = self._down, None
         if since is not None:
-            report_recovered("rate limiter", self.name, self.store, self._mono() - since)
+            _report_recovered("rate limiter", self.name, self.store, self._mono() - since)
 
     def _refuse(self, retry_after: float) -> RateLimited:
         if events.enabled:

@@ -765,7 +765,7 @@ class RedisStore:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
 
 
-def report_unavailable(kind: str, name: str | None, store: object, exc: BaseException) -> None:
+def _report_unavailable(kind: str, name: str | None, store: object, exc: BaseException) -> None:
     """A primitive lost its store: one `StoreUnavailable` event and one warning log line.
     Called once per outage by the primitive; never raises (it runs inside a protected call)."""
     try:
@@ -786,8 +786,8 @@ def report_unavailable(kind: str, name: str | None, store: object, exc: BaseExce
         pass
 
 
-def report_recovered(kind: str, name: str | None, store: object, downtime: float) -> None:
-    """The end of an outage `report_unavailable` reported: a `StoreRecovered` event and a
+def _report_recovered(kind: str, name: str | None, store: object, downtime: float) -> None:
+    """The end of an outage `_report_unavailable` reported: a `StoreRecovered` event and a
     log line; never raises."""
     try:
         where = _describe(store)
@@ -805,7 +805,7 @@ def report_recovered(kind: str, name: str | None, store: object, downtime: float
 _MAX_TEXT = 500
 
 
-def on_event_loop() -> bool:
+def _on_event_loop() -> bool:
     """True on a thread that runs an async event loop (asyncio or trio): no store I/O here."""
     try:
         import sniffio
@@ -816,7 +816,7 @@ def on_event_loop() -> bool:
     return True
 
 
-def in_process(store: object) -> bool:
+def _in_process(store: object) -> bool:
     """True for a store that does no I/O (a `MemoryStore`): it may be used from any thread."""
     return isinstance(store, MemoryStore)
 
@@ -855,7 +855,7 @@ class _Background:
 _background = _Background()
 
 
-def in_background(fn: Callable[[], object]) -> None:
+def _in_background(fn: Callable[[], object]) -> None:
     """Run `fn()` on the store-writer daemon thread (FIFO), not on the caller's thread."""
     _background.submit(fn)
 
@@ -981,7 +981,7 @@ def _encode(value: Mapping[str, Any]) -> str:
         raise InvalidRecord(f"store records must be JSON-safe dicts: {exc}") from None
     except RecursionError:
         raise InvalidRecord(f"store records must be nested at most {MAX_DEPTH} deep") from None
-    problem = json_problem(record, raw)
+    problem = _json_problem(record, raw)
     if problem is not None:
         raise InvalidRecord(f"store records must be JSON-safe dicts: {problem}")
     if len(raw) > MAX_RECORD_BYTES:
@@ -998,7 +998,7 @@ def _canonical(expected: Mapping[str, Any]) -> str:
         raise InvalidRecord(f"expected must be a JSON-safe dict: {exc}") from None
 
 
-def json_problem(value: object, text: str) -> str | None:
+def _json_problem(value: object, text: str) -> str | None:
     """Why `value` (whose JSON is `text`) would not come back from JSON as it went in, or
     could not be read back at all: a non-string key (json would turn {1: x} into {"1": x}),
     nesting deeper than `MAX_DEPTH`, a lone surrogate (not encodable as UTF-8). None: fine.
@@ -1042,7 +1042,7 @@ def _walk(value: object) -> str | None:
     return None
 
 
-def key_problem(key: object) -> str | None:
+def _key_problem(key: object) -> str | None:
     """Why `key` cannot name a record (None when it can): not a str, or not valid UTF-8."""
     if not isinstance(key, str):
         return f"keys must be str, got {type(key).__name__}"
@@ -1055,6 +1055,6 @@ def key_problem(key: object) -> str | None:
 
 
 def _check_key(key: object) -> None:
-    problem = key_problem(key)
+    problem = _key_problem(key)
     if problem is not None:
         raise InvalidRecord(problem)
