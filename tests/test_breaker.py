@@ -912,16 +912,22 @@ class BrokenStore(MemoryStore):
 
 
 def test_a_failing_store_does_not_fail_the_call(
-    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+    clock: VirtualClock, seen: list[events.Event], caplog: pytest.LogCaptureFixture
 ) -> None:
-    reported: list[Any] = []
-    monkeypatch.setattr("sys.unraisablehook", reported.append)
     br = make(clock, store=BrokenStore())
     fail(br, 4)  # the 4th failure opens it; the write fails; the caller sees its own error
     assert br.state is CircuitState.OPEN
-    assert len(reported) == 1
-    assert isinstance(reported[0].exc_value, OSError)
-    assert "could not write its state" in reported[0].err_msg
+    clock.advance(10)
+    succeed(br, 2)  # closes: the write fails again, in the same outage: not reported again
+    assert br.state is CircuitState.CLOSED
+    down = [e for e in seen if isinstance(e, events.StoreUnavailable)]
+    assert len(down) == 1
+    assert down[0].operation == "svc"
+    assert "disk full" in down[0].error
+    assert [r.getMessage() for r in caplog.records if "disk full" in r.getMessage()] == [
+        "circuit breaker 'svc' cannot use its store MemoryStore(0 records) (OSError: disk full);"
+        " it goes on with its local state"
+    ]
 
 
 def test_a_failing_result_classifier_frees_the_trial_slot(clock: VirtualClock) -> None:

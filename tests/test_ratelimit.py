@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +15,11 @@ import resilience as rs
 from resilience import events
 from resilience.stores import MemoryStore
 from resilience.testing import VirtualClock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/redis_server.py
+from redis_server import redis_server, redis_url  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_admits_the_burst_then_the_rate(clock: VirtualClock) -> None:
@@ -121,3 +131,125 @@ def test_bad_arguments(kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(rs.ConfigError) as info:
         rs.RateLimiter(**kwargs)
     assert argument in [loc for loc, _ in info.value.errors]
+
+
+# --- a shared bucket: clock skew between hosts, a store that fails ------------------------------
+
+_SKEW_CHILD = """
+import sys, time
+offset = float(sys.argv[2])
+if offset:  # this "host" has a clock `offset` seconds ahead (before resilience reads it)
+    _real = time.time
+    time.time = lambda: _real() + offset
+import json
+import resilience as rs
+from resilience.stores import RedisStore, SQLiteStore
+store = eval(sys.argv[1])
+limiter = rs.RateLimiter(rate=40, per=1.0, burst=4, store=store, name="skewed")
+limiter.try_acquire(0)  # connect first
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.monotonic()
+granted, waits = 0, []
+while time.monotonic() - start < 1.5:
+    try:
+        limiter.acquire()
+        granted += 1
+    except rs.RateLimited as exc:
+        waits.append(exc.retry_after)
+    time.sleep(0.002)
+print(json.dumps({"granted": granted, "max_wait": max(waits, default=0.0),
+                  "elapsed": time.monotonic() - start}))
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"SQLiteStore({str(tmp_path / 'limits.db')!r})"
+    return f"RedisStore({request.getfixturevalue('redis_url')!r})"
+
+
+def test_a_host_an_hour_ahead_starves_nobody(store_spec: str) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SKEW_CHILD, store_spec, offset],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for offset in ("0", "3600")
+    ]
+    for p in procs:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "ready", p.stderr
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    normal, ahead = results
+    elapsed = max(r["elapsed"] for r in results)
+    total = normal["granted"] + ahead["granted"]
+    assert total <= 4 + 40 * (elapsed + 0.2)  # one limit for both
+    # Neither is starved (without the store's clock, the host behind got nothing for an hour)
+    assert normal["granted"] >= 0.25 * total, results
+    assert ahead["granted"] >= 0.25 * total, results
+    # ...and retry_after is honest: one token's time (1/40 s), not an hour
+    assert max(r["max_wait"] for r in results) <= 1 / 40 + 1e-3, results
+
+
+class DeadStore(MemoryStore):
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.calls = 0
+
+    def take_tokens(self, key: str, **kw: Any) -> float:
+        self.calls += 1
+        if not self.up:
+            raise rs.StoreError("connection refused")
+        return super().take_tokens(key, **kw)
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_on_store_error(clock: VirtualClock, policy: str) -> None:
+    store = DeadStore()
+    seen: list[events.Event] = []
+    stop = events.subscribe(seen.append)
+    try:
+        limiter = rs.RateLimiter(
+            rate=1, per=1.0, burst=1, store=store, clock=clock, on_store_error=policy, name="q"
+        )
+        results = [limiter.try_acquire() for _ in range(10)]
+        if policy == "fail_closed":
+            assert results == [False] * 10
+            with pytest.raises(rs.RateLimited) as info:
+                limiter.call(lambda: None)
+            assert 0 < info.value.retry_after <= 1.0  # when the store is tried again
+        else:
+            assert results == [True] * 10  # unlimited while the store is down
+        assert store.calls == 1  # a dead store is tried once a second, not on every call
+        store.up = True
+        clock.advance(1.0)
+        assert limiter.try_acquire()
+        assert not limiter.try_acquire()  # limited again
+    finally:
+        stop()
+    kinds = [type(e).__name__ for e in seen if "Store" in type(e).__name__]
+    assert kinds == ["StoreUnavailable", "StoreRecovered"]
+
+
+def test_on_store_error_is_validated() -> None:
+    with pytest.raises(rs.ConfigError, match="on_store_error"):
+        rs.RateLimiter(on_store_error="ignore")

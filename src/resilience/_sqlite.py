@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["busy_retry", "header_problem"]
+__all__ = ["ForeignFile", "busy_retry", "foreign_tables", "header_problem"]
 
 T = TypeVar("T")
 
@@ -85,3 +85,19 @@ def header_problem(
             f"read (it writes {schema_version}); it was left untouched"
         )
     return None
+
+
+class ForeignFile(sqlite3.DatabaseError):
+    """Raised under the write lock when an unmarked file already holds tables."""
+
+
+def foreign_tables(db: sqlite3.Connection, path: str, kind: str) -> None:
+    """Under the write lock, before creating our schema in an unmarked file: refuse it if it
+    holds any table at all. Our schema is created in one transaction together with its
+    marks, so an unmarked file with tables (even ones named like ours) is someone else's."""
+    names = [row[0] for row in db.execute("SELECT name FROM sqlite_master LIMIT 5")]
+    if names:
+        raise ForeignFile(
+            f"{path!r} is not a {kind} file: it holds other tables ({', '.join(names)}) and "
+            "no application id; it was left untouched"
+        )

@@ -40,7 +40,6 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -65,7 +64,17 @@ from ._validate import Errors, raise_if
 from ._window import FAILURE, SLOW, CountRing, TimeRing
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
 from .events import CallCompleted, CallRejected, StateTransition
-from .stores import MemoryStore, Record, Store
+from .stores import (
+    CorruptRecord,
+    MemoryStore,
+    Record,
+    Store,
+    _in_background,
+    _in_process,
+    _on_event_loop,
+    _report_recovered,
+    _report_unavailable,
+)
 
 __all__ = ["CircuitBreaker", "CircuitState", "CountWindow", "TimeWindow"]
 
@@ -243,6 +252,7 @@ class CircuitBreaker(Decorator):
         "_mono",
         "_next_seq",
         "_next_sync",
+        "_offload",
         "_open_until",
         "_opened_at",
         "_opened_wall",
@@ -250,12 +260,15 @@ class CircuitBreaker(Decorator):
         "_reason",
         "_reopens",
         "_ring",
+        "_round_seen",
+        "_round_since",
         "_seen",
         "_shared",
         "_slow_s",
         "_state",
         "_sthr",
         "_store",
+        "_store_down",
         "_version",
         "_wall",
         "_written",
@@ -342,10 +355,15 @@ class CircuitBreaker(Decorator):
         self._pending: list[tuple[CircuitState, CircuitState, str, Record]] = []
         self._store: Store = store if store is not None else MemoryStore()
         self._shared = bool(getattr(self._store, "shared", False))
+        # Store I/O never runs on an event loop thread (see `_aadmit`, `_write`, `_trial_done`)
+        self._offload = self._shared and not _in_process(self._store)
         self._key = f"breaker:{name}"
         self._version = 0
         self._written = 0
         self._seen: Record | None = None
+        self._store_down: float | None = None  # monotonic time the store stopped answering
+        self._round_seen: tuple[int, int, int] | None = None  # a HALF_OPEN round's progress
+        self._round_since = 0.0  # ...and when (our monotonic clock) we first saw it
         self._next_sync = -math.inf if self._shared else math.inf
         self._closed_epoch: int | None = None if self._shared else 0
         self._load()
@@ -457,7 +475,7 @@ class CircuitBreaker(Decorator):
         """
         epoch = self._closed_epoch
         if epoch is None:
-            epoch = self._admit()
+            epoch = await self._aadmit() if self._offload else self._admit()
         t0 = self._mono()
         try:
             result = await fn(*args, **kwargs)
@@ -568,8 +586,10 @@ class CircuitBreaker(Decorator):
             if _events.enabled:
                 _events.emit(CallRejected(self.name, "circuit_open", remaining))
             raise CircuitOpenError(self.name, remaining, "open", self._reason)
-        if self._shared and (now >= self._next_sync or self._state is _OPEN):
-            self._pull(now)  # and always before OPEN -> HALF_OPEN: another process may decide
+        if self._shared:  # the record decides OPEN -> HALF_OPEN and hands out trial permits
+            shared = self._admit_shared(now)
+            if shared is not None:
+                return shared
         moved = False
         rejected: str | None = None
         remaining = 0.0
@@ -636,6 +656,8 @@ class CircuitBreaker(Decorator):
     def _record(self, epoch: int, code: int, now: float, t0: float) -> None:
         """Feed one counted outcome (`code`: FAILURE and SLOW bits) into the state machine."""
         if epoch < 0:
+            if epoch < _NOTHING:  # a fleet trial call: its outcome goes to the shared record
+                self._trial_done(_TRIAL - epoch, code, now, t0)
             return
         if not code & SLOW and overran(t0, self._clock):
             code |= SLOW  # returned after its time budget ran out (a late cooperative timeout)
@@ -687,7 +709,7 @@ class CircuitBreaker(Decorator):
 
     def _ignored(self, epoch: int, duration: float) -> None:
         """A PERMANENT error (or result): not counted; a half-open trial slot is freed."""
-        if epoch < 0:
+        if epoch == _NOTHING:
             return
         self._release(epoch)
         if _events.enabled:
@@ -696,6 +718,8 @@ class CircuitBreaker(Decorator):
     def _release(self, epoch: int) -> None:
         """The call ended without an outcome (PERMANENT, cancelled, interrupted)."""
         if epoch < 0:
+            if epoch < _NOTHING:  # a fleet trial call: its permit goes back
+                self._trial_done(_TRIAL - epoch, None, 0.0, 0.0)
             return
         with self._lock:
             if epoch == self._epoch and self._state is _HALF_OPEN and self._half_used > 0:
@@ -741,7 +765,7 @@ class CircuitBreaker(Decorator):
             self._decide_at = self._ring.decide_at  # type: ignore[union-attr]
 
     def _record_dict(self) -> Record:
-        return {
+        record: Record = {
             "schema": SCHEMA,
             "version": self._version,
             "state": self._state.value,
@@ -750,9 +774,17 @@ class CircuitBreaker(Decorator):
             "reopens": self._reopens,
             "reason": self._reason,
         }
+        if self._state is _HALF_OPEN:  # a new round; no permit is taken yet
+            record.update(round=self._version, trials=0, passed=0, slow=0, since=self._wall())
+        return record
 
     def _flush(self) -> None:
         """After the lock is released: deliver transition events, write the latest record."""
+        if self._offload and self._pending and _on_event_loop():
+            # On an event loop, the store write (and the events, to keep their order) go to
+            # the writer thread: the loop never waits for store I/O, nor for a thread doing it.
+            _in_background(self._flush)
+            return
         with self._flush_lock:  # keeps events and writes in transition order
             with self._lock:
                 pending, self._pending = self._pending, []
@@ -764,91 +796,300 @@ class CircuitBreaker(Decorator):
             self._write(pending[-1][3])
 
     # --- the store --------------------------------------------------------------------------
+    #
+    # With a shared store the record is the fleet's breaker: every transition is a
+    # compare-and-set on it, and HALF_OPEN trial permits are reserved in it (`trials`), so
+    # exactly `half_open_calls` trial calls run fleet-wide per round (`round`). A process
+    # never restarts a round another one started, and a transition that loses its
+    # compare-and-set adopts the winner. While the store fails, the breaker runs on its local
+    # state, reports the outage once, probes once per `_SYNC_INTERVAL` and takes the store's
+    # record (or republishes its own into an empty store) when it answers again.
+
+    async def _aadmit(self) -> int:
+        """`_admit` for `acall`: when it must talk to the store, it does so on a worker
+        thread (asyncio and trio alike), so a slow store never stalls the event loop. A
+        cancellation waits for the thread (a trial permit taken is then given back by
+        `acall`'s own cancellation handling)."""
+        if not self._store_due(self._mono()):
+            return self._admit()
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._admit)
+
+    def _store_due(self, now: float) -> bool:
+        """Whether admission at `now` reads the shared store."""
+        if now >= self._next_sync:
+            return True
+        if self._store_down is not None:
+            return False
+        state = self._state
+        return state is _HALF_OPEN or (state is _OPEN and now >= self._open_until)
+
+    def _admit_shared(self, now: float) -> int | None:
+        """Admission against a shared store: a trial epoch, a rejection, or None (decide
+        locally: CLOSED, OPEN with time left, manual states, or the store is unavailable)."""
+        state = self._state
+        if not self._store_due(now):
+            return None
+        if now >= self._next_sync and (
+            self._store_down is not None or (state is not _HALF_OPEN and state is not _OPEN)
+        ):
+            with self._lock:  # one re-read (or outage probe) per interval; others go on
+                if now < self._next_sync:
+                    return None
+                self._next_sync = now + _SYNC_INTERVAL
+        found, record = self._read()
+        if not found:
+            return None
+        return self._settle(record, self._mono())
+
+    def _read(self) -> tuple[bool, object]:
+        """(True, the record or None or _CORRUPT) or (False, None) when the store failed.
+        The next re-read is due one interval after the read *returned*."""
+        try:
+            record: object = self._store.get(self._key)
+        except CorruptRecord:
+            record = _CORRUPT
+        except Exception as exc:
+            self._next_sync = self._mono() + _SYNC_INTERVAL
+            self._store_failed(exc)
+            return False, None
+        self._next_sync = self._mono() + _SYNC_INTERVAL
+        recovering = self._store_down is not None
+        self._store_back()
+        if recovering:  # take the store's word (or republish into an empty one)
+            with self._lock:
+                self._seen = None
+        return True, record
+
+    def _settle(self, record: object, now: float) -> int | None:
+        """Act on what the store holds: adopt it, take a trial permit, or republish."""
+        for _ in range(_CAS_TRIES):
+            view = _parse(record)
+            if view is None:  # absent (a restarted Redis), or garbage: publish what we know
+                with self._lock:
+                    mine = self._record_dict() if self._version > 0 or record is not None else None
+                if mine is None:
+                    return None
+                done, record = self._publish(record, mine)
+                if done is None:
+                    return None
+                if done:
+                    with self._lock:
+                        self._seen, self._written = mine, max(self._written, mine["version"])
+                    return None
+                continue
+            with self._lock:
+                if record != self._seen:
+                    self._adopt(view, record, now, event=True)
+                state = self._state
+                wall = self._wall()
+                new: Record | None = None
+                if state is _OPEN and now >= self._open_until:
+                    new = _round_record(view, wall, 1)
+                elif state is _HALF_OPEN:
+                    # A round that has not moved for open_duration on *our* clock (so a host
+                    # whose clock is off cannot call every round stale) lost its permit
+                    # holders (a process died mid-trial): start a new one.
+                    progress = (view["round"], view["trials"], view["passed"])
+                    if progress != self._round_seen:
+                        self._round_seen, self._round_since = progress, now
+                    if now - self._round_since > view["open_duration"]:
+                        new = _round_record(view, wall, 1)
+                    elif view["trials"] < self._half_n:
+                        new = dict(view, version=view["version"] + 1, trials=view["trials"] + 1)
+            self._flush()
+            if new is None:
+                if state is _HALF_OPEN:
+                    self._reject("half_open_full", 0.0, _HALF_OPEN)
+                return None
+            done, record = self._publish(record, new)
+            if done is None:
+                return None
+            if done:
+                with self._lock:
+                    self._adopt(new, new, self._mono(), event=True)
+                self._flush()
+                return _TRIAL - int(new["round"])
+        self._reject("half_open_full", 0.0, _HALF_OPEN)  # contention: shed, try again later
+        return None  # pragma: no cover - _reject raises
+
+    def _reject(self, reason: str, remaining: float, state: CircuitState) -> None:
+        if _events.enabled:
+            _events.emit(CallRejected(self.name, reason, remaining))
+        raise CircuitOpenError(self.name, remaining, state.value, self._reason)
+
+    def _publish(self, expected: object, new: Record) -> tuple[bool | None, object]:
+        """Compare-and-set `expected` -> `new`: (True, new), (False, what is there now), or
+        (None, None) when the store failed. A record that is not JSON is overwritten."""
+        try:
+            if expected is _CORRUPT:
+                self._store.set(self._key, new)
+                done = True
+            else:
+                done = self._store.compare_and_set(
+                    self._key, expected if isinstance(expected, dict) else None, new
+                )
+            if done:
+                self._store_back()
+                return True, new
+            try:
+                return False, self._store.get(self._key)
+            except CorruptRecord:
+                return False, _CORRUPT
+        except Exception as exc:
+            self._store_failed(exc)
+            return None, None
+
+    def _trial_done(self, round_: int, code: int | None, now: float, t0: float) -> None:
+        """A fleet trial call of `round_` ended: `code` (FAILURE/SLOW bits), or None when it
+        ended without an outcome (its permit goes back)."""
+        if code is not None and _events.enabled:
+            outcome = "failure" if code & FAILURE else "success"
+            _events.emit(CallCompleted(self.name, outcome, now - t0, bool(code & SLOW)))
+        if self._offload and _on_event_loop():
+            _in_background(lambda: self._count_trial(round_, code))
+        else:
+            self._count_trial(round_, code)
+
+    def _count_trial(self, round_: int, code: int | None) -> None:
+        found, record = self._read()
+        if found:
+            for _ in range(_CAS_TRIES):
+                view = _parse(record)
+                if view is None or view["state"] != "half_open" or view["round"] != round_:
+                    return  # the round is over (or the store lost it): nothing to count
+                new = self._after_trial(view, code)
+                done, record = self._publish(record, new)
+                if done is None:
+                    break
+                if done:
+                    with self._lock:
+                        self._adopt(new, new, self._mono(), event=True)
+                    self._flush()
+                    return
+            else:
+                return
+        if code is not None and code & FAILURE:  # the store is gone: at least reopen here
+            moved = False
+            with self._lock:
+                if self._state is _HALF_OPEN:
+                    moved = self._reopen("a trial call failed", self._mono())
+            if moved:
+                self._flush()
+
+    def _after_trial(self, view: Record, code: int | None) -> Record:
+        """The record after one trial outcome (`view` is a parsed HALF_OPEN record)."""
+        version = view["version"] + 1
+        if code is None:
+            return dict(view, version=version, trials=max(view["trials"] - 1, 0))
+        if code & FAILURE:
+            return self._open_record(view, "a trial call failed")
+        passed = view["passed"] + 1
+        slow = view["slow"] + (1 if code & SLOW else 0)
+        if passed < self._half_n:
+            return dict(view, version=version, passed=passed, slow=slow)
+        if slow and slow / self._half_n >= self._sthr:
+            return self._open_record(view, f"{slow} of {self._half_n} trial calls were slow")
+        return {
+            "schema": SCHEMA,
+            "version": version,
+            "state": _CLOSED.value,
+            "opened_at": None,
+            "open_duration": self._base_duration,
+            "reopens": 0,
+            "reason": "trial calls succeeded",
+        }
+
+    def _open_record(self, view: Record, reason: str) -> Record:
+        duration = float(view["open_duration"])
+        if self._max_duration is not None:
+            duration = min(duration * 2.0, self._max_duration)
+        return {
+            "schema": SCHEMA,
+            "version": view["version"] + 1,
+            "state": _OPEN.value,
+            "opened_at": self._wall(),
+            "open_duration": duration,
+            "reopens": view["reopens"] + 1,
+            "reason": reason,
+        }
 
     def _write(self, record: Record) -> None:
         if record["version"] <= self._written:
             return
-        try:
-            if self._shared:
-                # If the record we saw is gone (a restarted Redis, a deleted row), publish
-                # ours again: otherwise every later compare-and-set would fail too.
-                if not self._store.compare_and_set(self._key, self._seen, record) and (
-                    self._seen is None or not self._store.compare_and_set(self._key, None, record)
-                ):
-                    self._pull(self._mono(), lost_race=True)
+        if self._shared:
+            if self._store_down is not None and self._mono() < self._next_sync:
+                return  # the outage goes on: the next successful read republishes
+            done, current = self._publish(self._seen, record)
+            if done is None:
+                return
+            if not done:
+                # Lost the race: whoever won stands (we never undo another's transition),
+                # unless the store holds nothing usable, in which case ours goes in.
+                if _parse(current) is None:
+                    done, current = self._publish(current, record)
+                if not done:
+                    view = _parse(current)
+                    if view is not None:
+                        with self._lock:
+                            self._adopt(view, current, self._mono(), event=True)
+                        self._flush()
                     return
-            else:
+        else:
+            try:
                 self._store.set(self._key, record)
-        except Exception as exc:  # a store outage must not fail the protected call
-            _report(exc, f"circuit breaker {self.name!r} could not write its state")
-            return
-        self._written = record["version"]
-        self._seen = record
-
-    def _pull(self, now: float, *, lost_race: bool = False) -> None:
-        """Re-read a shared store's record and adopt it if it is newer than ours."""
-        self._next_sync = now + _SYNC_INTERVAL
-        try:
-            record = self._store.get(self._key)
-        except Exception as exc:
-            _report(exc, f"circuit breaker {self.name!r} could not read its state")
-            return
-        if record is None:
-            return
+            except Exception as exc:  # a store outage must not fail the protected call
+                self._store_failed(exc)
+                return
+            self._store_back()
         with self._lock:
-            if lost_race or int(record.get("version", 0)) > self._version:
-                self._adopt(record, now, event=True)
-        self._flush()
+            self._written = max(self._written, record["version"])
+            self._seen = record
 
     def _load(self) -> None:
         try:
-            record = self._store.get(self._key)
-        except Exception as exc:
-            _report(exc, f"circuit breaker {self.name!r} could not read its state")
+            record: object = self._store.get(self._key)
+        except CorruptRecord:
             return
-        if record is not None:
+        except Exception as exc:
+            self._store_failed(exc)
+            self._next_sync = self._mono() + _SYNC_INTERVAL if self._shared else math.inf
+            return
+        view = _parse(record)
+        if view is not None:
             with self._lock:
-                self._adopt(record, self._mono(), event=False)
+                self._adopt(view, record, self._mono(), event=False)
             self._pending.clear()
             self._written = self._version
 
-    def _adopt(self, record: Record, now: float, *, event: bool) -> None:
-        """Take the state a record describes (lock held). Malformed records are ignored."""
-        try:
-            if record.get("schema") != SCHEMA:
-                return
-            state = CircuitState(record["state"])
-            version = int(record["version"])
-            duration = float(record["open_duration"])
-            reopens = int(record.get("reopens", 0))
-            reason = str(record.get("reason", ""))
-            opened_wall = record.get("opened_at")
-            opened_wall = None if opened_wall is None else float(opened_wall)
-        except (KeyError, TypeError, ValueError):
-            return
-        if not (math.isfinite(duration) and duration > 0):
-            return
+    def _adopt(self, view: Record, record: object, now: float, *, event: bool) -> None:
+        """Take the state a parsed record describes (lock held)."""
+        state = CircuitState(view["state"])
         old = self._state
         self._closed_epoch = None  # as in `_to`: fields first, the state last
         self._epoch += 1
-        self._version = version
-        self._seen = record
-        self._written = max(self._written, version)
-        self._duration = duration
-        self._reopens = reopens
-        self._reason = reason
+        self._version = view["version"]
+        self._seen = record if isinstance(record, dict) else None
+        self._written = max(self._written, self._version)
+        self._duration = view["open_duration"]
+        self._reopens = view["reopens"]
+        self._reason = view["reason"]
+        opened_wall = view["opened_at"]
         self._opened_wall = opened_wall
         if state is _OPEN or state is _HALF_OPEN or state is _FORCED_OPEN:
             # Wall time tells how long ago it opened; our monotonic clock measures the rest.
-            # A half-open record is resumed as an OPEN breaker whose time is up: this process
-            # runs its own trial calls.
             elapsed = 0.0 if opened_wall is None else max(self._wall() - opened_wall, 0.0)
             self._opened_at = now - elapsed
             if state is _HALF_OPEN:
-                state = _OPEN
-                self._open_until = now
+                self._half_used = self._half_ok = self._half_slow = 0
+                if not self._shared:
+                    # A private store: resume as an OPEN breaker whose time is up, which
+                    # starts its own trial round (nobody else holds permits).
+                    state = _OPEN
+                    self._open_until = now
             elif state is _OPEN:
-                self._open_until = self._opened_at + duration
+                self._open_until = self._opened_at + self._duration
             else:
                 self._open_until = math.inf
         elif old is not state:
@@ -857,7 +1098,23 @@ class CircuitBreaker(Decorator):
         if state is _CLOSED and not self._shared:
             self._closed_epoch = self._epoch
         if event and old is not state:
-            self._pending.append((old, state, "shared store", record))
+            self._pending.append((old, state, "shared store", view))
+
+    def _store_failed(self, exc: BaseException) -> None:
+        """Report a store problem once per outage (an event and a log line); never raises."""
+        with self._lock:
+            if self._store_down is not None:
+                return
+            self._store_down = self._mono()
+        _report_unavailable("circuit breaker", self.name, self._store, exc)
+
+    def _store_back(self) -> None:
+        if self._store_down is None:
+            return
+        with self._lock:
+            since, self._store_down = self._store_down, None
+        if since is not None:
+            _report_recovered("circuit breaker", self.name, self._store, self._mono() - since)
 
     # --- inspection and manual control -------------------------------------------------------
 
@@ -951,12 +1208,74 @@ class CircuitBreaker(Decorator):
         return f"CircuitBreaker({self.name!r}, state={self._state.value})"
 
 
-def _report(exc: BaseException, message: str) -> None:
-    class _Unraisable:
-        exc_type = type(exc)
-        exc_value = exc
-        exc_traceback = exc.__traceback__
-        err_msg = message
-        object = None
+_CORRUPT = object()  # a record that is not even JSON: overwritten on the next write
+_TRIAL = -2  # a fleet trial call of round r is admitted with epoch _TRIAL - r (<= -3)
+_CAS_TRIES = 8  # compare-and-set attempts before a contended admission is shed
+_MAX_REASON = 500
 
-    sys.unraisablehook(_Unraisable)  # type: ignore[arg-type]
+
+def _int(value: object, maximum: int = 2**53) -> int:
+    if type(value) is not int or not 0 <= value < maximum:
+        raise ValueError(value)
+    return value
+
+
+def _real(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _parse(record: object) -> Record | None:
+    """A breaker record checked and normalised, or None: absent, of another schema, or
+    malformed in any way (a record from a store is data from a peer: never trusted)."""
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        return None
+    try:
+        state = CircuitState(record["state"])
+        duration = _real(record["open_duration"])
+        if not 0 < duration <= 1e9:
+            return None
+        opened = record.get("opened_at")
+        reason = record.get("reason", "")
+        view: Record = {
+            "schema": SCHEMA,
+            "version": _int(record["version"]),
+            "state": state.value,
+            "opened_at": None if opened is None else _real(opened),
+            "open_duration": duration,
+            "reopens": _int(record.get("reopens", 0), 10**6),
+            "reason": reason[:_MAX_REASON] if isinstance(reason, str) else "",
+        }
+        if state is _HALF_OPEN:
+            since = record.get("since", opened)
+            view["round"] = _int(record.get("round", view["version"]))
+            view["trials"] = _int(record.get("trials", 0), 10**6)
+            view["passed"] = _int(record.get("passed", 0), 10**6)
+            view["slow"] = _int(record.get("slow", 0), 10**6)
+            view["since"] = 0.0 if since is None else _real(since)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return view
+
+
+def _round_record(view: Record, wall: float, permits: int) -> Record:
+    """A new HALF_OPEN round after `view`, with `permits` trial permits already taken."""
+    version = view["version"] + 1
+    return {
+        "schema": SCHEMA,
+        "version": version,
+        "state": _HALF_OPEN.value,
+        "opened_at": view["opened_at"],
+        "open_duration": view["open_duration"],
+        "reopens": view["reopens"],
+        "reason": view["reason"],
+        "round": version,
+        "trials": permits,
+        "passed": 0,
+        "slow": 0,
+        "since": wall,
+    }

@@ -48,6 +48,8 @@ __all__ = [
     "RetryAttempted",
     "RetryGaveUp",
     "StateTransition",
+    "StoreRecovered",
+    "StoreUnavailable",
     "TierRecovered",
     "TimeoutOccurred",
     "emit",
@@ -384,3 +386,20 @@ class ConfigChanged(Event):
     """The active configuration changed (`operation` is the changed operation, or "*")."""
 
     environment: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUnavailable(Event):
+    """A primitive could not read or write its shared store (`store` is the store's repr,
+    never a password); it goes on with its local state. Emitted once per outage."""
+
+    store: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecovered(Event):
+    """The store of an earlier `StoreUnavailable` answers again, after `downtime` seconds."""
+
+    store: str
+    downtime: float

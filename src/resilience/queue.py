@@ -58,15 +58,17 @@ from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import cannot_hold
 from ._errors import QueueError, QueueFull
-from ._sqlite import busy_retry, header_problem
+from ._sqlite import busy_retry, foreign_tables, header_problem
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
+from .stores import MAX_DEPTH, _json_problem, _key_problem
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "DeadLetter",
     "DrainReport",
+    "InvalidPayload",
     "Item",
     "Lease",
     "OfflineQueue",
@@ -179,18 +181,37 @@ def _loads(text: str) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+class InvalidPayload(QueueError, TypeError):
+    """A payload or key the queue refuses at `put` (nothing stored): not JSON-serialisable,
+    a non-string dict key (JSON would turn {1: "x"} into {"1": "x"}), nested more than
+    `resilience.stores.MAX_DEPTH` deep (it could not be read back at drain), or a lone
+    surrogate. Also a `TypeError`, as before."""
+
+
 def _encode(payload: object) -> str:
     try:
-        return _dumps(payload)
+        text = _dumps(payload)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InvalidPayload(
             f"payload must be JSON-serialisable; got {type(payload).__name__} ({exc})"
         ) from None
+    except RecursionError:
+        raise InvalidPayload(f"payload must be nested at most {MAX_DEPTH} deep") from None
+    _check_payload(payload, text)
+    return text
+
+
+def _check_payload(payload: object, text: str) -> None:
+    problem = _json_problem(payload, text)
+    if problem is not None:
+        raise InvalidPayload(f"payload refused: {problem}")
 
 
 def _check_key(key: object) -> None:
-    if key is not None and not isinstance(key, str):
-        raise TypeError(f"key must be a str or None, got {type(key).__name__} {key!r}")
+    if key is not None:
+        problem = _key_problem(key)
+        if problem is not None:
+            raise InvalidPayload(f"key must be a str or None: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,23 +516,25 @@ class OfflineQueue:
             ) from exc
 
     def _set_up(self, db: sqlite3.Connection, path: str) -> None:
+        # Nothing is written (not even the switch to WAL) before the file is known to be ours
+        # or has been made ours: a refused file is left byte for byte as it was.
         self._check_header(db, path)
+        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have created it since we looked: check again.
+                self._check_header(db, path)
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    foreign_tables(db, path, "queue")
+                    for statement in _split_sql(_SCHEMA):
+                        db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have created it since we looked: check again.
-            self._check_header(db, path)
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _split_sql(_SCHEMA):
-                    db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -599,7 +622,9 @@ class OfflineQueue:
                 nothing is stored and its seq is returned.
 
         Raises:
-            TypeError: the payload is not JSON-serialisable (nothing stored).
+            InvalidPayload: (a TypeError) the payload is not JSON-serialisable, has a
+                non-string dict key, is nested too deep or holds a lone surrogate; or the key
+                is bad (nothing stored).
             QueueFull: the queue holds `max_items` live items (nothing stored).
             QueueError: the file could not be written (disk full, ...; nothing stored).
 
@@ -639,7 +664,8 @@ class OfflineQueue:
             item already stored).
 
         Raises:
-            TypeError: an entry's payload, priority or key is bad (nothing stored).
+            TypeError: an entry's payload (`InvalidPayload`), priority or key is bad
+                (nothing stored).
             QueueFull: the items would take the queue over `max_items` (nothing stored).
 
         Example:
@@ -670,8 +696,9 @@ class OfflineQueue:
             rank = get_rank(priority) if type(priority) is Priority else _rank(priority)
             try:
                 text = dumps(payload)
-            except (TypeError, ValueError):
-                text = _encode(payload)  # raises the TypeError that names the type
+            except (TypeError, ValueError, RecursionError):
+                text = _encode(payload)  # raises the InvalidPayload that names the type
+            _check_payload(payload, text)
             rows.append((rank, text, now))  # type: ignore[arg-type]
             keys.append(key)
         if not rows:

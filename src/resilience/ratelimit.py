@@ -4,7 +4,9 @@ The bucket holds up to `burst` tokens and refills at `rate` tokens per `per` sec
 takes one. With none left, the call is refused with `RateLimited(.retry_after)` or, with
 `wait=True`, waits for its token (sleeping on the injected clock; async callers await). The
 bucket lives in a store (`resilience.stores`), so a shared store (Redis) makes one limit for
-many processes.
+many processes. With a shared store the bucket runs on the store's clock (Redis `TIME`), so a
+host whose clock is off cannot starve the others; when the store fails, `on_store_error`
+decides: "fail_closed" (default) refuses calls, "fail_open" lets them through.
 
 Example:
     >>> import resilience as rs
@@ -25,10 +27,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import RateLimited
+from ._errors import ConfigError, RateLimited
 from ._policy import Decorator
 from ._validate import Errors, raise_if
-from .stores import MemoryStore, Store
+from .stores import MemoryStore, Store, _in_process, _report_recovered, _report_unavailable
 
 __all__ = ["RateLimiter"]
 
@@ -38,6 +40,9 @@ R = TypeVar("R")
 _ids = itertools.count(1)
 _MIN_SLEEP = 1e-6
 """Waits are at least this long: a float-rounding remainder (4e-17 s) must still move time."""
+_PROBE = 1.0
+"""Seconds between attempts to reach a store that failed (no call waits on a dead store)."""
+_ON_STORE_ERROR = ("fail_closed", "fail_open")
 
 
 class RateLimiter(Decorator):
@@ -52,8 +57,16 @@ class RateLimiter(Decorator):
         wait: False (default): refuse a call with no token (`RateLimited`); True: wait for it.
         max_wait: with `wait=True`, refuse instead when the token is further away than this.
         name: the operation's name (also the bucket's key in the store).
-        clock: where time is read and waits happen. With a shared store (`store.shared`) the
-            bucket runs on wall-clock time (`clock.time()`), which every host agrees on.
+        clock: where time is read and waits happen. With a shared store (`store.shared`) and
+            the default clock, the bucket runs on the store's clock (Redis: the server's
+            `TIME`; SQLite: the clock of the host holding the file), so hosts whose clocks
+            disagree still share one honest limit. An injected clock is used as given (its
+            `time()`, for tests and simulations).
+        on_store_error: what a call gets while the store fails (it is retried once a second,
+            and the outage is reported once: a `StoreUnavailable` event and a log line).
+            "fail_closed" (default): refused with `RateLimited` (`retry_after`: until the
+            next attempt), the safe choice when the limit protects someone else's quota;
+            "fail_open": let through unlimited, when availability matters more than the limit.
 
     Raises:
         ConfigError: bad arguments.
@@ -67,13 +80,18 @@ class RateLimiter(Decorator):
     """
 
     __slots__ = (
+        "_down",
         "_key",
+        "_mono",
         "_now",
+        "_offload",
+        "_probe_at",
         "_refill",
         "burst",
         "clock",
         "max_wait",
         "name",
+        "on_store_error",
         "per",
         "rate",
         "store",
@@ -91,6 +109,7 @@ class RateLimiter(Decorator):
         max_wait: float | None = None,
         name: str | None = None,
         clock: Clock | None = None,
+        on_store_error: str = "fail_closed",
     ) -> None:
         raise_if(
             RateLimiter.validate(
@@ -101,6 +120,7 @@ class RateLimiter(Decorator):
                 wait=wait,
                 max_wait=max_wait,
                 name=name,
+                on_store_error=on_store_error,
             ),
             name,
         )
@@ -114,9 +134,18 @@ class RateLimiter(Decorator):
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._refill = self.rate / self.per
         self._key = f"ratelimit:{name if name is not None else f'#{next(_ids)}'}"
-        self._now = (
-            self.clock.time if getattr(self.store, "shared", False) else self.clock.monotonic
+        self.on_store_error = on_store_error
+        shared = bool(getattr(self.store, "shared", False))
+        # None: the store's own clock (shared store, real clock); else the injected clock.
+        self._now: Callable[[], float] | None = (
+            (None if self.clock is SYSTEM_CLOCK else self.clock.time)
+            if shared
+            else self.clock.monotonic
         )
+        self._mono = self.clock.monotonic
+        self._offload = not _in_process(self.store)
+        self._down: float | None = None  # monotonic time the store stopped answering
+        self._probe_at = 0.0
 
     @staticmethod
     def validate(
@@ -128,6 +157,7 @@ class RateLimiter(Decorator):
         wait: object = False,
         max_wait: object = None,
         name: object = None,
+        on_store_error: object = "fail_closed",
     ) -> list[tuple[str, str]]:
         """Every problem with these arguments, as (argument, message)."""
         e = Errors()
@@ -144,19 +174,52 @@ class RateLimiter(Decorator):
             e.non_negative("max_wait", max_wait)
         if name is not None and not isinstance(name, str):
             e.append(("name", f"must be a string, got {type(name).__name__}"))
+        if on_store_error not in _ON_STORE_ERROR:
+            e.append(
+                ("on_store_error", f'must be "fail_closed" or "fail_open", got {on_store_error!r}')
+            )
         return e
 
     # -- the core ------------------------------------------------------------------------
 
     def _take(self, tokens: float = 1.0) -> float:
         """0.0 if `tokens` were taken, else the seconds until they will be there."""
-        return self.store.take_tokens(
-            self._key,
-            capacity=self.burst,
-            refill_per_second=self._refill,
-            now=self._now(),
-            tokens=tokens,
-        )
+        if self._down is not None and self._mono() < self._probe_at:
+            return self._unavailable()
+        now = self._now
+        try:
+            wait = self.store.take_tokens(
+                self._key,
+                capacity=self.burst,
+                refill_per_second=self._refill,
+                now=None if now is None else now(),
+                tokens=tokens,
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        if self._down is not None:
+            self._recovered()
+        return wait
+
+    def _failed(self, exc: Exception) -> float:
+        """The store failed: report it once per outage, answer by `on_store_error`."""
+        self._probe_at = self._mono() + _PROBE
+        if self._down is None:
+            self._down = self._mono()
+            _report_unavailable("rate limiter", self.name, self.store, exc)
+        return self._unavailable()
+
+    def _unavailable(self) -> float:
+        if self.on_store_error == "fail_open":
+            return 0.0
+        return max(self._probe_at - self._mono(), _MIN_SLEEP)  # when we will know more
+
+    def _recovered(self) -> None:
+        since, self._down = self._down, None
+        if since is not None:
+            _report_recovered("rate limiter", self.name, self.store, self._mono() - since)
 
     def _refuse(self, retry_after: float) -> RateLimited:
         if events.enabled:
@@ -191,12 +254,21 @@ class RateLimiter(Decorator):
         if tokens != 1.0:
             self._check(tokens)
         while True:
-            retry_after = self._take(tokens)
+            retry_after = await self._atake(tokens) if self._offload else self._take(tokens)
             if retry_after == 0.0:
                 return
             if self._too_far(retry_after):
                 raise self._refuse(retry_after)
             await self.clock.asleep(max(retry_after, _MIN_SLEEP))
+
+    async def _atake(self, tokens: float) -> float:
+        """`_take` off the event loop: a store round trip must not stall other tasks (a
+        worker thread on trio and asyncio; a store that is down is not even asked)."""
+        if self._down is not None and self._mono() < self._probe_at:
+            return self._unavailable()
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._take, tokens)
 
     # -- shells ----------------------------------------------------------------------------
 
@@ -213,5 +285,5 @@ class RateLimiter(Decorator):
     def __repr__(self) -> str:
         return (
             f"RateLimiter(rate={self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
-            f"wait={self.wait!r}, name={self.name!r})"
+            f"wait={self.wait!r}, name={self.name!r}, on_store_error={self.on_store_error!r})"
         )

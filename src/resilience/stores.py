@@ -23,10 +23,12 @@ import json
 import math
 import os
 import threading
+import time
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
+from . import events
 from ._errors import ConfigError, StoreError
 from ._validate import Errors, raise_if
 
@@ -34,8 +36,12 @@ if typing.TYPE_CHECKING:
     import sqlite3
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_RECORD_BYTES",
     "SQLITE_APPLICATION_ID",
     "SQLITE_SCHEMA_VERSION",
+    "CorruptRecord",
+    "InvalidRecord",
     "MemoryStore",
     "Record",
     "RedisStore",
@@ -44,6 +50,25 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+MAX_RECORD_BYTES = 64 * 1024
+"""Records longer than this (in their JSON form) are refused when written or read."""
+
+
+MAX_DEPTH = 100
+"""Records (and queue payloads) nested deeper than this are refused when written."""
+
+
+class InvalidRecord(StoreError, TypeError):
+    """A record or key a store cannot hold as given: not JSON-safe, a non-string key, nested
+    more than `MAX_DEPTH` deep, a lone surrogate, over `MAX_RECORD_BYTES`. Nothing was
+    stored. Also a `TypeError`, as before."""
+
+
+class CorruptRecord(StoreError):
+    """The record at a key is not a JSON object of at most `MAX_RECORD_BYTES` (written by
+    something else, or damaged). A `StoreError`: the store itself answered."""
+
 
 Record = dict[str, Any]
 """A store's value: a JSON-safe dict."""
@@ -83,13 +108,16 @@ class Store(Protocol):
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
         """Token bucket: take `tokens` from the bucket at `key` if it holds them.
 
         Returns 0.0 when they were taken, else the seconds until they will be available
-        (nothing taken). A bucket starts full; `now` is the caller's clock reading.
+        (nothing taken). A bucket starts full. `now` is the caller's clock reading, or None:
+        the store's own clock (Redis: the server's `TIME`; SQLite: the clock of the host that
+        holds the file; memory: `time.monotonic()`), so the skewed clock of one host cannot
+        starve the others of a shared bucket.
         """
         ...
 
@@ -114,10 +142,12 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         raw = self._data.get(key)
         return None if raw is None else dict(json.loads(raw))
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         with self._lock:
             self._data[key] = raw
@@ -125,18 +155,20 @@ class MemoryStore:
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
         with self._lock:
             current = self._data.get(key)
             if expected is None:
                 if current is not None:
                     return False
-            elif current is None or current != _encode(expected):
+            elif current is None or current != _canonical(expected):
                 return False  # both sides in canonical JSON: (1, 2) and [1, 2] compare equal
             self._data[key] = raw
             return True
 
     def delete(self, key: str) -> None:
+        _check_key(key)
         with self._lock:
             self._data.pop(key, None)
             self._buckets.pop(key, None)
@@ -147,9 +179,12 @@ class MemoryStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
+        if now is None:
+            now = time.monotonic()
         with self._lock:
             level, stamp = self._buckets.get(key, (capacity, now))
             return _take(self._buckets, key, level, stamp, capacity, refill_per_second, now, tokens)
@@ -181,6 +216,7 @@ _UPSERT_RECORD = (
     "INSERT INTO records (key, value) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
+_SQLITE_NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"  # Unix time, ms resolution
 _UPSERT_BUCKET = (
     "INSERT INTO buckets (key, level, stamp) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET level = excluded.level, stamp = excluded.stamp"
@@ -266,22 +302,26 @@ class SQLiteStore:
         return db
 
     def _initialise(self, db: sqlite3.Connection) -> None:
+        # Nothing is written (not even the switch to WAL) before the file is known to be ours
+        # or has been made ours: a refused file is left byte for byte as it was.
         self._check_header(db)  # again: it may have changed since we looked
+        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_header(db)  # another process may have created it meanwhile
+                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    from ._sqlite import foreign_tables
+
+                    foreign_tables(db, self.path, "store")
+                    for statement in _SQLITE_SCHEMA:
+                        db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._check_header(db)  # another process may have created it meanwhile
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SQLITE_SCHEMA:
-                    db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _create_or_check(self) -> None:
         """Create a new file with mode 0600 (SQLite gives its -wal and -shm files the same
@@ -371,6 +411,7 @@ class SQLiteStore:
         return busy_retry(self._busy_timeout, fn, *args)
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         row = self._run(
             lambda db: db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone(),
             key,
@@ -379,14 +420,16 @@ class SQLiteStore:
         return None if row is None else _decode(row[0], key)
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         self._run(lambda db: db.execute(_UPSERT_RECORD, (key, raw)), key, write=False)
 
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
-        want = None if expected is None else _encode(expected)
+        want = None if expected is None else _canonical(expected)
 
         def cas(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
@@ -399,6 +442,8 @@ class SQLiteStore:
         return self._run(cas, key, write=True)
 
     def delete(self, key: str) -> None:
+        _check_key(key)
+
         def delete(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM records WHERE key = ?", (key,))
             db.execute("DELETE FROM buckets WHERE key = ?", (key,))
@@ -411,16 +456,20 @@ class SQLiteStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
 
         def take(db: sqlite3.Connection) -> float:
+            # now=None: SQLite's clock (the host's that holds the file), read inside the
+            # transaction, so a process with a wrong clock cannot move the bucket's time.
+            at = db.execute(_SQLITE_NOW).fetchone()[0] if now is None else now
             row = db.execute("SELECT level, stamp FROM buckets WHERE key = ?", (key,)).fetchone()
-            level, stamp = (capacity, now) if row is None else row
-            level, stamp, wait = _bucket(level, stamp, capacity, refill_per_second, now, tokens)
+            level, stamp = (capacity, at) if row is None else row
+            level, stamp, wait = _bucket(level, stamp, capacity, refill_per_second, at, tokens)
             db.execute(_UPSERT_BUCKET, (key, level, stamp))
             return wait
 
@@ -472,7 +521,15 @@ return 1
 _TAKE_LUA = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local now
+if ARGV[3] == '' then
+  -- the server's clock: every host sharing the bucket agrees on it, whatever their own
+  if redis.replicate_commands then pcall(redis.replicate_commands) end
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[3])
+end
 local tokens = tonumber(ARGV[4])
 local saved = redis.call('HMGET', KEYS[1], 'level', 'stamp')
 local level, stamp = capacity, now
@@ -573,7 +630,13 @@ class RedisStore:
                 ],
                 operation="RedisStore",
             ) from None
-        self._failures: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # TypeError, ValueError: a URL whose query redis-py parsed but the connection refuses
+        self._failures: tuple[type[BaseException], ...] = (
+            redis.RedisError,
+            OSError,
+            TypeError,
+            ValueError,
+        )
         self.prefix = prefix
         if isinstance(url_or_client, str):
             self._where, self._secrets = _redact_url(url_or_client)
@@ -614,6 +677,7 @@ class RedisStore:
     # --- the Store protocol -------------------------------------------------------------
 
     def get(self, key: str) -> Record | None:
+        _check_key(key)
         try:
             raw = self._client.get(self.prefix + key)
         except self._failures as exc:
@@ -621,6 +685,7 @@ class RedisStore:
         return None if raw is None else _decode(raw, key)
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
+        _check_key(key)
         raw = _encode(value)
         try:
             self._client.set(self.prefix + key, raw)
@@ -630,8 +695,9 @@ class RedisStore:
     def compare_and_set(
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
+        _check_key(key)
         raw = _encode(value)
-        want = "" if expected is None else _encode(expected)
+        want = "" if expected is None else _canonical(expected)
         absent = "1" if expected is None else "0"
         try:
             done = self._cas(keys=[self.prefix + key], args=[want, raw, absent])
@@ -640,6 +706,7 @@ class RedisStore:
         return bool(int(done))
 
     def delete(self, key: str) -> None:
+        _check_key(key)
         try:
             self._client.delete(self.prefix + key, self._bucket_key(key))
         except self._failures as exc:
@@ -651,13 +718,14 @@ class RedisStore:
         *,
         capacity: float,
         refill_per_second: float,
-        now: float,
+        now: float | None,
         tokens: float = 1.0,
     ) -> float:
+        _check_key(key)
         _check_tokens(key, tokens)
         _check_bucket(key, capacity, refill_per_second, now)
-        args = [repr(float(capacity)), repr(float(refill_per_second)), repr(float(now)),
-                repr(float(tokens))]  # fmt: skip
+        args = [repr(float(capacity)), repr(float(refill_per_second)),
+                "" if now is None else repr(float(now)), repr(float(tokens))]  # fmt: skip
         try:
             wait = self._take(keys=[self._bucket_key(key)], args=args)
         except self._failures as exc:
@@ -697,26 +765,133 @@ class RedisStore:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
 
 
-def _check_bucket(key: str, capacity: float, rate: float, now: float) -> None:
+def _report_unavailable(kind: str, name: str | None, store: object, exc: BaseException) -> None:
+    """A primitive lost its store: one `StoreUnavailable` event and one warning log line.
+    Called once per outage by the primitive; never raises (it runs inside a protected call)."""
+    try:
+        where = _describe(store)
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_TEXT]
+        if events.enabled:
+            events.emit(events.StoreUnavailable(name or kind, where, error))
+        import logging
+
+        logging.getLogger("resilience.stores").warning(
+            "%s %r cannot use its store %s (%s); it goes on with its local state",
+            kind,
+            name,
+            where,
+            error,
+        )
+    except Exception:  # pragma: no cover - reporting must never fail the protected call
+        pass
+
+
+def _report_recovered(kind: str, name: str | None, store: object, downtime: float) -> None:
+    """The end of an outage `_report_unavailable` reported: a `StoreRecovered` event and a
+    log line; never raises."""
+    try:
+        where = _describe(store)
+        if events.enabled:
+            events.emit(events.StoreRecovered(name or kind, where, downtime))
+        import logging
+
+        logging.getLogger("resilience.stores").warning(
+            "%s %r reaches its store %s again after %.1f s", kind, name, where, downtime
+        )
+    except Exception:  # pragma: no cover
+        pass
+
+
+_MAX_TEXT = 500
+
+
+def _on_event_loop() -> bool:
+    """True on a thread that runs an async event loop (asyncio or trio): no store I/O here."""
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+    except Exception:
+        return False
+    return True
+
+
+def _in_process(store: object) -> bool:
+    """True for a store that does no I/O (a `MemoryStore`): it may be used from any thread."""
+    return isinstance(store, MemoryStore)
+
+
+class _Background:
+    """One daemon thread that runs store writes handed over by event-loop threads, in the
+    order they were handed over (a breaker's transitions stay in order)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # after a fork the parent's thread is not ours
+                self._thread = threading.Thread(
+                    target=self._run, name="resilience-store-writer", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(fn)
+
+    def _run(self) -> None:
+        while True:
+            fn = self._queue.get()
+            try:
+                fn()
+            except Exception:  # pragma: no cover - the callers report their own failures
+                pass
+
+
+_background = _Background()
+
+
+def _in_background(fn: Callable[[], object]) -> None:
+    """Run `fn()` on the store-writer daemon thread (FIFO), not on the caller's thread."""
+    _background.submit(fn)
+
+
+def _describe(store: object) -> str:
+    try:
+        return repr(store)[:_MAX_TEXT]  # the stores' reprs never show a password
+    except Exception:
+        return type(store).__name__
+
+
+def _check_bucket(key: str, capacity: float, rate: float, now: float | None) -> None:
     # A NaN would be stored as NULL (SQLite) or "nan" (Redis) and poison the bucket for good.
     errors = [
         (name, f"must be a number, got {value!r}")
         for name, value in (("capacity", capacity), ("refill_per_second", rate))
         if isinstance(value, float) and math.isnan(value)
     ]
-    if not math.isfinite(now):
+    if now is not None and not math.isfinite(now):
         errors.append(("now", f"must be a finite clock reading, got {now!r}"))
     if errors:
         raise ConfigError(errors, operation=key)
 
 
 def _decode(raw: str | bytes, key: str) -> Record:
+    # A record is read from a peer: bounded in size (and so in parsing work) before trusted.
+    if len(raw) > MAX_RECORD_BYTES:
+        raise CorruptRecord(
+            f"the record at {key!r} is {len(raw)} bytes, over {MAX_RECORD_BYTES}", operation=key
+        )
     try:
         value = json.loads(raw)
-    except ValueError as exc:
-        raise StoreError(f"the record at {key!r} is not JSON: {exc}", operation=key) from None
+    except (ValueError, RecursionError) as exc:
+        raise CorruptRecord(f"the record at {key!r} is not JSON: {exc}", operation=key) from None
     if not isinstance(value, dict):
-        raise StoreError(f"the record at {key!r} is not a JSON object", operation=key)
+        raise CorruptRecord(f"the record at {key!r} is not a JSON object", operation=key)
     return value
 
 
@@ -802,19 +977,84 @@ def _encode(value: Mapping[str, Any]) -> str:
     try:
         record = dict(value)
         raw = json.dumps(record, allow_nan=False, separators=(",", ":"), sort_keys=True)
-        _check_keys(record)  # after dumps, which has refused circular records
-        return raw
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"store records must be JSON-safe dicts: {exc}") from None
+        raise InvalidRecord(f"store records must be JSON-safe dicts: {exc}") from None
+    except RecursionError:
+        raise InvalidRecord(f"store records must be nested at most {MAX_DEPTH} deep") from None
+    problem = _json_problem(record, raw)
+    if problem is not None:
+        raise InvalidRecord(f"store records must be JSON-safe dicts: {problem}")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise InvalidRecord(f"store records must be at most {MAX_RECORD_BYTES} bytes as JSON")
+    return raw
 
 
-def _check_keys(value: object) -> None:
-    # json.dumps would turn {1: x} into {"1": x}: what was stored would not be what get() returns.
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, got {type(key).__name__} {key!r}")
-            _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_keys(item)
+def _canonical(expected: Mapping[str, Any]) -> str:
+    """`expected` of a compare-and-set in the stored form (only compared, never stored: a
+    record read back from the store, however odd, must compare equal to itself)."""
+    try:
+        return json.dumps(dict(expected), allow_nan=False, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRecord(f"expected must be a JSON-safe dict: {exc}") from None
+
+
+def _json_problem(value: object, text: str) -> str | None:
+    """Why `value` (whose JSON is `text`) would not come back from JSON as it went in, or
+    could not be read back at all: a non-string key (json would turn {1: x} into {"1": x}),
+    nesting deeper than `MAX_DEPTH`, a lone surrogate (not encodable as UTF-8). None: fine.
+
+    Cheap for the usual flat payload: the walk runs only when the JSON has nested containers.
+    """
+    if text.count("{") + text.count("[") <= 1:  # flat (or brackets inside strings: walked)
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str:
+                    return _walk(value)
+    elif isinstance(value, dict | list | tuple):
+        problem = _walk(value)
+        if problem is not None:
+            return problem
+    if "\\ud" in text:  # \udXXX escapes: surrogate pairs are fine, lone ones are not
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _walk(value: object) -> str | None:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} deep"
+        children: Any
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    return f"keys must be str, got {type(key).__name__} {key!r:.40}"
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, dict | list | tuple):
+                stack.append((child, depth + 1))
+    return None
+
+
+def _key_problem(key: object) -> str | None:
+    """Why `key` cannot name a record (None when it can): not a str, or not valid UTF-8."""
+    if not isinstance(key, str):
+        return f"keys must be str, got {type(key).__name__}"
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"key {key!r:.60} holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _check_key(key: object) -> None:
+    problem = _key_problem(key)
+    if problem is not None:
+        raise InvalidRecord(problem)
