@@ -416,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         results["async"]["resilience @decorated"]
         / results["async"]["hand breaker async @decorated"]
     )
+    bare_dec = results["sync"]["resilience @decorated"] / results["sync"]["hand breaker"]
+    bare_adec = results["async"]["resilience @decorated"] / results["async"]["hand breaker async"]
     open_ratio = results["open"]["resilience"] / results["open"]["hand breaker"]
     aopen_ratio = results["aopen"]["resilience"] / results["aopen"]["hand breaker async"]
     io_ratio = io["resilience"] / io["unwrapped"]
@@ -426,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
         ("  (decorated vs hand decorated)", dec_ratio, dec_ratio <= 1.3),
         ("async call <= 1.3x hand async", async_ratio, async_ratio <= 1.3),
         ("  (decorated vs hand decorated)", adec_ratio, adec_ratio <= 1.3),
+        ("@decorated sync <= 1.2x hand breaker", bare_dec, bare_dec <= 1.2),
+        ("@decorated async <= 1.3x hand async", bare_adec, bare_adec <= 1.3),
         ("rejection <= 1.2x hand", open_ratio, open_ratio <= 1.2),
         ("  (async rejection vs hand async)", aopen_ratio, aopen_ratio <= 1.2),
         ("8 threads, 1 ms callee >= 0.97x unwrapped", io_ratio, io_ratio >= 0.97),

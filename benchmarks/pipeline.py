@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         "@Pipeline(R,CB,BH)": loop(lambda: decorated()),
         "pyresilience retry+cb+bh": loop(_pyresilience(_ok)),
     }
+    sync_results = compare(sync_cases, number=number, repeat=repeat)
     print(
         table(
             "Pipeline(Retry, CircuitBreaker, Bulkhead), happy path (sync)",
-            compare(sync_cases, number=number, repeat=repeat),
+            sync_results,
             baseline="hand breaker",
         )
     )
@@ -111,13 +112,24 @@ def main(argv: list[str] | None = None) -> None:
         "@Pipeline(R,CB,BH)": aloop(lambda: adecorated()),
         "pyresilience retry+cb+bh": aloop(_pyresilience(_aok)),
     }
+    async_results = compare(async_cases, number=number, repeat=repeat)
     print(
         table(
             "Pipeline(Retry, CircuitBreaker, Bulkhead), happy path (async, asyncio)",
-            compare(async_cases, number=number, repeat=repeat),
+            async_results,
             baseline="hand breaker",
         )
     )
+    print()
+    print("## Targets (issue 12: Pipeline(R,CB,BH) <= 2.5x the hand breaker)")
+    for label, results, case in (
+        ("sync @Pipeline", sync_results, "@Pipeline(R,CB,BH)"),
+        ("sync .call", sync_results, "Pipeline(R,CB,BH).call"),
+        ("async @Pipeline", async_results, "@Pipeline(R,CB,BH)"),
+        ("async .acall", async_results, "Pipeline(R,CB,BH).acall"),
+    ):
+        ratio = results[case] / results["hand breaker"]
+        print(f"{label:<18} {ratio:>6.2f}x  {'met' if ratio <= 2.5 else 'NOT met'}")
 
 
 if __name__ == "__main__":

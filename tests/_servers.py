@@ -15,6 +15,7 @@ Example (in a fixture):
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections import deque
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Drop", "HTTPTestServer", "Hang", "Reply", "Seen"]
+__all__ = ["Drop", "HTTPTestServer", "Hang", "Reply", "Seen", "Stall"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,16 @@ class Drop:
     pass
 
 
-Action = Reply | Hang | Drop
+@dataclass(frozen=True)
+class Stall:
+    """Answer `reply` after `seconds`, unless the client goes away first (then the server
+    counts it in `abandoned`: the client cancelled the request)."""
+
+    seconds: float = 1.0
+    reply: Reply = field(default_factory=Reply)
+
+
+Action = Reply | Hang | Drop | Stall
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
         seen = Seen(self.command, self.path, dict(self.headers.items()), body)
         owner = self.server.owner
         action = owner._next(seen)
@@ -80,6 +93,18 @@ class _Handler(BaseHTTPRequestHandler):
             owner._stopping.wait(action.seconds)
             self.close_connection = True
             return
+        if isinstance(action, Stall):
+            ready, _, _ = select.select([self.connection], [], [], action.seconds)
+            try:
+                gone = bool(ready) and not self.connection.recv(1, socket.MSG_PEEK)
+            except OSError:  # reset by the client
+                gone = True
+            if gone:
+                with owner._lock:
+                    owner.abandoned += 1
+                self.close_connection = True
+                return
+            action = action.reply
         self.send_response(action.status)
         for k, v in action.headers.items():
             self.send_header(k, v)
@@ -87,6 +112,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(action.body)
+
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF after each chunk
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _handle
 
@@ -114,6 +150,7 @@ class HTTPTestServer:
         self.port = port
         self.default: Action | Callable[[Seen], Action] = Reply()
         self.requests: list[Seen] = []
+        self.abandoned = 0  # Stall actions whose client went away before the answer
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
         self._conns: set[Any] = set()

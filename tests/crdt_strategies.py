@@ -19,7 +19,7 @@ from resilience.testing import VirtualClock
 
 REPLICAS = ("r0", "r1", "r2")
 
-elements = st.integers(0, 3)
+elements = st.one_of(st.integers(0, 3), st.sampled_from([True, False, 1.0, "1"]))
 values = st.one_of(
     st.integers(-3, 3),
     st.sampled_from(["a", "b", "", "é"]),
@@ -27,7 +27,7 @@ values = st.one_of(
     st.lists(st.integers(0, 2), max_size=2),
     st.dictionaries(st.sampled_from(["x", "y"]), st.booleans(), max_size=2),
 )
-keys = st.sampled_from(["p1", "p2", 3])
+keys = st.sampled_from(["p1", "p2", 3, 1, True, 1.0])  # 1, True and 1.0: three keys
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,14 @@ KINDS: dict[str, Kind] = {
                 keys,
                 st.tuples(st.sampled_from(["add", "remove"]), elements),
             ),
+            st.tuples(st.just("remove"), keys),
+        ),
+    ),
+    "ORMap[GCounter]": Kind(
+        "ORMap[GCounter]",
+        lambda r, c: crdt.ORMap(r, crdt.GCounter, clock=c),
+        _ops(
+            st.tuples(st.just("update"), keys, st.tuples(st.just("inc"), st.integers(0, 3))),
             st.tuples(st.just("remove"), keys),
         ),
     ),

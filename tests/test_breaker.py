@@ -329,10 +329,13 @@ def test_half_open_rejects_beyond_trial_slots(clock: VirtualClock) -> None:
         return "ok"
 
     results: list[object] = []
-    threads = [threading.Thread(target=lambda: results.append(br.call(trial))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(br.call(trial)), daemon=True)
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
-    started.wait(timeout=5)  # both trials are inside the call
+    started.wait(timeout=5)  # both trials are inside the call (BrokenBarrierError if not)
     with pytest.raises(rs.CircuitOpenError) as info:
         br.call(ok)
     assert (info.value.state, info.value.remaining) == ("half_open", 0.0)
@@ -340,6 +343,7 @@ def test_half_open_rejects_beyond_trial_slots(clock: VirtualClock) -> None:
     release.set()
     for t in threads:
         t.join(timeout=5)
+        assert not t.is_alive()
     assert results == ["ok", "ok"]
     assert br.state is CircuitState.CLOSED
 
@@ -762,13 +766,14 @@ async def test_async_half_open_admits_exactly_n_concurrent_trials(clock: Virtual
         except rs.CircuitOpenError as e:
             outcomes.append(e.state)
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(7):
-            tg.start_soon(attempt)
-        while len(outcomes) < 4:
-            await anyio.lowlevel.checkpoint()
-        assert inside == 3
-        gate.set()
+    with anyio.fail_after(10):  # a broken gate fails here instead of hanging
+        async with anyio.create_task_group() as tg:
+            for _ in range(7):
+                tg.start_soon(attempt)
+            while len(outcomes) < 4:
+                await anyio.lowlevel.checkpoint()
+            assert inside == 3
+            gate.set()
     assert sorted(outcomes) == ["half_open"] * 4 + ["ok"] * 3
     assert br.state is CircuitState.CLOSED
 
@@ -932,4 +937,121 @@ def test_a_failing_result_classifier_frees_the_trial_slot(clock: VirtualClock) -
         br.call(lambda: "weird")
     assert br.snapshot()["trial_calls"] == 0
     succeed(br)
+    assert br.state is CircuitState.CLOSED
+
+
+# --- what users pass: async callables, misuse refused at once --------------------------------
+
+
+def test_call_refuses_an_async_function_with_a_hint_and_records_nothing(
+    clock: VirtualClock,
+) -> None:
+    br = make(clock, half_open_calls=1)
+
+    async def charge() -> str:
+        return "ok"
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed: no "never awaited"
+        with pytest.raises(TypeError, match="acall"):
+            br.call(charge)
+        gc.collect()
+    assert br.snapshot()["calls"] == 0
+    fail(br, 4)
+    clock.advance(10)
+    with pytest.raises(TypeError):
+        br.call(charge)  # a half-open trial slot is given back...
+    assert br.call(ok) == "ok"  # ...so the one trial call still runs
+    assert br.state is CircuitState.CLOSED
+
+
+def test_bare_decorator_and_generators_are_refused_at_decoration() -> None:
+    with pytest.raises(TypeError, match=r'@rs\.CircuitBreaker\("name"'):
+
+        @CircuitBreaker  # type: ignore[arg-type]
+        def charge() -> None: ...
+
+    br = CircuitBreaker("gen")
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator"):
+        br(rows)
+
+
+@pytest.mark.anyio
+async def test_decorated_methods_classmethods_and_callable_objects(clock: VirtualClock) -> None:
+    br = make(clock, minimum_calls=2)
+    factory = make(clock, name="factory")
+
+    class Client:
+        def __init__(self) -> None:
+            self.up = False
+
+        async def __call__(self, q: str) -> str:
+            if not self.up:
+                raise ConnectionError(q)
+            return q
+
+        @factory
+        @classmethod
+        def build(cls) -> Client:
+            return cls()
+
+    client = Client.build()
+    guarded = br(client)
+    assert inspect.iscoroutinefunction(guarded)
+    with anyio.fail_after(10):
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await guarded("q")
+        assert br.state is CircuitState.OPEN  # the failures were counted, not successes
+        with pytest.raises(rs.CircuitOpenError):
+            await guarded("q")
+    assert isinstance(Client().build(), Client)
+    factory.force_open()
+    with pytest.raises(rs.CircuitOpenError):
+        Client.build()  # the classmethod goes through the breaker
+
+
+@pytest.mark.anyio
+async def test_the_decorator_fast_path_counts_like_the_shells(clock: VirtualClock) -> None:
+    # The decorated function is the shell itself (no acall frame): it must decide, record,
+    # release and reject exactly as call/acall do.
+    br = make(clock, minimum_calls=4, half_open_calls=1)
+    outcomes = iter([None, None, ConnectionError("a"), ConnectionError("b")])
+
+    @br
+    async def work() -> str:
+        err = next(outcomes, None)
+        if err is not None:
+            raise err
+        return "ok"
+
+    @br
+    def sync_work() -> str:
+        return "ok"
+
+    with anyio.fail_after(10):
+        for _ in range(2):
+            assert await work() == "ok"
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await work()
+    assert br.state is CircuitState.OPEN  # 2 of 4 failed: the lock-free path decided
+    with pytest.raises(rs.CircuitOpenError):
+        sync_work()
+    clock.advance(10)
+
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    hanging = br(hang)
+    with anyio.move_on_after(0.01):
+        await hanging()  # cancelled: the trial slot is given back
+    assert br.snapshot()["trial_calls"] == 0
+    assert sync_work() == "ok"
     assert br.state is CircuitState.CLOSED

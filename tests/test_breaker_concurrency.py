@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import anyio
@@ -28,7 +29,7 @@ def _switch_often() -> Iterator[None]:
 
 
 def run_threads(target: Callable[[int], None], n: int = THREADS) -> None:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -53,7 +54,7 @@ def test_eight_threads_keep_exact_counters(listening: bool) -> None:
         return i
 
     def worker(_: int) -> None:
-        start.wait()
+        start.wait(timeout=30)
         for i in range(PER_THREAD):
             try:
                 br.call(flaky, i)
@@ -79,7 +80,7 @@ def test_no_lock_is_held_across_the_call() -> None:
     broken: list[BaseException] = []
 
     def meet() -> None:
-        inside.wait()
+        inside.wait()  # the barrier has timeout=10
 
     def worker(_: int) -> None:
         try:
@@ -110,7 +111,7 @@ def test_half_open_admits_exactly_n_of_many_threads() -> None:
         return "ran"
 
     def worker(_: int) -> None:
-        start.wait()
+        start.wait(timeout=30)
         try:
             result = br.call(trial)
         except rs.CircuitOpenError as e:
@@ -118,19 +119,22 @@ def test_half_open_admits_exactly_n_of_many_threads() -> None:
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(16)]
     for t in threads:
         t.start()
     for _ in range(3):
         assert admitted.acquire(timeout=10)
+    deadline = time.monotonic() + 30  # a real-time bound: broken code fails, never hangs
     while True:  # wait until the 13 others were turned away
         with lock:
             if len(outcomes) == 13:
                 break
+        assert time.monotonic() < deadline, f"only {len(outcomes)} of 13 were turned away"
         threading.Event().wait(0.001)
     go.set()
     for t in threads:
         t.join(timeout=10)
+        assert not t.is_alive()
     assert sorted(outcomes) == ["half_open"] * 13 + ["ran"] * 3
     assert br.state is CircuitState.CLOSED
 
@@ -148,7 +152,7 @@ def test_concurrent_failures_open_once() -> None:
         raise ConnectionError("down")
 
     def worker(n: int) -> None:
-        start.wait()
+        start.wait(timeout=30)
         for _ in range(200):
             try:
                 br.call(down)
@@ -185,8 +189,9 @@ async def test_many_tasks_keep_exact_counters() -> None:
             except ConnectionError:
                 pass
 
-    async with anyio.create_task_group() as tg:
-        for i in range(40):
-            tg.start_soon(caller, i)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(caller, i)
     snap = br.snapshot()
     assert (snap["calls"], snap["failures"]) == (2000, 400)

@@ -220,3 +220,102 @@ def test_slots_beyond_the_first_tokens_are_minted_and_bounded() -> None:
     for t in threads:
         t.join(5)
     assert bh.running == 0
+
+
+def test_a_rejection_is_not_chained_to_an_internal_error() -> None:
+    bh = rs.Bulkhead(max_concurrent=1, max_waiting=0)
+    with pytest.raises(rs.BulkheadFull) as info:
+        bh.call(bh.call, lambda: None)  # the inner call finds the only slot taken
+    assert info.value.__context__ is None  # no "During handling of IndexError..." traceback
+    assert info.value.__cause__ is None
+
+
+@pytest.mark.anyio
+async def test_an_async_rejection_is_not_chained_to_an_internal_error() -> None:
+    bh = rs.Bulkhead(max_concurrent=1, max_waiting=0)
+
+    async def inner() -> None:
+        await bh.acall(anyio.sleep, 0)
+
+    with pytest.raises(rs.BulkheadFull) as info:
+        await bh.acall(inner)
+    assert info.value.__context__ is None
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit, _Interrupted])
+def test_a_sync_waiter_interrupted_while_waiting_does_not_leak_its_slot(
+    exc: type[BaseException],
+) -> None:
+    # issue 11, seen 7: the waiter stayed in line; the slot handed to it was lost forever
+    import signal
+
+    bh = rs.Bulkhead(max_concurrent=1, max_waiting=1)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        release.wait(5)
+
+    holder = threading.Thread(target=bh.call, args=(hold,))
+    holder.start()
+    assert holding.wait(2)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise exc()
+
+    main = threading.get_ident()
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    # the slot is handed over and the signal arrives at about the same time: both orders
+    timer = threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(exc):
+            bh.call(lambda: "never")  # waits in line until interrupted
+    finally:
+        timer.join(2)
+        signal.signal(signal.SIGUSR1, previous)
+    assert bh.waiting == 0
+    release.set()
+    holder.join(2)
+    assert bh.running == 0
+    assert bh.call(lambda: "free") == "free"
+
+
+def test_bulkhead_rejections_do_not_open_an_enclosing_breaker() -> None:
+    # issue 11, seen 3: three BulkheadFull rejections opened a breaker over a healthy backend
+    from resilience.testing import VirtualClock
+
+    breaker = rs.CircuitBreaker("svc", minimum_calls=3, clock=VirtualClock())
+    bh = rs.Bulkhead(1, 0)
+    pipe = rs.Pipeline(breaker, bh)
+    for _ in range(5):
+        with pytest.raises(rs.BulkheadFull):
+            pipe.call(pipe.call, lambda: "ok")  # the inner call finds the slot taken
+    assert breaker.state is rs.CircuitState.CLOSED
+    assert pipe.call(lambda: "ok") == "ok"
+
+
+@pytest.mark.anyio
+async def test_async_bulkhead_rejections_do_not_open_an_enclosing_breaker() -> None:
+    from resilience.testing import VirtualClock
+
+    breaker = rs.CircuitBreaker("asvc", minimum_calls=3, clock=VirtualClock())
+    bh = rs.Bulkhead(1, 0)
+    pipe = rs.Pipeline(breaker, bh)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def nested() -> str:
+        return await pipe.acall(ok)
+
+    for _ in range(5):
+        with pytest.raises(rs.BulkheadFull):
+            await pipe.acall(nested)
+    assert breaker.state is rs.CircuitState.CLOSED
+    assert await pipe.acall(ok) == "ok"

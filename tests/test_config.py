@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -556,13 +557,19 @@ def test_to_dict_round_trips() -> None:
 # --- the command line -----------------------------------------------------------------
 
 
+SRC = str(Path(rs.__file__).resolve().parent.parent)  # the tree under test, not an install
+
+
 def _cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    env = dict(env or {})
+    # the child imports the tree under test first (a directory given by a test goes before it)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), SRC]))
     return subprocess.run(
         [sys.executable, "-m", "resilience", *args],
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -579,6 +586,7 @@ def test_cli(tmp_path: Path) -> None:
     assert out.returncode == 0
     for name in config.PRESETS:
         assert name in out.stdout
+    assert "open 30 s doubling to 300 s" in out.stdout  # production's breaker
 
     out = _cli("config", "validate", "resilience.toml", cwd=tmp_path)
     assert out.returncode == 0
@@ -645,3 +653,305 @@ def test_environment_variables_still_override_a_registered_operation() -> None:
     origins = {k: o for k, _, o in new.explain("new.op")}
     assert origins["timeout"] == "RESILIENCE__OPERATIONS__NEW_OP__TIMEOUT"
     assert origins["retry.max_attempts"] == "register()"
+
+
+def test_cli_subprocesses_run_the_tree_under_test(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import resilience; print(resilience.__file__)"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert Path(out.stdout.strip()).resolve() == Path(rs.__file__).resolve()
+
+
+# --- durations written as strings ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("10s", 10.0), ("1.5s", 1.5), ("2m", 120.0), ("1h", 3600.0),
+     ("PT1M", 60.0), ("PT0.5S", 0.5), ("1h30m", 5400.0), ("45", 45.0), (" 250 ms ", 0.25)],
+)  # fmt: skip
+def test_durations_as_strings(text: str, seconds: float) -> None:
+    from resilience._duration import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_every_seconds_setting_accepts_a_duration_string() -> None:
+    table = {
+        "timeout": "10s",
+        "attempt_timeout": {"seconds": "500ms"},
+        "retry": {
+            "max_attempts": 3,
+            "deadline": "PT1M",
+            "max_retry_after": "30s",
+            "backoff": {"kind": "exponential", "initial": "100ms", "maximum": "2s"},
+            "budget": {"ratio": 0.2, "ttl": "10s"},
+        },
+        "breaker": {
+            "open_duration": "2m",
+            "open_duration_max": "1h",
+            "slow_call_threshold": "1.5s",
+            "window": {"kind": "time", "seconds": "1m"},
+        },
+        "bulkhead": {"max_concurrent": 2, "max_wait": "250ms"},
+        "rate_limit": {"rate": 10, "per": "1m", "max_wait": "1s"},
+        "fallback": {"stale_cache": {"max_age": "5m"}},
+    }
+    p = load(data={"operations": {"x": table}}, environ={}).operation("x")
+    assert p.timeout.seconds == 10.0  # type: ignore[union-attr]
+    assert p.attempt_timeout.seconds == 0.5  # type: ignore[union-attr]
+    r = p.retry
+    assert r is not None
+    assert (r.deadline, r.max_retry_after) == (60.0, 30.0)
+    assert (r.backoff.initial, r.backoff.maximum) == (0.1, 2.0)  # type: ignore[union-attr]
+    assert r.budget.ttl == 10.0  # type: ignore[union-attr]
+    b = p.breaker
+    assert b is not None
+    assert (b.open_duration, b.open_duration_max, b.slow_call_threshold) == (120.0, 3600.0, 1.5)
+    assert b.window.seconds == 60.0  # type: ignore[union-attr]
+    assert p.bulkhead.max_wait == 0.25  # type: ignore[union-attr]
+    assert (p.rate_limit.per, p.rate_limit.max_wait) == (60.0, 1.0)  # type: ignore[union-attr]
+    assert p.fallback.stale_cache.max_age == 300.0  # type: ignore[union-attr]
+    # the built policies got seconds, not strings
+    policies = p.policies("x")
+    assert policies
+
+
+def test_yaml_durations_and_environment_durations(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    f = tmp_path / "r.yaml"
+    f.write_text("operations:\n  x:\n    timeout: 10s\n    retry: {deadline: PT30S}\n")
+    cfg = load(f, environ={"RESILIENCE__OPERATIONS__X__BREAKER__OPEN_DURATION": "1.5s"})
+    p = cfg.operation("x")
+    assert p.timeout.seconds == 10.0  # type: ignore[union-attr]
+    assert p.retry.deadline == 30.0  # type: ignore[union-attr]
+    assert p.breaker.open_duration == 1.5  # type: ignore[union-attr]
+
+
+def test_a_bad_duration_says_what_is_accepted_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(data={"operations": {"x": {"timeout": "ten seconds", "retry": {"deadline": "-1s"}}}},
+             environ={})  # fmt: skip
+    errors = dict(info.value.errors)
+    assert set(errors) == {"operations.x.timeout.seconds", "operations.x.retry.deadline"}
+    for message in errors.values():
+        assert "'500ms', '10s', '2m'" in message
+
+
+# --- "did you mean" ------------------------------------------------------------------------
+
+
+def test_a_percentage_for_a_rate_gets_did_you_mean() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(data={"defaults": {"breaker": {"failure_rate_threshold": 50},
+                                "retry": {"budget": {"ratio": 20}}}}, environ={})  # fmt: skip
+    errors = dict(info.value.errors)
+    assert "did you mean 0.5?" in errors["defaults.breaker.failure_rate_threshold"]
+    assert "did you mean 0.2?" in errors["defaults.retry.budget.ratio"]
+
+
+def test_misspelt_keys_get_did_you_mean() -> None:
+    data = {
+        "operation": {},
+        "defaults": {
+            "retries": {},
+            "retry": {"max_attempt": 3, "backoff": {"kind": "exponental"}},
+            "breaker": {"open_duraton": 3, "window": {"kind": "time", "bukets": 4}},
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        load(data=data, environ={})
+    errors = dict(info.value.errors)
+    assert "did you mean 'operations'?" in errors["operation"]
+    assert "did you mean 'retry'?" in errors["defaults.retries"]
+    assert "did you mean 'max_attempts'?" in errors["defaults.retry.max_attempt"]
+    assert "did you mean 'exponential'?" in errors["defaults.retry.backoff.kind"]
+    assert "did you mean 'open_duration'?" in errors["defaults.breaker.open_duraton"]
+    assert "did you mean 'buckets'?" in errors["defaults.breaker.window.bukets"]
+    # a key like nothing accepted gets the list only
+    with pytest.raises(ConfigError) as info:
+        load(data={"defaults": {"retry": {"zzz": 1}}}, environ={})
+    assert "did you mean" not in str(info.value)
+
+
+# --- open_duration_max follows an explicit open_duration --------------------------------------
+
+
+def test_open_duration_max_follows_an_explicit_open_duration() -> None:
+    data = {
+        "operations": {
+            "fixed": {"breaker": {"open_duration": 2.0}},
+            "grows": {"breaker": {"open_duration": 2.0, "open_duration_max": 20.0}},
+            "preset": {},
+        }
+    }
+    cfg = load(data=data, environ={"RESILIENCE_ENV": "production"})
+    fixed = cfg.operation("fixed").breaker
+    assert fixed is not None
+    assert (fixed.open_duration, fixed.open_duration_max) == (2.0, 2.0)
+    assert cfg.operation("grows").breaker.open_duration_max == 20.0  # type: ignore[union-attr]
+    assert cfg.operation("preset").breaker.open_duration_max == 300.0  # type: ignore[union-attr]
+    why = {k: o for k, _, o in cfg.explain("fixed")}["breaker.open_duration_max"]
+    assert why.startswith("follows breaker.open_duration (set by file data [operations.fixed])")
+    # the built breaker stays open 2 s after each trial that fails: no doubling to 300 s
+    from resilience.testing import VirtualClock
+
+    clock = VirtualClock()
+    breaker = fixed.build("fixed", clock)
+    while breaker.state.value != "open":
+        with pytest.raises(ConnectionError):
+            breaker.call(_fail)
+    for _ in range(3):
+        assert breaker.snapshot()["remaining"] == pytest.approx(2.0)  # not 4, 8, 16 s...
+        clock.advance(2.0)
+        with pytest.raises(ConnectionError):
+            breaker.call(_fail)  # the trial fails: open again, for 2 s again
+        assert breaker.state.value == "open"
+
+
+def _fail() -> None:
+    raise ConnectionError("down")
+
+
+def test_open_duration_max_set_in_a_lower_layer_is_kept() -> None:
+    data = {
+        "defaults": {"breaker": {"open_duration_max": 100.0}},
+        "operations": {"x": {"breaker": {"open_duration": 5.0}}},
+    }
+    cfg = load(data=data, environ={"RESILIENCE_ENV": "production"})
+    assert cfg.operation("x").breaker.open_duration_max == 100.0  # type: ignore[union-attr]
+    env = {"RESILIENCE_ENV": "staging", "RESILIENCE__OPERATIONS__Y__BREAKER__OPEN_DURATION": "3"}
+    cfg = load(data={}, environ=env)
+    assert cfg.operation("y").breaker.open_duration_max == 3.0  # type: ignore[union-attr]
+
+
+# --- register(merge=True) ---------------------------------------------------------------------
+
+
+BREAKER = {"minimum_calls": 2}
+
+
+def test_register_merge_patches_and_keeps_the_breaker() -> None:
+    previous = config.use(
+        load(
+            data={"operations": {"pay": {"timeout": 5.0, "retry": False, "breaker": BREAKER}}},
+            environ={"RESILIENCE_ENV": "development"},
+        )
+    )
+    try:
+        calls = 0
+
+        @rs.resilient("pay")
+        def pay() -> None:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("down")
+
+        for _ in range(3):
+            with pytest.raises((ConnectionError, rs.CircuitOpenError)):
+                pay()
+        with pytest.raises(rs.CircuitOpenError):
+            pay()
+        cfg = config.register("pay", {"retry": {"max_attempts": 1}}, merge=True)
+        op = cfg.operation("pay")
+        assert op.retry.max_attempts == 1  # type: ignore[union-attr]
+        assert op.timeout.seconds == 5.0  # type: ignore[union-attr]
+        assert op.breaker.minimum_calls == 2  # type: ignore[union-attr]
+        assert op.retry.max_attempts == 1  # type: ignore[union-attr]
+        origins = {k: o for k, _, o in cfg.explain("pay")}
+        assert origins["timeout"] == "file data [operations.pay]"
+        assert origins["retry.max_attempts"] == "register()"
+        # the breaker's settings did not change: it is the same breaker, still open
+        before = calls
+        with pytest.raises(rs.CircuitOpenError):
+            pay()
+        assert calls == before
+        # two patches stack; replacing (the default) drops them and the file's table
+        cfg = config.register("pay", {"timeout": "2s"}, merge=True)
+        assert cfg.operation("pay").retry.max_attempts == 1  # type: ignore[union-attr]
+        assert cfg.operation("pay").timeout.seconds == 2.0  # type: ignore[union-attr]
+        cfg = config.register("pay", {"retry": {"max_attempts": 1}})
+        assert cfg.operation("pay").timeout.seconds == 30.0  # type: ignore[union-attr]
+        assert cfg.operation("pay").breaker.minimum_calls == 5  # type: ignore[union-attr]
+        with pytest.raises(ConnectionError):
+            pay()  # a new breaker (its settings changed): closed
+        # an invalid patch changes nothing
+        with pytest.raises(ConfigError):
+            config.register("pay", {"retry": {"max_attempts": 0}}, merge=True)
+        assert config.current() is cfg
+    finally:
+        config.use(previous)
+
+
+# --- environment variables -----------------------------------------------------------------
+
+
+def test_the_deeper_environment_variable_wins() -> None:
+    op = "RESILIENCE__OPERATIONS__X__RETRY"
+    for env in (
+        {op: "{max_attempts=5}", f"{op}__MAX_ATTEMPTS": "2"},
+        # the variables' names sort the other way round: still the deeper one
+        {f"{op}__BACKOFF": '{kind="constant", delay=0.5}', f"{op}__BACKOFF__DELAY": "0.25",
+         op: '{max_attempts=2, backoff={kind="constant", delay=1.0}}'},
+        {"RESILIENCE__OPERATIONS__x__RETRY__MAX_ATTEMPTS": "2",
+         "RESILIENCE__OPERATIONS__X__RETRY": "{max_attempts=5}"},
+    ):  # fmt: skip
+        cfg = load(data={"operations": {"x": {}}}, environ={"RESILIENCE_ENV": "testing", **env})
+        retry = cfg.operation("x").retry
+        assert retry is not None
+        assert retry.max_attempts == 2, env
+        origins = {k: o for k, _, o in cfg.explain("x")}
+        deepest = max(env, key=lambda v: v.count("__"))
+        key = "retry.backoff.delay" if "DELAY" in deepest else "retry.max_attempts"
+        assert origins[key] == deepest
+        if "DELAY" in deepest:
+            assert retry.backoff.delay == 0.25  # type: ignore[union-attr]
+    # the same depth for [defaults] and an operation: the operation's wins
+    env = {
+        "RESILIENCE__DEFAULTS__RETRY__MAX_ATTEMPTS": "4",
+        "RESILIENCE__OPERATIONS__X__RETRY": "{max_attempts=2}",
+    }
+    cfg = load(data={}, environ=env)
+    assert cfg.operation("x").retry.max_attempts == 2  # type: ignore[union-attr]
+
+
+def test_operations_only_in_the_environment_are_listed_and_noted() -> None:
+    env = {"RESILIENCE__OPERATIONS__PAYMNT_CHARGE__TIMEOUT": "1",
+           "RESILIENCE__OPERATIONS__SEARCH__TIMEOUT": "2"}  # fmt: skip
+    cfg = load(data={"operations": {"payment.charge": {}}}, environ=env)
+    assert cfg.environment_operations == {
+        "paymnt_charge": ("RESILIENCE__OPERATIONS__PAYMNT_CHARGE__TIMEOUT",),
+        "search": ("RESILIENCE__OPERATIONS__SEARCH__TIMEOUT",),
+    }
+    notes = [w for w in cfg.warnings if "not declared" in w]
+    assert len(notes) == 2
+    assert "did you mean 'payment.charge'?" in notes[0]
+    assert "did you mean" not in notes[1]
+    # a declared operation's variables are no note
+    cfg = load(data={"operations": {"payment.charge": {}}},
+               environ={"RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT": "1"})  # fmt: skip
+    assert cfg.warnings == ()
+    assert cfg.environment_operations == {}
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["resilience._duration", "resilience.config._models", "resilience.config._merge",
+     "resilience.config._load", "resilience.config._active"],
+)  # fmt: skip
+def test_config_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    previous = config.use(None)
+    try:
+        result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    finally:
+        config.use(previous)
+    assert result.attempted > 0
+    assert result.failed == 0

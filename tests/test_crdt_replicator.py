@@ -112,6 +112,7 @@ def test_a_lost_delta_is_repaired_by_anti_entropy() -> None:
     b.poll()
     assert b["set"].value == frozenset({"lost", "shipped"})
     assert b["set"] == a["set"]
+    assert b.stats["buffered"] == 0
 
 
 def test_unknown_names_are_adopted_with_the_local_replica_id() -> None:
@@ -135,7 +136,9 @@ def test_wire_format_is_versioned_json() -> None:
     a.update("n", lambda c: c.decrement(2))
     message = json.loads(tb.receive() or b"")
     assert message["format"] == "resilience.crdt.sync"
-    assert message["v"] == 1
+    assert message["v"] == 2
+    assert message["seq"] == 1
+    assert len(message["session"]) == 16
     assert message["kind"] == "delta"
     assert message["name"] == "n"
     assert message["from"] == "a"
@@ -160,7 +163,9 @@ def _message(**changes: Any) -> bytes:
         b"[]",
         b"[" * 100_000 + b"]" * 100_000,
         json.dumps({"format": "other"}).encode(),
-        _message(v=2),
+        _message(v=3),
+        _message(seq=0),
+        _message(session=7),
         _message(v="1"),
         _message(kind="exec"),
         _message(name=""),
@@ -180,7 +185,7 @@ def test_bad_messages_are_rejected_and_nothing_is_applied(data: bytes) -> None:
     ta.send(data)
     ta.send(_message())
     assert b.poll() == 1  # the bad one is skipped and counted, the good one applied
-    assert b.stats["rejected"] == 1
+    assert b.stats["rejected"] == 2  # every drop counts: receive() above and poll() here
     assert b["n"].value == 1
 
 
@@ -263,3 +268,24 @@ async def test_arun_polls_and_repairs_on_the_virtual_clock(clock: VirtualClock) 
         tg.start_soon(lambda: b.arun(poll_interval=0.5, anti_entropy_interval=5.0, until=done))
     assert b["set"].value == frozenset({"lost in the partition"})
     assert a.stats["sent"] >= 3  # the delta, then anti-entropy rounds at t=0, 5, 10
+
+
+def test_a_version_1_message_is_still_read_without_a_secret_but_not_with_one() -> None:
+    counter = crdt.GCounter("old")
+    counter.increment(4)
+    v1 = json.dumps(
+        {
+            "format": "resilience.crdt.sync",
+            "v": 1,
+            "from": "old",
+            "kind": "delta",
+            "name": "n",
+            "crdt": counter.to_dict(),
+        }
+    ).encode()
+    plain = crdt.Replicator("b", crdt.LoopbackTransport())
+    assert plain.receive(v1) == "n"
+    assert plain["n"].value == 4
+    keyed = crdt.Replicator("c", crdt.LoopbackTransport(), secret=b"sixteen bytes key!")
+    with pytest.raises(CRDTError):
+        keyed.receive(v1)

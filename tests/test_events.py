@@ -217,3 +217,95 @@ def fast_switching() -> Iterator[None]:
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(before)
+
+
+# --- field names: safe for every logging pipeline --------------------------------------------
+
+RESERVED = {"level", "event", "timestamp", "logger", "msg", "exc_info", "stack_info"}
+
+
+def _event_classes() -> list[type[Event]]:
+    """Every event dataclass events.py defines, listed in __all__ or not."""
+    return [
+        value
+        for value in vars(events).values()
+        if isinstance(value, type) and issubclass(value, Event) and dataclasses.is_dataclass(value)
+    ]
+
+
+def test_no_event_field_collides_with_logging_reserved_names() -> None:
+    import logging
+
+    # everything a LogRecord owns: `extra=` with one of these raises KeyError in logging
+    record = set(vars(logging.LogRecord("n", 10, "p", 1, "m", None, None))) | {"message", "asctime"}
+    classes = _event_classes()
+    assert len(classes) >= 17
+    for cls in classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert not names & RESERVED, (cls.__name__, names & RESERVED)
+        assert not names & record, (cls.__name__, names & record)
+
+
+def test_fallback_served_says_degradation_and_level_is_a_deprecated_alias() -> None:
+    served = events.FallbackServed("quotes", "CACHE_ONLY", "cache", 1)
+    assert served.degradation == "CACHE_ONLY"
+    assert "level" not in {f.name for f in dataclasses.fields(served)}
+    with pytest.warns(DeprecationWarning, match="degradation"):
+        assert served.level == "CACHE_ONLY"
+
+
+def test_config_use_and_register_emit_config_changed() -> None:
+    from resilience import config
+
+    seen: list[Event] = []
+    stop = events.subscribe(seen.append)
+    previous = config.use(config.load(environ={"RESILIENCE_ENV": "testing"}))
+    try:
+        config.register("ev.search", {"timeout": 2.0})
+    finally:
+        config.use(previous)
+        stop()
+    changes = [e for e in seen if isinstance(e, events.ConfigChanged)]
+    assert [(e.operation, e.environment) for e in changes[:2]] == [
+        ("*", "testing"),
+        ("ev.search", "testing"),
+    ]
+    assert len(changes) == 3  # and the restore
+
+
+def test_per_call_is_set_only_by_listeners_that_want_every_call() -> None:
+    assert events.per_call is False
+    quiet = events.subscribe(lambda e: None, per_call=False)
+    assert events.enabled is True
+    assert events.per_call is False
+    loud = events.subscribe(lambda e: None)
+    assert events.per_call is True
+    loud()
+    assert events.per_call is False
+    assert events.enabled is True
+    quiet()
+    assert (events.enabled, events.per_call) == (False, False)
+
+
+def test_without_a_per_call_listener_a_plain_success_emits_nothing() -> None:
+    import resilience as rs
+
+    seen: list[Event] = []
+    stop = events.subscribe(seen.append, per_call=False)
+    try:
+        br = rs.CircuitBreaker("ev.quiet", minimum_calls=2)
+        bh = rs.Bulkhead(2, name="ev.quiet.bh")
+        for _ in range(5):
+            assert bh.call(br.call, int) == 0
+        assert seen == []  # the lock-free happy path stayed lock-free
+        failing = rs.CircuitBreaker("ev.quiet.2", minimum_calls=2)
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                failing.call(_raise_connection_error)
+        assert any(isinstance(e, StateTransition) and e.to_state == "open" for e in seen)
+    finally:
+        stop()
+
+
+def _raise_connection_error() -> None:
+    raise ConnectionError("down")

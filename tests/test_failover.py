@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -291,7 +293,7 @@ def test_bad_input_is_a_config_error() -> None:
         Tier("", print)
     with pytest.raises(rs.ConfigError) as info:
         Failover(
-            [print],  # type: ignore[list-item]
+            ["print"],  # type: ignore[list-item]
             name="",
             probe_interval=0,
             health_check=3,  # type: ignore[arg-type]
@@ -546,3 +548,81 @@ def test_law_each_call_served_by_first_healthy_tier(pattern: list[list[bool]]) -
         served = fo.execute(i)
         assert served.source == f"t{first}"
         assert len(served.errors) == first
+
+
+# --- what users pass as tiers ---------------------------------------------------------------
+
+
+class AsyncDC:
+    """A data centre client whose `__call__` is `async def`."""
+
+    def __init__(self, name: str, up: bool) -> None:
+        self.name, self.up, self.calls = name, up, 0
+
+    async def __call__(self, q: str) -> str:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        if not self.up:
+            raise ConnectionError(f"{self.name} unreachable")
+        return f"{self.name}:{q}"
+
+    async def search(self, q: str) -> str:
+        return await self(q)
+
+
+@pytest.mark.anyio
+async def test_async_tiers_of_every_shape_are_awaited_and_their_failures_counted() -> None:
+    dc1, dc2, dc3 = AsyncDC("dc1", False), AsyncDC("dc2", False), AsyncDC("dc3", True)
+    fo = Failover(
+        [
+            Tier("dc1", dc1),  # async __call__
+            Tier("dc2", lambda q: dc2.search(q)),  # a lambda returning a coroutine
+            Tier("dc3", functools.partial(dc3.search)),
+        ],
+        breaker={"minimum_calls": 2, "failure_rate_threshold": 0.5},
+    )
+    with anyio.fail_after(10):
+        for _ in range(2):
+            served = await fo.aexecute("q")
+            assert (served.value, served.source) == ("dc3:q", "dc3")
+    # the failures reached the tiers' breakers (not an un-awaited coroutine as a success)
+    assert fo.breaker("dc1").state.name == "OPEN"
+    assert fo.breaker("dc2").state.name == "OPEN"
+    assert fo.breaker("dc3").snapshot()["failures"] == 0
+
+
+def test_sync_call_refuses_a_tier_that_returned_a_coroutine() -> None:
+    dc = AsyncDC("dc", True)
+    fo = Failover([Tier("dc", lambda q: dc.search(q))])
+    with pytest.raises(TypeError, match="async"):
+        fo.call("q")
+    assert fo.breaker("dc").snapshot()["calls"] == 0
+
+
+def test_bare_callables_get_unique_default_tier_names() -> None:
+    class Replica:
+        def __init__(self, up: bool) -> None:
+            self.up = up
+
+        def search(self, q: str) -> str:
+            if not self.up:
+                raise ConnectionError("down")
+            return q
+
+    a, b = Replica(False), Replica(True)
+    fo = Failover([a.search, b.search, Tier("backup", print)])
+    names = [t.name for t in fo.tiers]
+    assert names[0].endswith("Replica.search")
+    assert names[1] == names[0] + "#2"
+    assert names[2] == "backup"
+    assert fo.execute("q").source == names[1]  # which instance served is visible
+
+
+def test_generator_tiers_are_refused() -> None:
+    def rows(q: str) -> Iterator[str]:
+        yield q
+
+    with pytest.raises(rs.ConfigError, match="generator"):
+        Tier("rows", rows)
+    with pytest.raises(rs.ConfigError, match="generator"):
+        Failover([rows])

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -324,7 +326,7 @@ async def test_aexecute_mixes_sync_and_async_steps(seen: list[events.Event]) -> 
     assert calls == ["live", "replica"]
     assert len(served.errors) == 3
     assert await chain.acall("ann") == "guess-ann"
-    assert [e.level for e in seen if isinstance(e, events.FallbackServed)] == ["LIMITED"] * 2
+    assert [e.degradation for e in seen if isinstance(e, events.FallbackServed)] == ["LIMITED"] * 2
 
 
 @pytest.mark.anyio
@@ -433,3 +435,102 @@ def test_law_stale_cache_matches_a_model_lru(ops: list[tuple[str, int]], size: i
             else:
                 assert cache.get((k,), {}) == (k, hit[1])
         assert len(cache) == len(model)
+
+
+# --- what users pass as steps -------------------------------------------------------------------
+
+
+class AsyncClient:
+    """An object whose `__call__` is `async def`, as SDK clients often are."""
+
+    def __init__(self, answer: str | None) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def __call__(self, q: str) -> str:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        if self.answer is None:
+            raise ConnectionError("down")
+        return f"{self.answer}:{q}"
+
+    async def get(self, q: str) -> str:
+        return await self(q)
+
+
+@pytest.mark.anyio
+async def test_async_callable_objects_and_coroutine_lambdas_are_awaited() -> None:
+    down = AsyncClient(None)
+    also_down = AsyncClient(None)
+    up = AsyncClient("up")
+    chain = FallbackChain(
+        Step(down),  # an object with async __call__
+        Step(lambda q: also_down.get(q)),  # a lambda returning a coroutine
+        Step(functools.partial(up.get)),
+        Default("n/a"),
+    )
+    with anyio.fail_after(10):
+        served = await chain.aexecute("q")
+    assert served.value == "up:q"  # the first two failed, and their errors were seen
+    assert [type(e) for e in served.errors] == [ConnectionError, ConnectionError]
+    assert (down.calls, also_down.calls) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_an_async_default_factory_object_is_awaited() -> None:
+    chain = FallbackChain(Step(AsyncClient(None)), Default(AsyncClient("cached")))
+    with anyio.fail_after(10):
+        assert await chain.acall("q") == "cached:q"
+
+
+def test_sync_execute_refuses_a_step_that_returned_a_coroutine() -> None:
+    client = AsyncClient("up")
+    chain = FallbackChain(Step(lambda q: client.get(q)), Default("n/a"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="aexecute"):
+            chain.execute("q")  # not served as an un-awaited coroutine, not masked
+
+
+def test_generator_steps_are_refused() -> None:
+    def rows(q: str) -> Iterator[str]:
+        yield q
+
+    with pytest.raises(rs.ConfigError, match="generator"):
+        Step(rows)
+
+
+def test_default_names_are_unique_within_a_chain() -> None:
+    class Replica:
+        def __init__(self, name: str, up: bool) -> None:
+            self.name, self.up = name, up
+
+        def get(self, q: str) -> str:
+            if not self.up:
+                raise ConnectionError(self.name)
+            return f"{self.name}:{q}"
+
+    a, b = Replica("a", False), Replica("b", True)
+    shared = Step(a.get)
+    chain = FallbackChain(shared, b.get, Default("x"), Default("y"))
+    assert [s.name for s in chain.steps] == [
+        "test_default_names_are_unique_within_a_chain.<locals>.Replica.get",
+        "test_default_names_are_unique_within_a_chain.<locals>.Replica.get#2",
+        "default",
+        "default#2",
+    ]
+    served = chain.execute("q")
+    assert served.value == "b:q"
+    assert served.source.endswith("Replica.get#2")  # tells which instance served
+    assert shared.name.endswith("Replica.get")  # the user's object is not renamed
+    b.up = False
+    assert chain.execute("q").source == "default"
+
+
+def test_a_partial_step_is_named_after_its_function() -> None:
+    def lookup(region: str, q: str) -> str:
+        return q
+
+    assert Step(functools.partial(lookup, "eu")).name.endswith("lookup")

@@ -242,10 +242,10 @@ def test_failover_across_base_urls_with_a_real_outage(
                 r = c.get(f"http://directory.internal/q{i}")
                 assert r.text == "secondary"  # within the same request
             assert [s.path for s in secondary.requests] == [f"/q{i}" for i in range(5)]
-            assert t.failover.active_tier == primary.url + "/" or t.failover.active_tier
+            assert t.failover.active_tier == f"127.0.0.1:{secondary.port}"  # never a URL
 
             primary.start()  # restarted on the same port
-            assert primary.url == t.failover.tiers[0].name.rstrip("/")
+            assert t.failover.tiers[0].name == f"127.0.0.1:{primary.port}"
             assert c.get("http://directory.internal/still").text == "secondary"
             clock.advance(5.0)  # probe interval: the primary's breaker lets a trial through
             for _ in range(3):
@@ -435,3 +435,267 @@ async def test_async_failover_with_real_restart(
 
 async def _noop() -> None:
     return None
+
+
+# --- any transport, bounded budgets, keys, names, errors (issue 13) -----------------------------
+
+
+def _mock(statuses: list[int], seen: list[httpx.Request], **headers: str) -> httpx.MockTransport:
+    """A MockTransport answering with these statuses in turn (then 200), as httpx users test."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = statuses.pop(0) if statuses else 200
+        return httpx.Response(status, text=f"answer {len(seen)}", headers=headers)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+def test_mock_transport_responses_already_read(method: str, clock: VirtualClock) -> None:
+    seen: list[httpx.Request] = []
+    t = ResilientTransport(transport=_mock([503, 500, 502, 503], seen), clock=clock)
+    with httpx.Client(transport=t) as c:
+        r = c.request(method, "http://api.internal/x", content=b"body")
+    if method == "POST":  # sent once: the caller gets the 503 as httpx gives it
+        assert (r.status_code, r.text, len(seen)) == (503, "answer 1", 1)
+    else:  # three attempts, then the last answer
+        assert (r.status_code, r.text, len(seen)) == (502, "answer 3", 3)
+        assert [s.content for s in seen] == [b"body"] * 3
+    assert r.request.url == "http://api.internal/x"
+    with pytest.raises(httpx.HTTPStatusError):
+        r.raise_for_status()
+
+
+@pytest.mark.anyio
+async def test_async_mock_transport(clock: VirtualClock) -> None:
+    seen: list[httpx.Request] = []
+    t = AsyncResilientTransport(transport=_mock([503, 200], seen), clock=clock)
+    async with httpx.AsyncClient(transport=t) as c:
+        assert (await c.get("http://api.internal/")).text == "answer 2"
+        seen.clear()
+        t2 = AsyncResilientTransport(transport=_mock([500, 500, 500], seen), clock=clock)
+        async with httpx.AsyncClient(transport=t2) as c2:
+            r = await c2.get("http://api.internal/")
+        assert (r.status_code, r.text) == (500, "answer 3")
+
+
+def test_mock_transport_streaming_response(clock: VirtualClock) -> None:
+    calls: list[int] = []
+    healthy_after = [3]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        status = 503 if len(calls) < healthy_after[0] else 200
+        chunks = iter([b"par", b"t-", str(len(calls)).encode()])
+        return httpx.Response(status, content=chunks)  # a stream, not read yet
+
+    t = ResilientTransport(
+        transport=httpx.MockTransport(handler), breaker={"minimum_calls": 100}, clock=clock
+    )
+    with httpx.Client(transport=t) as c:
+        with c.stream("GET", "http://api.internal/") as r:
+            assert b"".join(r.iter_bytes()) == b"part-3"
+        healthy_after[0] = 100  # from now on every answer is a 503 stream
+        r = c.get("http://api.internal/")
+        assert (r.status_code, r.text) == (503, "part-6")
+
+
+def test_default_policy_is_bounded(clock: VirtualClock) -> None:
+    seen: list[httpx.Request] = []
+    t = ResilientTransport(transport=_mock([503, 503], seen, **{"Retry-After": "240"}), clock=clock)
+    with httpx.Client(transport=t, timeout=5) as c:
+        r = c.get("http://api.internal/")
+    # a wait of 240 s would cross the 30 s budget: the 503 is returned at once
+    assert r.status_code == 503
+    assert len(seen) == 1
+    assert clock.sleeps == []
+    # and under 30 s of waits the default stops at the deadline, not at an unbounded total
+    seen.clear()
+    t = ResilientTransport(transport=_mock([503] * 5, seen, **{"Retry-After": "20"}), clock=clock)
+    with httpx.Client(transport=t, timeout=5) as c:
+        assert c.get("http://api.internal/").status_code == 503
+    assert clock.sleeps == [20.0]
+    assert t.policy.deadline == 30.0
+    assert t.policy.max_attempts == 3
+
+
+def test_the_budget_lowers_request_timeouts(server: HTTPTestServer) -> None:
+    server.default = Hang(5)
+    t = ResilientTransport(policy=rs.Retry(max_attempts=1))
+    with httpx.Client(transport=t, timeout=5.0) as c:
+        start = time.monotonic()
+        with rs.deadline(0.3), pytest.raises(httpx.ReadTimeout):
+            c.get(server.url)
+        assert time.monotonic() - start < 1.5  # not the client's 5 s
+        seen: list[dict[str, float]] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.extensions["timeout"])
+            return httpx.Response(200)
+
+        t2 = ResilientTransport(transport=httpx.MockTransport(handler))
+        with httpx.Client(transport=t2, timeout=httpx.Timeout(5.0, connect=0.1)) as c2:
+            with rs.deadline(1.0):
+                c2.get("http://api.internal/")
+            c2.get("http://api.internal/")
+        assert 0.5 < seen[0]["read"] <= 1.0
+        assert seen[0]["connect"] == 0.1
+        assert seen[1]["read"] == 5.0  # the default 30 s budget does not lower a 5 s timeout
+
+
+def test_the_policy_deadline_lowers_request_timeouts(server: HTTPTestServer) -> None:
+    server.default = Hang(5)
+    t = ResilientTransport(policy=rs.Retry(max_attempts=5, deadline=0.4))
+    with httpx.Client(transport=t, timeout=5.0) as c, pytest.raises(httpx.ReadTimeout):
+        start = time.monotonic()
+        c.get(server.url)
+    assert time.monotonic() - start < 1.5
+    assert len(server.requests) == 1
+
+
+def test_a_used_up_budget_sends_nothing(server: HTTPTestServer, clock: VirtualClock) -> None:
+    t = ResilientTransport(clock=clock)
+    with httpx.Client(transport=t) as c, rs.deadline(1.0, clock=clock):
+        clock.advance(2.0)
+        with pytest.raises(rs.TimeoutExceeded):
+            c.get(server.url)
+    assert server.requests == []
+
+
+def test_key_route_keeps_other_paths_open(server: HTTPTestServer, clock: VirtualClock) -> None:
+    server.default = lambda seen: Reply(500) if seen.path.startswith("/reports") else Reply(200)
+    t = ResilientTransport(key="route", breaker={"minimum_calls": 3}, clock=clock)
+    with client(t) as c:
+        c.get(server.url + "/reports?id=1")
+        with pytest.raises(rs.CircuitOpenError):
+            c.get(server.url + "/reports?id=2")
+        assert c.get(server.url + "/users").status_code == 200  # same host, another route
+        assert c.post(server.url + "/reports").status_code == 500  # another method: its own
+        # one operation name for all of them: the host's, never a path
+        names = {
+            t.breaker_for(httpx.Request(m, server.url + p)).name
+            for m, p in [("GET", "/reports"), ("GET", "/users"), ("POST", "/reports")]
+        }
+        assert names == {f"httpx:127.0.0.1:{server.port}"}
+        # health() sees the worst breaker of the name
+        assert rs.health()["breakers"][f"httpx:127.0.0.1:{server.port}"]["state"] == "open"
+    # by host (the default) the failing route would have closed /users too
+    t2 = ResilientTransport(breaker={"minimum_calls": 3}, clock=clock)
+    with client(t2) as c:
+        c.get(server.url + "/reports")
+        with pytest.raises(rs.CircuitOpenError):
+            c.get(server.url + "/users")
+
+
+def test_key_callable(clock: VirtualClock) -> None:
+    seen: list[httpx.Request] = []
+    t = ResilientTransport(
+        transport=_mock([500] * 6, seen),
+        key=lambda r: r.headers.get("X-Tenant", "none"),
+        breaker={"minimum_calls": 3},
+        name="billing",
+        clock=clock,
+    )
+    with httpx.Client(transport=t) as c:
+        c.get("http://api.internal/", headers={"X-Tenant": "a"})
+        with pytest.raises(rs.CircuitOpenError) as info:
+            c.get("http://api.internal/", headers={"X-Tenant": "a"})
+        assert info.value.name == "billing"
+        assert c.get("http://api.internal/", headers={"X-Tenant": "b"}).status_code == 500
+    with pytest.raises(rs.ConfigError, match="key"):
+        ResilientTransport(key="path")
+
+
+def test_one_operation_name_and_no_url_in_labels(
+    server: HTTPTestServer, clock: VirtualClock
+) -> None:
+    server.script(Reply(503), Reply(503))
+    seen: list[events.Event] = []
+    stop = events.subscribe(seen.append)
+    try:
+        with client(ResilientTransport(clock=clock)) as c:
+            c.get(server.url + "/a/b?c=d")
+        with client(ResilientTransport(clock=clock, name="pricing")) as c:
+            server.script(Reply(503))
+            c.get(server.url + "/x")
+    finally:
+        stop()
+    ops = {e.operation for e in seen}
+    assert ops == {f"httpx:127.0.0.1:{server.port}", "pricing"}
+    kinds = {type(e).__name__ for e in seen if e.operation == "pricing"}
+    assert {"RetryAttempted", "CallCompleted"} <= kinds
+    with pytest.raises(rs.ConfigError):
+        ResilientTransport(name="http://x/y")
+
+
+def test_open_breaker_is_an_httpx_error(server: HTTPTestServer, clock: VirtualClock) -> None:
+    import traceback
+
+    from resilience.integrations.httpx import CircuitOpenTransportError
+
+    server.default = Reply(503)
+    t = ResilientTransport(clock=clock, breaker={"minimum_calls": 2})
+    with client(t) as c:
+        with pytest.raises(httpx.HTTPError) as info:
+            for _ in range(3):
+                c.get(server.url)
+    err = info.value
+    assert isinstance(err, CircuitOpenTransportError)
+    assert isinstance(err, rs.CircuitOpenError)
+    assert isinstance(err, httpx.TransportError)
+    assert err.request.url == server.url + "/" or str(err.request.url).startswith(server.url)
+    assert err.name == f"httpx:127.0.0.1:{server.port}"
+    assert err.remaining > 0
+    text = "".join(traceback.format_exception(err))
+    assert "_ResponseFailure" not in text
+    assert "is open" in str(err)
+
+
+def test_a_transport_error_after_a_failed_response_shows_no_private_context(
+    server: HTTPTestServer, clock: VirtualClock
+) -> None:
+    import traceback
+
+    server.script(Reply(503), Reply(503))
+    server.default = Drop()
+    t = ResilientTransport(clock=clock, breaker={"minimum_calls": 100})
+    with client(t) as c, pytest.raises(httpx.RemoteProtocolError) as info:
+        c.get(server.url)
+    assert "_ResponseFailure" not in "".join(traceback.format_exception(info.value))
+
+
+def test_streaming_request_bodies_are_resent_only_when_replayable(
+    server: HTTPTestServer, clock: VirtualClock
+) -> None:
+    server.default = Reply(503)
+    t = ResilientTransport(clock=clock, breaker={"minimum_calls": 100})
+
+    def body() -> Iterator[bytes]:
+        yield b"chunk-1;"
+        yield b"chunk-2"
+
+    with client(t) as c:
+        assert c.put(server.url, content=body()).status_code == 503
+        assert [s.body for s in server.requests] == [b"chunk-1;chunk-2"]  # once: not replayable
+        assert server.requests[0].headers["Transfer-Encoding"] == "chunked"
+        assert c.put(server.url, content=b"in memory").status_code == 503
+        assert len(server.requests) == 4  # bytes are replayable: 3 attempts
+
+
+@pytest.mark.anyio
+async def test_async_keys_names_and_open_breaker_error(clock: VirtualClock) -> None:
+    from resilience.integrations.httpx import CircuitOpenTransportError
+
+    seen: list[httpx.Request] = []
+    t = AsyncResilientTransport(
+        transport=_mock([503] * 3, seen), key="route", breaker={"minimum_calls": 3}, clock=clock
+    )
+    async with httpx.AsyncClient(transport=t) as c:
+        assert (await c.get("http://api.internal/a")).status_code == 503
+        with pytest.raises(httpx.TransportError) as info:
+            await c.get("http://api.internal/a")
+        assert isinstance(info.value, CircuitOpenTransportError)
+        assert info.value.name == "httpx:api.internal"
+        assert (await c.get("http://api.internal/b")).status_code == 200  # another route
+    assert len(seen) == 4

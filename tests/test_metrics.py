@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import resilience as rs
 from resilience import events
-from resilience.metrics import MetricsCollector, log_events
+from resilience.metrics import MetricsCollector
 from resilience.testing import VirtualClock
 
 _law_ids = itertools.count()
@@ -138,9 +138,10 @@ def test_retries_and_gave_up(collector: MetricsCollector) -> None:
     assert value(collector, "resilience_retries_total", operation="m.retry") == 4
     ex = "resilience_retries_exhausted_total"
     assert value(collector, ex, operation="m.retry", reason="attempts") == 1
-    assert value(collector, ex, operation="m.retry", reason="permanent") == 1
+    # a PERMANENT error was never retried: it is not "exhausted"
+    assert value(collector, ex, operation="m.retry", reason="permanent") is None
     snap = collector.snapshot()["m.retry"]
-    assert (snap["retries"], snap["retries_exhausted"]) == (4, 2)
+    assert (snap["retries"], snap["retries_exhausted"]) == (4, 1)
 
 
 def test_fallbacks_by_level(collector: MetricsCollector) -> None:
@@ -364,39 +365,6 @@ def test_a_broken_registry_argument_fails_clearly() -> None:
         MetricsCollector(registry="not a registry")  # type: ignore[arg-type]
 
 
-# --- structlog ------------------------------------------------------------------------------
-
-
-def test_log_events_with_structlog_never_logs_secrets() -> None:
-    import structlog
-    from structlog.testing import capture_logs
-
-    secret = "sk-live-SECRET-TOKEN"
-
-    def leak(token: str) -> None:
-        raise ConnectionError(f"auth failed for {token}")
-
-    with capture_logs() as logs:
-        stop = log_events(structlog.get_logger("resilience"))
-        try:
-            clock = VirtualClock()
-            rt = rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(1), clock=clock, name="m.log")
-            br = rs.CircuitBreaker("m.log.br", minimum_calls=1, clock=clock)
-            with pytest.raises((ConnectionError, rs.CircuitOpenError)):
-                rs.Pipeline(rt, br).call(leak, secret)
-        finally:
-            stop()
-    mine = [e for e in logs if str(e.get("operation", "")).startswith("m.log")]
-    kinds = [(e["event"], e["log_level"]) for e in mine]
-    assert ("retry_attempted", "info") in kinds
-    assert ("state_transition", "warning") in kinds
-    assert ("retry_gave_up", "warning") in kinds
-    attempted = next(e for e in mine if e["event"] == "retry_attempted")
-    assert attempted["attempt"] == 1
-    assert attempted["error"] == "ConnectionError"
-    assert secret not in repr(logs)
-
-
 def test_docstring_examples_run() -> None:
     import doctest
 
@@ -503,3 +471,87 @@ def test_reattach_refreshes_the_state_gauge() -> None:
         assert value(c, "resilience_circuit_state", operation="m.reattach", state="closed") == 0
     finally:
         c.detach()
+
+
+# --- options, honest reasons, config changes ------------------------------------------------
+
+
+def test_namespace_buckets_and_const_labels() -> None:
+    clock = VirtualClock()
+    c = MetricsCollector(
+        namespace="shop", buckets=[0.1, 1.0, 0.5], const_labels={"service": "checkout"}
+    ).attach()
+    try:
+        br = rs.CircuitBreaker("m.opts", clock=clock)
+
+        def takes(seconds: float) -> None:
+            clock.advance(seconds)
+
+        for seconds in (0.05, 0.3, 0.7, 3.0):
+            br.call(takes, seconds)
+    finally:
+        c.detach()
+    assert c.buckets == (0.1, 0.5, 1.0)
+    labels = {"service": "checkout", "operation": "m.opts"}
+    assert value(c, "shop_calls_total", outcome="success", **labels) == 4
+    bucket = "shop_call_duration_seconds_bucket"
+    got = {le: value(c, bucket, le=le, **labels) for le in ("0.1", "0.5", "1.0", "+Inf")}
+    assert got == {"0.1": 1, "0.5": 2, "1.0": 3, "+Inf": 4}
+    assert value(c, "shop_call_duration_seconds_sum", **labels) == pytest.approx(4.05)
+    names = {name for name, _ in samples(c)}
+    assert not any(n.startswith("resilience_") for n in names)
+    assert all(dict(lbls).get("service") == "checkout" for _, lbls in samples(c))
+
+
+def test_bad_options_are_one_config_error_listing_each() -> None:
+    with pytest.raises(rs.ConfigError) as info:
+        MetricsCollector(
+            namespace="has space",
+            buckets=["x"],  # type: ignore[list-item]
+            const_labels={"operation": "clash", "ok_name": 3},  # type: ignore[dict-item]
+        )
+    text = str(info.value)
+    for field in ("namespace", "buckets", "const_labels.operation", "const_labels.ok_name"):
+        assert field in text
+
+
+def test_a_retry_ended_by_an_open_breaker_is_not_counted_as_deadline(
+    collector: MetricsCollector,
+) -> None:
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("m.honest", minimum_calls=1, open_duration=30, clock=clock)
+    with pytest.raises(ConnectionError):
+        br.call(failing(ConnectionError("down")))
+    rt = rs.Retry(max_attempts=5, deadline=5, backoff=rs.Backoff.constant(0.1), clock=clock)
+    with pytest.raises(rs.CircuitOpenError):
+        rs.Pipeline(rt, br).call(int)
+    ex = "resilience_retries_exhausted_total"
+    assert value(collector, ex, operation="m.honest", reason="circuit_open") == 1
+    for dishonest in ("deadline", "retry_after", "attempts"):
+        assert value(collector, ex, operation="m.honest", reason=dishonest) is None
+
+
+def test_config_use_and_register_are_counted(collector: MetricsCollector) -> None:
+    from resilience import config
+
+    before = value(collector, "resilience_config_changes_total") or 0
+    previous = config.use(config.load(environ={"RESILIENCE_ENV": "testing"}))
+    try:
+        config.register("m.cfg.search", {"timeout": 2.0})
+        assert value(collector, "resilience_config_changes_total") == before + 2
+    finally:
+        config.use(previous)
+
+
+def test_health_is_a_typed_dict() -> None:
+    from typing import get_type_hints
+
+    from resilience.metrics import BreakerHealth, Health
+
+    assert rs.Health is Health
+    assert set(get_type_hints(Health)) == {"status", "breakers", "open", "half_open", "failovers"}
+    br = rs.CircuitBreaker("m.typed")
+    h = rs.health(prefix="m.typed")
+    assert set(h) == set(get_type_hints(Health))
+    assert set(h["breakers"]["m.typed"]) == set(get_type_hints(BreakerHealth))
+    del br

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -145,7 +146,10 @@ def test_retry_outside_a_breaker_waits_for_half_open() -> None:
     breaker = rs.CircuitBreaker(
         "llm", minimum_calls=2, open_duration=10.0, half_open_calls=1, clock=clock
     )
-    retry = rs.Retry(max_attempts=5, backoff=rs.Backoff.constant(0.1), clock=clock)
+    # 0.1 s between attempts, but a backoff that may wait up to 10 s: a breaker open for
+    # less than that is worth waiting for
+    backoff = rs.Backoff.linear(0.1, 0.0, maximum=10.0)
+    retry = rs.Retry(max_attempts=5, backoff=backoff, clock=clock)
     pipe = rs.Pipeline(retry, breaker, name="llm")
     down = Down(2)
     assert pipe.call(down, 7) == "ok7"
@@ -154,6 +158,45 @@ def test_retry_outside_a_breaker_waits_for_half_open() -> None:
     assert down.calls == 3
     assert clock.sleeps == [0.1, 0.1, pytest.approx(9.9)]  # it opened at t=0.1
     assert breaker.state is rs.CircuitState.CLOSED
+
+
+@pytest.mark.parametrize("engine", ["tenacity", "native"])
+def test_retry_fails_fast_on_a_breaker_open_longer_than_its_backoff(engine: Any) -> None:
+    # issue 11, seen 4: each call slept out the breaker's remaining open time
+    clock = VirtualClock()
+    breaker = rs.CircuitBreaker("llm", minimum_calls=2, open_duration=30.0, clock=clock)
+    retry = rs.Retry(
+        max_attempts=5,
+        backoff=rs.Backoff.exponential(0.1, maximum=5.0, jitter=None),
+        clock=clock,
+        engine=engine,
+    )
+    pipe = rs.Pipeline(retry, breaker)
+    down = Down(100)
+    with pytest.raises(rs.CircuitOpenError) as info:
+        pipe.call(down)
+    assert down.calls == 2
+    assert clock.sleeps == [0.1, 0.2]  # no 29.7 s wait for the trial
+    assert "circuit is open" in info.value.__notes__[-1]
+    with pytest.raises(rs.CircuitOpenError):  # and the next call fails at once
+        pipe.call(down)
+    assert clock.sleeps == [0.1, 0.2]
+
+
+def test_retry_waits_for_an_open_breaker_only_within_the_time_budget() -> None:
+    clock = VirtualClock()
+    breaker = rs.CircuitBreaker("llm", minimum_calls=1, open_duration=2.0, clock=clock)
+    backoff = rs.Backoff.linear(0.0, 0.0, maximum=10.0)  # would wait up to 10 s
+    pipe = rs.Pipeline(rs.Retry(max_attempts=5, backoff=backoff, clock=clock), breaker)
+    with pytest.raises(ConnectionError):
+        pipe.call(Down(100))  # opens it (and re-opens it after each trial)
+    clock.sleeps.clear()
+    with rs.deadline(1.0, clock=clock), pytest.raises(rs.CircuitOpenError):
+        pipe.call(Down(0))  # 2 s open > 1 s budget: fail fast
+    assert clock.sleeps == []
+    with rs.deadline(5.0, clock=clock):
+        assert pipe.call(Down(0)) == "ok0"  # 2 s fits: it waits for the trial
+    assert clock.sleeps == [2.0]
 
 
 def test_retry_outside_a_breaker_counts_every_attempt() -> None:
@@ -198,7 +241,7 @@ async def test_async_retry_outside_a_breaker_waits_for_half_open() -> None:
         "allm", minimum_calls=2, open_duration=5.0, half_open_calls=1, clock=clock
     )
     pipe = rs.Pipeline(
-        rs.Retry(max_attempts=5, backoff=rs.Backoff.constant(0.1), clock=clock),
+        rs.Retry(max_attempts=5, backoff=rs.Backoff.linear(0.1, 0.0, maximum=10.0), clock=clock),
         breaker,
         rs.Bulkhead(4),
     )
@@ -223,17 +266,66 @@ async def test_a_total_timeout_bounds_the_whole_retry_loop() -> None:
 
 
 def test_a_per_attempt_timeout_inside_retry_is_retried() -> None:
+    # cooperative (the default): the attempt's budget is what a budget-aware call (an httpx
+    # request through our transport, a nested Retry) stops at; a timed-out attempt is retried
     clock = VirtualClock()
-    slow_then_fast = iter([0.3, 0.0])
+    attempts: list[float | None] = []
 
     def op() -> str:
-        time.sleep(next(slow_then_fast))
+        attempts.append(rs.remaining())
+        if len(attempts) == 1:
+            clock.advance(0.5)  # a slow first attempt...
+            if rs.remaining() == 0:  # ...that honours its budget, as our primitives do
+                raise rs.TimeoutExceeded(0.25)
+            return "slow"
         return "ok"
 
     pipe = rs.Pipeline(
-        rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock), rs.Timeout(0.05)
+        rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock),
+        rs.Timeout(0.25, clock=clock),
     )
     assert pipe.call(op) == "ok"
+    assert attempts == [0.25, 0.25]  # each attempt has a fresh budget of its own
+
+
+def test_a_per_attempt_thread_timeout_cuts_a_hung_attempt() -> None:
+    hang = threading.Event()
+    calls = 0
+
+    def op() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            hang.wait(5)
+            return "slow"
+        return "ok"
+
+    timeout = rs.Timeout(0.05, mode="thread")
+    pipe = rs.Pipeline(rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0)), timeout)
+    start = time.perf_counter()
+    assert pipe.call(op) == "ok"
+    assert time.perf_counter() - start < 2.0
+    assert calls == 2
+    hang.set()
+    timeout.close()
+
+
+@pytest.mark.anyio
+async def test_a_per_attempt_async_timeout_cancels_a_hung_attempt() -> None:
+    calls = 0
+
+    async def op() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await anyio.sleep(5)
+            return "slow"
+        return "ok"
+
+    pipe = rs.Pipeline(rs.Retry(max_attempts=3, backoff=rs.Backoff.constant(0)), rs.Timeout(0.05))
+    with anyio.fail_after(3):
+        assert await pipe.acall(op) == "ok"
+    assert calls == 2
 
 
 def test_repr_lists_the_stages() -> None:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 import resilience as rs
@@ -359,3 +360,93 @@ def test_use_none_forgets_the_config_and_the_next_call_builds_afresh() -> None:
 def test_use_refuses_what_is_not_a_config() -> None:
     with pytest.raises(ConfigError):
         config.use({"operations": {}})  # type: ignore[arg-type]
+
+
+class AsyncGateway:
+    """An object whose `__call__` is `async def`: fails `failures` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self, amount: int) -> str:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        if self.calls <= self.failures:
+            raise ConnectionError("gateway down")
+        return f"charged {amount}"
+
+
+@pytest.mark.anyio
+async def test_an_async_callable_object_gets_retries_and_the_fallback() -> None:
+    op = _name()
+    _use(
+        {
+            "operations": {
+                op: {"retry": {"max_attempts": 3, "backoff": {"kind": "constant", "delay": 0}}}
+            }
+        }
+    )
+    gateway = AsyncGateway(2)
+    charge = rs.resilient(op)(gateway)
+    assert inspect.iscoroutinefunction(charge)
+    with anyio.fail_after(10):
+        assert await charge(5) == "charged 5"
+    assert gateway.calls == 3  # retried, not one attempt through a sync wrapper
+    down = AsyncGateway(99)
+    degraded = rs.resilient(op, fallback=rs.Default("queued"))(down)
+    with anyio.fail_after(10):
+        assert await degraded(5) == "queued"  # the fallback saw the awaited failure
+    assert down.calls == 3
+
+
+def test_generators_are_refused_by_resilient() -> None:
+    def rows() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator"):
+        rs.resilient(_name())(rows)
+
+
+def test_config_does_not_import_what_is_built_from_it() -> None:
+    # config announces swaps to listeners; @resilient listens. The circle is gone.
+    import ast
+
+    source = Path(active_module.__file__).read_text()
+    imported = [
+        node.module or ""
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom)
+    ]
+    assert not [m for m in imported if "resilient" in m]
+    code = (
+        "import sys\n"
+        "from resilience import config\n"
+        "config.use(config.load(environ={'RESILIENCE_ENV': 'testing'}))\n"
+        "assert 'resilience._resilient' not in sys.modules, 'config imported _resilient'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_swap_reaches_functions_decorated_before_config_was_imported() -> None:
+    # A child process: @resilient first (config not imported), then a call, then use().
+    code = (
+        "import resilience as rs\n"
+        "calls = []\n"
+        "@rs.resilient('op')\n"
+        "def f():\n"
+        "    calls.append(1)\n"
+        "    raise ConnectionError('down')\n"
+        "from resilience import config\n"
+        "config.use(config.load(data={'operations': {'op': {'retry': {'max_attempts': 1},"
+        " 'fallback': {'default': 'a'}}}}, environ={'RESILIENCE_ENV': 'testing'}))\n"
+        "assert f() == 'a', 'first config'\n"
+        "config.register('op', {'retry': {'max_attempts': 2, 'backoff': {'kind': 'constant',"
+        " 'delay': 0}}, 'fallback': {'default': 'b'}})\n"
+        "calls.clear()\n"
+        "assert f() == 'b', 'the swap was announced'\n"
+        "assert len(calls) == 2, calls\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr

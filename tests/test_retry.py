@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import email.utils
-import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import tenacity
 from hypothesis import given
@@ -86,7 +86,7 @@ def test_a_permanent_error_is_reraised_at_once_as_is(clock: VirtualClock, seen: 
     assert info.value is error
     assert fn.calls == 1
     assert clock.sleeps == []
-    assert not getattr(error, "__notes__", None)
+    assert "is PERMANENT" in error.__notes__[0]  # says why it was not retried
     assert [type(e).__name__ for e in seen] == ["RetryGaveUp"]
     assert seen[0].reason == "permanent"
 
@@ -154,11 +154,25 @@ def test_retry_after_never_shortens_the_backoff(clock: VirtualClock) -> None:
 
 
 def test_retry_after_as_an_http_date_is_honoured(clock: VirtualClock) -> None:
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    # measured on the policy's clock (its wall time), not time.time()
+    when = email.utils.formatdate(clock.time() + 30, usegmt=True)
     fn = Flaky(HTTPError(429, {"Retry-After": when}))
     Retry(max_attempts=2, backoff=rs.Backoff.constant(0.1), clock=clock).call(fn)
-    (slept,) = clock.sleeps
-    assert 28.0 <= slept <= 30.5
+    assert clock.sleeps == [30.0]
+
+
+@pytest.mark.anyio
+async def test_async_retry_after_as_an_http_date_is_measured_on_the_clock(
+    clock: VirtualClock,
+) -> None:
+    clock.advance(1000.0)  # the policy's wall clock is far from the real one
+    when = email.utils.formatdate(clock.time() + 12, usegmt=True)
+    fn = Flaky(HTTPError(503, {"Retry-After": when}))
+    assert (
+        await Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock).acall(fn.acall)
+        == "ok"
+    )
+    assert clock.sleeps == [12.0]
 
 
 def test_retry_after_can_be_ignored(clock: VirtualClock) -> None:
@@ -213,6 +227,18 @@ def test_the_deadline_cuts_retries(clock: VirtualClock, seen: list[Any]) -> None
     assert clock.monotonic() == 2.0
     assert "deadline" in info.value.__notes__[0]
     assert [e.reason for e in seen if isinstance(e, events.RetryGaveUp)] == ["deadline"]
+
+
+def test_a_wait_that_lands_exactly_on_the_deadline_ends_the_loop(clock: VirtualClock) -> None:
+    fn = Flaky(*[ConnectionError() for _ in range(10)])
+    rt = Retry(max_attempts=10, backoff=rs.Backoff.constant(0.5), deadline=1.0, clock=clock)
+    with pytest.raises(ConnectionError) as info:
+        rt.call(fn)
+    # attempts at 0 and 0.5; the next wait would end at exactly 1.0, the deadline: no attempt
+    # there (docs/retry.md: "no wait ever crosses the deadline", landing on it included)
+    assert fn.calls == 2
+    assert clock.sleeps == [0.5]
+    assert "deadline" in info.value.__notes__[0]
 
 
 def test_a_retry_after_past_the_deadline_ends_the_loop(clock: VirtualClock) -> None:
@@ -435,3 +461,132 @@ def test_budget_law_retries_never_exceed_ratio_times_calls_plus_the_floor(
         elif budget.try_withdraw():
             retries += 1
     assert retries <= ratio * calls + floor * (1 + clock.monotonic()) + 1e-6
+
+
+# --- time budgets (rs.deadline, a Timeout around the retry) ---------------------------------
+
+
+def test_no_wait_or_attempt_the_budget_cannot_hold(clock: VirtualClock) -> None:
+    fn = Flaky(*[ConnectionError() for _ in range(10)])
+    rt = Retry(max_attempts=10, backoff=rs.Backoff.constant(0.25), clock=clock)
+    with rs.deadline(1.0, clock=clock), pytest.raises(rs.TimeoutExceeded) as info:
+        rt.call(fn)
+    # attempts at 0, .25, .5, .75; a wait landing exactly on the budget's end is not started
+    assert fn.calls == 4
+    assert clock.sleeps == [0.25, 0.25, 0.25]
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert "after 4 attempts" in info.value.__notes__[-1]
+
+
+def test_a_rate_limited_wait_longer_than_the_budget_is_not_started(clock: VirtualClock) -> None:
+    fn = Flaky(HTTPError(429, {"Retry-After": "30"}))
+    with rs.deadline(10.0, clock=clock), pytest.raises(rs.TimeoutExceeded):
+        Retry(max_attempts=3, clock=clock).call(fn)
+    assert fn.calls == 1
+    assert clock.sleeps == []
+
+
+def test_a_used_up_budget_starts_no_first_attempt(clock: VirtualClock) -> None:
+    fn = Flaky()
+    rt = Retry(max_attempts=3, clock=clock)
+    with rs.deadline(1.0, clock=clock):
+        clock.advance(1.0)
+        with pytest.raises(rs.TimeoutExceeded):
+            rt.call(fn)
+        with pytest.raises(rs.TimeoutExceeded):
+            rt(fn)()
+    assert fn.calls == 0
+
+
+@pytest.mark.anyio
+async def test_async_retry_honours_the_budget(clock: VirtualClock) -> None:
+    fn = Flaky(*[ConnectionError() for _ in range(10)])
+    rt = Retry(max_attempts=10, backoff=rs.Backoff.constant(0.25), clock=clock)
+    with pytest.raises(rs.TimeoutExceeded):
+        async with rs.deadline(1.0, clock=clock):
+            await rt.acall(fn.acall)
+    assert fn.calls == 4
+    assert clock.sleeps == [0.25, 0.25, 0.25]
+
+    @rt
+    async def decorated() -> str:
+        return await fn.acall()
+
+    async with rs.deadline(1.0, clock=clock):
+        clock.advance(1.0)
+        with pytest.raises(rs.TimeoutExceeded):
+            await decorated()
+    assert fn.calls == 4
+
+
+def test_without_a_budget_nothing_changes(clock: VirtualClock) -> None:
+    fn = Flaky(ConnectionError(), ConnectionError())
+    assert Retry(max_attempts=3, backoff=rs.Backoff.constant(100.0), clock=clock).call(fn) == "ok"
+    assert clock.sleeps == [100.0, 100.0]
+
+
+# --- what the caller's traceback shows -------------------------------------------------------
+
+
+def test_the_reraised_error_is_not_chained_to_the_first_attempts(clock: VirtualClock) -> None:
+    first, last = ConnectionError("first"), ConnectionError("last")
+    fn = Flaky(first, ConnectionError("second"), last)
+    rt = Retry(max_attempts=3, backoff=rs.Backoff.constant(0), clock=clock)
+    for call in (lambda: rt.call(fn), rt(fn)):
+        fn.errors = [first, ConnectionError("second"), last]
+        with pytest.raises(ConnectionError) as info:
+            call()
+        assert info.value is last
+        assert info.value.__context__ is None  # no "During handling of the above exception"
+
+
+@pytest.mark.anyio
+async def test_async_reraised_error_is_not_chained(clock: VirtualClock) -> None:
+    last = ConnectionError("last")
+    fn = Flaky(ConnectionError("first"), last)
+    rt = Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
+    with pytest.raises(ConnectionError) as info:
+        await rt.acall(fn.acall)
+    assert info.value is last
+    assert info.value.__context__ is None
+
+
+def test_an_error_keeps_the_context_it_had_inside_the_call(clock: VirtualClock) -> None:
+    def wraps_its_own() -> None:
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise ConnectionError("outer")  # noqa: B904 (implicit chaining is the point)
+
+    with pytest.raises(ConnectionError) as info:
+        Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock).call(wraps_its_own)
+    assert isinstance(info.value.__context__, KeyError)
+
+
+# --- trio's timeout -------------------------------------------------------------------------
+
+
+def test_trio_too_slow_error_is_transient() -> None:
+    trio = pytest.importorskip("trio")
+    assert rs.DEFAULT_CLASSIFIER.classify(trio.TooSlowError()).verdict is rs.Verdict.TRANSIENT
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # trio.fail_after runs on trio only
+async def test_trio_too_slow_error_is_retried(clock: VirtualClock, anyio_backend: str) -> None:
+    import trio
+
+    calls = 0
+
+    async def slow_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            with trio.fail_after(0.01):
+                await trio.sleep(5)
+        return "ok"
+
+    rt = Retry(max_attempts=2, backoff=rs.Backoff.constant(0), clock=clock)
+    with anyio.fail_after(5):
+        assert await rt.acall(slow_once) == "ok"
+    assert calls == 2

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time these load on first acc
     )
     from .failover import Failover, Tier
     from .fallback import Default, DegradationLevel, FallbackChain, Served, StaleCache, Step
-    from .metrics import MetricsCollector, health
+    from .metrics import Health, MetricsCollector, health
     from .pipeline import Pipeline
     from .queue import DrainReport, OfflineQueue, Priority
     from .ratelimit import RateLimiter
@@ -89,6 +89,7 @@ _LAZY: dict[str, str] = {
     "Priority": "queue",
     "DrainReport": "queue",
     "MetricsCollector": "metrics",
+    "Health": "metrics",
     "health": "metrics",
     "FaultInjection": "chaos",
     "deadline": "_deadline",
@@ -116,6 +117,7 @@ __all__ = [
     "Failover",
     "FallbackChain",
     "FaultInjection",
+    "Health",
     "LocalRejection",
     "MetricsCollector",
     "OfflineQueue",

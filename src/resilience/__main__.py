@@ -10,14 +10,31 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+DEMO_ACTS = ("retry", "breaker", "fallback", "failover", "queue", "crdt", "config", "migrate",
+             "metrics")  # fmt: skip
+"""The demo's acts, in order (`resilience demo ACT` runs one); resilience.demo checks this."""
+
 
 def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="resilience", description="Resilience primitives: demo and configuration."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"resilience-primitives {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="show the primitives working against a flaky local service")
+    demo.add_argument(
+        "act",
+        nargs="?",
+        default=None,
+        choices=DEMO_ACTS,
+        metavar="ACT",
+        help=f"run one act: {', '.join(DEMO_ACTS)} (default: all of them)",
+    )
     demo.add_argument("--fast", action="store_true", help="shorter phases (for tests)")
     demo.add_argument("--plain", action="store_true", help="no live view; plain text lines")
 
@@ -26,8 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     show = config_sub.add_parser("show", help="print the effective configuration")
     show.add_argument("--operation", "-o", default=None)
     show.add_argument("--file", "-f", default=None, help="config file (default: discovered)")
-    validate = config_sub.add_parser("validate", help="validate a config file")
-    validate.add_argument("file")
+    validate = config_sub.add_parser(
+        "validate", help="validate a config file (default: the discovered one) and the environment"
+    )
+    validate.add_argument(
+        "file",
+        nargs="?",
+        default=None,
+        help="config file (default: $RESILIENCE_CONFIG, ./resilience.toml, ./pyproject.toml)",
+    )
     explain = config_sub.add_parser("explain", help="where each value of an operation came from")
     explain.add_argument("operation")
     explain.add_argument("--file", "-f", default=None)
@@ -35,13 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
 
     migrate = sub.add_parser("migrate", help="convert legacy resilience settings to a config")
-    migrate.add_argument("legacy_file", help="legacy settings: .yml, .properties, .json, .env")
+    migrate.add_argument(
+        "legacy_file",
+        nargs="+",
+        help="legacy settings (.yml, .properties, .json, .env; overlays after their base) or "
+        "Python code (.py files or a directory)",
+    )
     migrate.add_argument(
         "--format",
         "-f",
         default="auto",
-        help="auto, resilience4j, hystrix, polly, pybreaker, tenacity, circuitbreaker or env",
+        help="auto, resilience4j, hystrix, polly, pybreaker, tenacity, circuitbreaker, env "
+        "or python",
     )
+    migrate.add_argument("--profile", default=None, help="Spring profile(s) to read")
+    migrate.add_argument(
+        "--rewrite", action="store_true", help="Python: print a diff using @rs.resilient"
+    )
+    migrate.add_argument("--write", action="store_true", help="with --rewrite: write the files")
     migrate.add_argument("--output", "-o", default=None, help="write the TOML to this file")
     migrate.add_argument(
         "--check", action="store_true", help="print the report; exit 1 unless all mapped exactly"
@@ -81,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--max-rss-growth", type=float, default=0.05, help="fraction (default 0.05)")
     fleet.add_argument("--converge-within", type=float, default=2.0, help="seconds (default 2)")
 
+    from ._observability import add_arguments as observability_arguments
+
+    observability_arguments(
+        sub.add_parser("observability", help="write Prometheus alert rules / a Grafana dashboard")
+    )
+
     return parser
 
 
@@ -88,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from ._demo import run_demo
+        from .demo import run_demo
 
-        return run_demo(fast=args.fast, plain=args.plain)
+        return run_demo(fast=args.fast, plain=args.plain, act=args.act)
     if args.command in ("config", "presets"):
         from .config._cli import run as run_config_command
 
@@ -103,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .migrate import cli as run_migrate_command
 
         return run_migrate_command(args)
+    if args.command == "observability":
+        from ._observability import cli as run_observability_command
+
+        return run_observability_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -29,19 +29,48 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import TimeoutExceeded
 from ._validate import Errors, raise_if
 
-__all__ = ["check_budget", "deadline", "remaining"]
+__all__ = [
+    "cannot_hold",
+    "check_budget",
+    "deadline",
+    "enter",
+    "leave",
+    "mark_late",
+    "overran",
+    "remaining",
+]
 
 
 class _Budget:
-    __slots__ = ("clock", "expires", "seconds")
+    """One active budget: when it expires on its clock, and the budget it is nested in.
 
-    def __init__(self, expires: float, clock: Clock, seconds: float) -> None:
+    `left()` asks the parent too, so an inner budget never outlives an outer one, even when
+    the two read different clocks or the outer one is stopped (`stop()`: a thread-mode
+    Timeout whose caller gave up) after the inner one opened.
+    """
+
+    __slots__ = ("clock", "expires", "parent", "seconds")
+
+    def __init__(
+        self, expires: float, clock: Clock, seconds: float, parent: _Budget | None
+    ) -> None:
         self.expires = expires
         self.clock = clock
         self.seconds = seconds
+        self.parent = parent
 
     def left(self) -> float:
-        return max(self.expires - self.clock.monotonic(), 0.0)
+        left = self.expires - self.clock.monotonic()
+        parent = self.parent
+        if parent is not None:
+            outer = parent.left()
+            if outer < left:
+                left = outer
+        return left if left > 0.0 else 0.0
+
+    def stop(self) -> None:
+        """Use the budget up now: everything that consults it stops starting work."""
+        self.expires = -math.inf
 
 
 _current: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -77,6 +106,49 @@ def check_budget(operation: str | None = None) -> float | None:
     return left
 
 
+def cannot_hold(wait: float = 0.0, operation: str | None = None) -> TimeoutExceeded | None:
+    """The `TimeoutExceeded` to report when the current budget cannot hold `wait` more seconds
+    (a wait that would end exactly at its end counts as not held); None when it can, or when
+    there is no budget. For loops that stop at the budget and report, rather than raise."""
+    budget = _current.get()
+    if budget is None or wait < budget.left():
+        return None
+    return TimeoutExceeded(budget.seconds, operation=operation)
+
+
+_late: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "resilience_late", default=None
+)
+
+
+def overran(since: float, clock: Clock) -> bool:
+    """Is a call that started at `since` on `clock` and ends now late? True when the active
+    budget is used up, or when a cooperative Timeout on the same clock, opened inside the call
+    (at or after `since`), saw its call return late (`mark_late`)."""
+    budget = _current.get()
+    if budget is not None and budget.left() <= 0.0:
+        return True
+    late = _late.get()
+    return late is not None and late.clock is clock and late.expires - late.seconds >= since
+
+
+def mark_late(budget: _Budget) -> None:
+    """A sync call returned after `budget` ran out (seen by an enclosing breaker)."""
+    _late.set(budget)
+
+
+def enter(seconds: float, clock: Clock) -> tuple[_Budget, contextvars.Token[_Budget | None]]:
+    """Open a budget of `seconds` on `clock` (nested in the current one); `leave` closes it.
+
+    The allocation-light form of `deadline` for the policies' shells.
+    """
+    budget = _Budget(clock.monotonic() + seconds, clock, seconds, _current.get())
+    return budget, _current.set(budget)
+
+
+leave = _current.reset
+
+
 class deadline:  # lower-case: used like a function, `with rs.deadline(5):`
     """A time budget of `seconds` for everything run inside it (`with` or `async with`).
 
@@ -99,20 +171,16 @@ class deadline:  # lower-case: used like a function, `with rs.deadline(5):`
 
     def __init__(self, seconds: float, *, clock: Clock | None = None) -> None:
         errors = Errors()
-        errors.positive("seconds", seconds)
+        errors.positive("seconds", seconds, finite=False)
         raise_if(errors, None)
         self.seconds = float(seconds)
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._token: contextvars.Token[_Budget | None] | None = None
 
     def _open(self) -> _Budget:
-        seconds = self.seconds
-        outer = _current.get()
-        if outer is not None:
-            seconds = min(seconds, outer.left())
         now = self.clock.monotonic()
-        expires = now + seconds if math.isfinite(seconds) else math.inf
-        return _Budget(expires, self.clock, self.seconds)
+        expires = now + self.seconds if math.isfinite(self.seconds) else math.inf
+        return _Budget(expires, self.clock, self.seconds, _current.get())
 
     def remaining(self) -> float:
         """Seconds left in this budget (the smaller of it and any outer one while inside)."""

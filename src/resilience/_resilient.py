@@ -10,19 +10,23 @@ settings did not change are reused, so a breaker keeps its state (and a bulkhead
 calls) when only other sections change. Pipelines are shared per operation (one breaker each).
 
 Nothing here imports pydantic: `resilience.config` is imported on the first call (which loads
-the configuration if nothing was `use`d) or by the config functions themselves.
+the configuration if nothing was `use`d). The config never imports this module: on the first
+call this module registers `_on_swap` with `config.listen`-style hooks (`config._active.listen`),
+and the active config announces every swap to it.
+
+Locks: the config's lock first, then ours (`_lock`), in every path that takes both.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import ConfigError
+from ._policy import check_decoratable, is_async, rewrap_descriptor, wraps
 
 if TYPE_CHECKING:
     from .config import Config, OperationPolicy
@@ -34,7 +38,8 @@ R = TypeVar("R")
 Stages = tuple[Callable[..., Any], tuple[Any, ...]]
 
 _lock = threading.RLock()
-"""Guards the slots and the active config (resilience.config shares it: one lock, one order)."""
+"""Guards the slots and the shared pipelines (taken inside the config's lock, never around it)."""
+_listening = False
 _slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
 # (operation, id(clock)) -> the shared pipeline of an operation
 _shared: dict[tuple[str, int], _Shared] = {}
@@ -69,7 +74,7 @@ class _Slot:
         self.fn = fn
         self.fallback = tuple(fallback)
         self.clock = clock
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = is_async(fn)
         self.shared: _Shared | None = None
         self.fallback_steps: tuple[Any, Any] | None = None  # (settings, built steps)
         self.stages: Stages = self._lazy()
@@ -78,14 +83,15 @@ class _Slot:
         return (self._first_async if self.is_async else self._first_sync), ()
 
     def _ensure(self) -> Stages:
-        from . import config
+        from .config import _active
 
-        with _lock:
-            if self.shared is None:
-                cfg = config.current()  # may load, which builds this slot too
+        _listen(_active)
+        with _active._lock:
+            cfg = _active.current()  # may load, which builds this slot too
+            with _lock:
                 if self.shared is None:
                     _prepare(cfg, only=(self,))()
-            return self.stages
+                return self.stages
 
     def _first_sync(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         first, rest = self._ensure()
@@ -195,6 +201,19 @@ def _prepare(cfg: Config, only: Sequence[_Slot] | None = None) -> Callable[[], N
     return commit
 
 
+def _listen(active: Any) -> None:
+    """Register with the active config (once): every swap rebuilds the live slots."""
+    global _listening
+    if not _listening:
+        active.listen(_on_swap)
+        _listening = True
+
+
+def _on_swap(cfg: Config | None) -> Callable[[], None]:
+    """The active config is about to become `cfg` (None: forgotten): build, return the switch."""
+    return _reset if cfg is None else _prepare(cfg)
+
+
 def _reset() -> None:
     """Every slot back to "build on the next call"; no shared policies kept."""
     with _lock:
@@ -213,9 +232,16 @@ def _as_steps(fallback: Any) -> tuple[Any, ...]:
     return (fallback,)
 
 
-def resilient(
-    operation: str, *, fallback: Any = None, clock: Any = None
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+class _Decorate(Protocol):
+    """What `resilient(...)` returns: a decorator that keeps the signature (ParamSpec)."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+
+def resilient(operation: str, *, fallback: Any = None, clock: Any = None) -> _Decorate:
     """Run the decorated function through the policies the active config gives `operation`.
 
     The pipeline (timeout > retry > rate limit > breaker > bulkhead, each if configured) is
@@ -231,11 +257,14 @@ def resilient(
         clock: the clock for the built policies (a `VirtualClock` in tests).
 
     Returns:
-        A decorator that keeps the function's signature (sync or async).
+        A decorator that keeps the function's signature (sync or async: what is async is
+        decided as for every policy, see `resilience.Policy`; an async one returns a
+        coroutine, so `asyncio.create_task(f())` type-checks).
 
     Raises:
         ConfigError: `operation` is not a non-empty string (at decoration); the config is
             invalid (on the first call).
+        TypeError: the decorated function is a generator function (at decoration).
 
     Example:
         >>> import resilience as rs
@@ -249,24 +278,28 @@ def resilient(
         raise ConfigError([("operation", f"must be a non-empty string, got {operation!r}")])
     steps = _as_steps(fallback)
 
-    def decorator(fn: Callable[P, R]) -> Callable[P, R]:
+    def decorator(fn: Callable[P, Any]) -> Callable[P, Any]:
+        descriptor = rewrap_descriptor(decorator, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, "@resilient")
         slot = _Slot(operation, fn, steps, clock)
         with _lock:
             _slots.add(slot)
         if slot.is_async:
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 first, rest = slot.stages
                 return await first(*rest, fn, *args, **kwargs)
 
             async_wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
+            return async_wrapper
 
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        @wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             first, rest = slot.stages
-            return first(*rest, fn, *args, **kwargs)  # type: ignore[no-any-return]
+            return first(*rest, fn, *args, **kwargs)
 
         wrapper.__resilient_slot__ = slot  # type: ignore[attr-defined]
         return wrapper

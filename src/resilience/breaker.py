@@ -42,15 +42,25 @@ import itertools
 import math
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import _registry
 from . import events as _events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import CircuitOpenError
-from ._policy import Decorator
+from ._deadline import overran
+from ._errors import CircuitOpenError, LocalRejection
+from ._policy import (
+    COROUTINE,
+    Decorator,
+    bare_decorator,
+    check_decoratable,
+    is_async,
+    refuse_awaitable,
+    rewrap_descriptor,
+    wraps,
+)
 from ._validate import Errors, raise_if
 from ._window import FAILURE, SLOW, CountRing, TimeRing
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
@@ -270,6 +280,7 @@ class CircuitBreaker(Decorator):
         store: Store | None = None,
         clock: Clock | None = None,
     ) -> None:
+        bare_decorator(CircuitBreaker, 'rs.CircuitBreaker("name", ...)', name)
         raise_if(
             self.validate(
                 name=name,
@@ -406,6 +417,8 @@ class CircuitBreaker(Decorator):
 
         Raises:
             CircuitOpenError: the breaker is open (the function did not run).
+            TypeError: `fn` returned a coroutine (an async function: use `acall`); nothing
+                is recorded.
             Whatever `fn` raises, unchanged.
         """
         epoch = self._closed_epoch
@@ -420,11 +433,15 @@ class CircuitBreaker(Decorator):
         except BaseException:
             self._release(epoch)
             raise
+        if type(result) is COROUTINE:
+            self._refuse(epoch, result, fn)
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
+            if _events.per_call:  # what _record would emit for it
+                _events.emit(CallCompleted(self.name, "success", now - t0, False))
         else:
             self._succeeded(epoch, t0, now, result)
         return result
@@ -451,13 +468,92 @@ class CircuitBreaker(Decorator):
             self._release(epoch)
             raise
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+        if now - t0 < self._fast_s and epoch == self._closed_epoch:
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
+            if _events.per_call:  # what _record would emit for it
+                _events.emit(CallCompleted(self.name, "success", now - t0, False))
         else:
             self._succeeded(epoch, t0, now, result)
         return result
+
+    _inline = True  # its decorator is the shell itself, with no frame of ours (see Pipeline)
+
+    def _refuse(self, epoch: int, result: object, fn: object) -> None:
+        self._release(epoch)
+        refuse_awaitable(result, fn, f"CircuitBreaker({self.name!r}).call()")
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function (def or async def, or an object with an async `__call__`).
+
+        The wrapper *is* the shell (`call`'s or `acall`'s body with `fn` bound): no frame of
+        ours between the caller and `fn`. Keep the two bodies below in step with the shells.
+
+        Raises:
+            TypeError: `fn` is a generator function (protecting its creation protects
+                nothing). Over `@classmethod` / `@staticmethod`, the function inside is
+                decorated.
+        """
+        descriptor = rewrap_descriptor(self, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, self)
+        if is_async(fn):
+
+            @wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                epoch = self._closed_epoch
+                if epoch is None:
+                    epoch = self._admit()
+                t0 = self._mono()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception as exc:
+                    self._failed(epoch, t0, exc)
+                    raise
+                except BaseException:
+                    self._release(epoch)
+                    raise
+                now = self._mono()
+                if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+                    if self._next_seq() == self._decide_at:
+                        self._decide(epoch, now)
+                else:
+                    self._succeeded(epoch, t0, now, result)
+                return result
+
+            return async_wrapper
+
+        @wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            epoch = self._closed_epoch
+            if epoch is None:
+                epoch = self._admit()
+            t0 = self._mono()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                self._failed(epoch, t0, exc)
+                raise
+            except BaseException:
+                self._release(epoch)
+                raise
+            if type(result) is COROUTINE:
+                self._refuse(epoch, result, fn)
+            now = self._mono()
+            if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+                if self._next_seq() == self._decide_at:
+                    self._decide(epoch, now)
+            else:
+                self._succeeded(epoch, t0, now, result)
+            return result
+
+        return wrapper
 
     # --- the core: admission --------------------------------------------------------------
 
@@ -528,7 +624,11 @@ class CircuitBreaker(Decorator):
 
     def _failed(self, epoch: int, t0: float, exc: Exception) -> None:
         now = self._mono()
-        if self._classify(exc).verdict in _COUNTED:
+        if isinstance(exc, LocalRejection):
+            # Shed before it reached the dependency (a bulkhead, a rate limiter, a breaker --
+            # this one included, for a recursive call): neither a failure nor a success.
+            self._ignored(epoch, now - t0)
+        elif self._classify(exc).verdict in _COUNTED:
             self._record(epoch, FAILURE | (SLOW if now - t0 >= self._slow_s else 0), now, t0)
         else:
             self._ignored(epoch, now - t0)
@@ -537,6 +637,8 @@ class CircuitBreaker(Decorator):
         """Feed one counted outcome (`code`: FAILURE and SLOW bits) into the state machine."""
         if epoch < 0:
             return
+        if not code & SLOW and overran(t0, self._clock):
+            code |= SLOW  # returned after its time budget ran out (a late cooperative timeout)
         moved = False
         with self._lock:
             if epoch != self._epoch:

@@ -222,6 +222,8 @@ class Bulkhead(Decorator):
             return False
 
     def _emit(self) -> None:
+        if not events.per_call:  # occupancy changes with every call: only for who wants it
+            return
         events.emit(events.BulkheadEvent(self.name or "bulkhead", self.running, len(self._queue)))
 
     def _rejected(self) -> None:
@@ -233,21 +235,26 @@ class Bulkhead(Decorator):
 
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""
-        try:
-            if self._queue:
-                raise IndexError  # others are waiting: take a place in line
-            self._free.pop()  # the fast path: a free slot, no lock
-        except IndexError:
+        line = True  # others wait, or no free slot: take a place in line
+        if not self._queue:
+            try:
+                self._free.pop()  # the fast path: a free slot, no lock (list.pop is atomic)
+                line = False
+            except IndexError:
+                pass  # the rejection, if any, is raised outside this handler: no chaining
+        if line:
             waiter = self._enter(_sync_waiter)
-            if (
-                waiter is not None
-                and not waiter.event.wait(self.max_wait)  # type: ignore[call-arg]
-                and not self._leave(waiter)
-            ):
-                self._rejected()
-        else:
-            if events.enabled:
-                self._emit()
+            if waiter is not None:
+                try:
+                    granted = waiter.event.wait(self.max_wait)  # type: ignore[call-arg]
+                except BaseException:  # KeyboardInterrupt, SystemExit: never leak the slot
+                    if self._leave(waiter):
+                        self._release()
+                    raise
+                if not granted and not self._leave(waiter):
+                    self._rejected()
+        elif events.enabled:
+            self._emit()
         try:
             return fn(*args, **kwargs)
         finally:
@@ -259,16 +266,18 @@ class Bulkhead(Decorator):
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await `fn(*args, **kwargs)` in a slot (waiting in line if allowed)."""
-        try:
-            if self._queue:
-                raise IndexError  # others are waiting: take a place in line
-            self._free.pop()  # the fast path: a free slot, no lock
-        except IndexError:
+        waiter = None
+        line = True  # others wait, or no free slot: take a place in line
+        if not self._queue:
+            try:
+                self._free.pop()  # the fast path: a free slot, no lock (list.pop is atomic)
+                line = False
+            except IndexError:
+                pass  # the rejection, if any, is raised outside this handler: no chaining
+        if line:
             waiter = self._enter(_async_waiter)
-        else:
-            waiter = None
-            if events.enabled:
-                self._emit()
+        elif events.enabled:
+            self._emit()
         if waiter is not None:
             try:
                 limit = self.max_wait if self.max_wait is not None else float("inf")

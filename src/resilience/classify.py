@@ -105,6 +105,7 @@ _FOREIGN_TRANSIENT = {
     ("redis", "ConnectionError"),
     ("redis", "TimeoutError"),
     ("trio", "BrokenResourceError"),
+    ("trio", "TooSlowError"),  # trio.fail_after / fail_at: a timeout, like TimeoutError
     ("urllib3", "TimeoutError"),  # connect/read timeouts, NewConnectionError (not OSErrors)
     ("urllib3", "ProtocolError"),  # the connection broke mid-request
     ("http", "IncompleteRead"),  # http.client: the body was cut short
@@ -113,6 +114,33 @@ _FOREIGN_PERMANENT = {
     ("httpx", "UnsupportedProtocol"),
     ("httpx", "LocalProtocolError"),
 }
+# SDKs whose errors get an exact classifier of their own (status, retry-after-ms, quota and
+# overload semantics): package -> module defining `classify_sdk_error`. The module is imported
+# the first time one of that package's errors is classified, so the SDK is already loaded.
+_SDK_CLASSIFIERS = {
+    "openai": "resilience.integrations._llm",
+    "anthropic": "resilience.integrations._llm",
+}
+_SdkHook = Callable[[BaseException, "Classifier"], "Classification | None"]
+_sdk_hooks: dict[type[BaseException], _SdkHook | None] = {}
+
+
+def _sdk_hook(exc_type: type[BaseException]) -> _SdkHook | None:
+    try:
+        return _sdk_hooks[exc_type]
+    except KeyError:
+        pass
+    hook: _SdkHook | None = None
+    for klass in exc_type.__mro__:
+        module = _SDK_CLASSIFIERS.get(klass.__module__.partition(".")[0])
+        if module is not None:
+            import importlib
+
+            hook = importlib.import_module(module).classify_sdk_error
+            break
+    if len(_sdk_hooks) < 1024:
+        _sdk_hooks[exc_type] = hook
+    return hook
 
 
 def parse_retry_after(value: str, now: float | None = None) -> float | None:
@@ -230,14 +258,16 @@ class Classifier:
     2. the library's own errors: `CircuitOpenError` and `RateLimited` are RATE_LIMITED (with
        the time left as `retry_after`), `TimeoutExceeded`, `BulkheadFull`, `AllTiersFailed` and
        `AllFallbacksFailed` TRANSIENT, other `ResilienceError`s PERMANENT;
-    3. anything with `.status_code` or `.response.status_code`: by HTTP status (408, 425, 500,
+    3. errors of the OpenAI and Anthropic SDKs by those SDKs' own rules (see
+       `resilience.integrations.openai`), recognised without importing the SDKs;
+    4. anything with `.status_code` or `.response.status_code`: by HTTP status (408, 425, 500,
        502, 503, 504 TRANSIENT; 429 RATE_LIMITED; other 4xx/5xx PERMANENT), merged with
        `http_status`; `Retry-After` is read from `.headers` / `.response.headers`;
-    4. `ConnectionError`, `TimeoutError` and other `OSError`s TRANSIENT, except the file-system
+    5. `ConnectionError`, `TimeoutError` and other `OSError`s TRANSIENT, except the file-system
        errors (FileNotFoundError, PermissionError, ...) which are PERMANENT; the transport errors
        of httpx, aiohttp, anyio, urllib3 and redis-py, and http.client's IncompleteRead,
        TRANSIENT (recognised without importing them);
-    5. any other exception PERMANENT.
+    6. any other exception PERMANENT.
 
     An exception group (what an anyio task group raises) is judged by its leaves, after rule 1:
     TRANSIENT or RATE_LIMITED when every leaf is retryable, PERMANENT otherwise.
@@ -302,9 +332,13 @@ class Classifier:
         # instance (no status code, no retry-after): most failures classify with one dict hit.
         self._cache: dict[type[BaseException], Classification] = {}
 
-    def classify(self, outcome: object) -> Classification:
+    def classify(self, outcome: object, *, now: float | None = None) -> Classification:
         """Classify an exception (or a returned result). Total: never raises for any input
-        (a `result=` callable that raises is the one exception: its error propagates)."""
+        (a `result=` callable that raises is the one exception: its error propagates).
+
+        `now`: wall-clock seconds an HTTP-date Retry-After is measured from (a policy passes
+        its clock's `time()`; default `time.time()`).
+        """
         cls = type(outcome)
         try:
             hit = self._cache.get(cls)  # type: ignore[arg-type]  # only exception types stored
@@ -317,12 +351,14 @@ class Classifier:
                 ):
                     return hit
             if issubclass(cls, BaseException):  # not isinstance(): __class__ may lie or raise
-                return self._classify_exception(outcome)  # type: ignore[arg-type]
+                return self._classify_exception(outcome, now)  # type: ignore[arg-type]
         except Exception:  # attribute access raised, in ways _status_of could not catch
             return Classification(Verdict.PERMANENT, None, "unclassifiable error")
-        return self.classify_result(outcome, by_status=True)
+        return self.classify_result(outcome, by_status=True, now=now)
 
-    def classify_result(self, value: object, *, by_status: bool | None = None) -> Classification:
+    def classify_result(
+        self, value: object, *, by_status: bool | None = None, now: float | None = None
+    ) -> Classification:
         """Classify a value a call returned (SUCCESS unless a rule says otherwise).
 
         `by_status`: read an HTTP status from the value (default: `results_by_status`). The
@@ -332,14 +368,14 @@ class Classifier:
         if self.result is not None:
             verdict = self.result(value)
             if verdict is not None:
-                return Classification(verdict, _safe_retry_after(value), "result")
+                return Classification(verdict, _safe_retry_after(value, now), "result")
         if self.results_by_status if by_status is None else by_status:
             try:
                 status = _status_of(value)
             except Exception:
                 status = None
             if status is not None and status >= 400:
-                return self._by_status(value, status)
+                return self._by_status(value, status, now)
         return _SUCCESS
 
     def verdict_for_status(self, status: int) -> Verdict:
@@ -348,14 +384,14 @@ class Classifier:
             return Verdict.SUCCESS
         return self._status.get(status, Verdict.PERMANENT)
 
-    def _by_status(self, obj: object, status: int) -> Classification:
+    def _by_status(self, obj: object, status: int, now: float | None = None) -> Classification:
         verdict = self.verdict_for_status(status)
         if verdict is Verdict.SUCCESS:
             verdict = Verdict.PERMANENT if isinstance(obj, BaseException) else verdict
-        retry_after = _safe_retry_after(obj) if verdict.retryable else None
+        retry_after = _safe_retry_after(obj, now) if verdict.retryable else None
         return Classification(verdict, retry_after, f"HTTP {status}")
 
-    def _classify_exception(self, exc: BaseException) -> Classification:
+    def _classify_exception(self, exc: BaseException, now: float | None = None) -> Classification:
         exc_type = type(exc)
         try:
             # A type whose instances may carry a status (requests' HTTPError has .response,
@@ -369,7 +405,7 @@ class Classifier:
         if self._transient and isinstance(exc, self._transient):
             return remember(exc_type, Verdict.TRANSIENT, "transient type")
         if isinstance(exc, BaseExceptionGroup):  # e.g. from an anyio task group
-            return self._classify_group(exc)
+            return self._classify_group(exc, now)
         if isinstance(exc, ResilienceError):
             if isinstance(exc, CircuitOpenError):
                 wait = _finite_wait(exc.remaining)  # inf when forced open: no wait to honour
@@ -380,12 +416,20 @@ class Classifier:
             if isinstance(exc, TimeoutError | BulkheadFull | AllTiersFailed | AllFallbacksFailed):
                 return remember(exc_type, Verdict.TRANSIENT, exc_type.__name__)
             return remember(exc_type, Verdict.PERMANENT, exc_type.__name__)
+        sdk = _sdk_hook(exc_type)
+        if sdk is not None:
+            try:
+                hit = sdk(exc, self)
+            except Exception:
+                hit = None
+            if hit is not None:
+                return hit
         try:
             status = _status_of(exc)
         except Exception:
             status = None
         if status is not None:
-            return self._by_status(exc, status)
+            return self._by_status(exc, status, now)
         if isinstance(exc, _FS_ERRORS):
             return remember(exc_type, Verdict.PERMANENT, "file-system error")
         if isinstance(exc, OSError | TimeoutError):  # ConnectionError is an OSError
@@ -395,9 +439,11 @@ class Classifier:
             return remember(exc_type, foreign, exc_type.__name__)
         return remember(exc_type, Verdict.PERMANENT, "unknown error")
 
-    def _classify_group(self, group: BaseExceptionGroup[BaseException]) -> Classification:
+    def _classify_group(
+        self, group: BaseExceptionGroup[BaseException], now: float | None = None
+    ) -> Classification:
         """By its leaves: retryable only if every one is; the longest Retry-After wins."""
-        leaves = [self.classify(e) for e in group.exceptions]  # nested groups recurse
+        leaves = [self.classify(e, now=now) for e in group.exceptions]  # nested groups recurse
         if any(not c.verdict.retryable for c in leaves):
             return Classification(Verdict.PERMANENT, None, "exception group")
         waits = [c.retry_after for c in leaves if c.retry_after is not None]
@@ -432,9 +478,9 @@ def _fresh(exc_type: type[BaseException], verdict: Verdict, why: str) -> Classif
     return Classification(verdict, None, why)
 
 
-def _safe_retry_after(obj: object) -> float | None:
+def _safe_retry_after(obj: object, now: float | None = None) -> float | None:
     try:
-        return _retry_after_of(obj)
+        return _retry_after_of(obj, now)
     except Exception:
         return None
 

@@ -38,9 +38,10 @@ from typing import Any
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import AllTiersFailed, CircuitOpenError, ConfigError
+from ._policy import _is_generator, callable_name, is_async
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier, Verdict
-from .fallback import DegradationLevel, Served
+from .fallback import DegradationLevel, Served, unique_names
 
 __all__ = ["Failover", "Tier"]
 
@@ -55,10 +56,12 @@ class Tier:
 
     Args:
         name: unique within its Failover (it is `Served.source` and the event/metric label).
-        fn: the sync or async callable that serves a call there.
+        fn: the sync or async callable that serves a call there (async as for every
+            policy, see `resilience.Policy`; `acall` also awaits an awaitable that a
+            sync-looking callable returns).
 
     Raises:
-        ConfigError: an empty name or a `fn` that is not callable.
+        ConfigError: an empty name, or a `fn` that is not callable or is a generator function.
 
     Example:
         >>> Tier("dc1", print).name
@@ -74,7 +77,16 @@ class Tier:
             errors.append(("name", f"must be a non-empty string, got {self.name!r}"))
         if not callable(self.fn):
             errors.append(("fn", f"must be callable, got {type(self.fn).__name__}"))
+        elif (what := _is_generator(self.fn)) is not None:
+            errors.append(("fn", f"is {what}: its items are not an answer to serve"))
         raise_if(errors, f"Tier {self.name!r}")
+
+
+def _validate_hedge(hedge_after: object) -> list[tuple[str, str]]:
+    errors = Errors()
+    if hedge_after is not None:
+        errors.positive("hedge_after", hedge_after)
+    return errors
 
 
 class _TierState:
@@ -102,7 +114,7 @@ class _TierState:
         self.tier = tier
         self.name = tier.name
         self.fn = tier.fn
-        self.is_async = inspect.iscoroutinefunction(tier.fn)
+        self.is_async = is_async(tier.fn)
         self.breaker = breaker
         self.up = True  # our view, refreshed after calls and probes (drives the events)
         self.held_down = False  # its health check failed: no real traffic until one passes
@@ -124,7 +136,9 @@ class Failover:
     """Serve each call from the best tier that is up; move the same call on when one fails.
 
     Args:
-        tiers: `Tier`s in order of preference (at least one; names unique).
+        tiers: `Tier`s in order of preference (at least one; names unique), or bare
+            callables, named after the function ("Client.search"; a name already taken gets
+            "#2", "#3", so two instances of one class are told apart in `Served.source`).
         name: the operation's name (events, errors, breaker names "<name>/<tier>").
         health_check: `callable(tier) -> bool` (sync or async) that says whether a down tier
             is healthy again; called at most every `probe_interval` seconds per down tier.
@@ -135,6 +149,10 @@ class Failover:
         classifier: which errors move a call on (TRANSIENT, RATE_LIMITED) and which are
             raised (PERMANENT).
         clock: time source for breakers and probes.
+        hedge_after: seconds (async tiers only, `acall`/`aexecute`): when the tier serving a
+            call has not answered in that time, the same call also starts on the next tier;
+            the first success wins and the calls still running are cancelled (Polly's
+            hedging, for tail latency). None: no hedging.
 
     Raises:
         ConfigError: no tiers, duplicate names, a bad argument or breaker setting.
@@ -148,7 +166,7 @@ class Failover:
 
     def __init__(
         self,
-        tiers: Sequence[Tier],
+        tiers: Sequence[Tier | Callable[..., Any]],
         *,
         name: str = "failover",
         health_check: Callable[[Tier], Any] | None = None,
@@ -156,6 +174,7 @@ class Failover:
         breaker: Mapping[str, Any] | None = None,
         classifier: Classifier = DEFAULT_CLASSIFIER,
         clock: Clock | None = None,
+        hedge_after: float | None = None,
     ) -> None:
         raise_if(
             self.validate(
@@ -165,12 +184,14 @@ class Failover:
                 probe_interval=probe_interval,
                 breaker=breaker,
                 classifier=classifier,
-            ),
+            )
+            + _validate_hedge(hedge_after),
             name if isinstance(name, str) else None,
         )
         from . import _registry
         from .breaker import CircuitBreaker, CircuitState
 
+        tiers = _named(tiers)
         self.name = name
         self.clock = clock or SYSTEM_CLOCK
         self.classifier = classifier
@@ -206,6 +227,19 @@ class Failover:
         self._lock = threading.Lock()
         self._background = False
         self._task_group: Any = None
+        self.hedge_after = None if hedge_after is None else float(hedge_after)
+        if self.hedge_after is not None and not all(st.is_async for st in states):
+            sync = [st.name for st in states if not st.is_async]
+            raise ConfigError(
+                [
+                    (
+                        "hedge_after",
+                        f"hedging cancels the calls that lose, so every tier must be "
+                        f"async; sync tier(s): {', '.join(sync)}",
+                    )
+                ],
+                operation=name,
+            )
         _registry.register("failover", name, self)
 
     @staticmethod
@@ -218,8 +252,13 @@ class Failover:
         else:
             seen: set[str] = set()
             for i, tier in enumerate(tiers):
-                if not isinstance(tier, Tier):
-                    errors.append((f"tiers[{i}]", f"must be a Tier, got {tier!r:.80}"))
+                if callable(tier) and not isinstance(tier, Tier):
+                    if (what := _is_generator(tier)) is not None:
+                        errors.append((f"tiers[{i}]", f"is {what}: not an answer to serve"))
+                elif not isinstance(tier, Tier):
+                    errors.append(
+                        (f"tiers[{i}]", f"must be a Tier or a callable, got {tier!r:.80}")
+                    )
                 elif tier.name in seen:
                     errors.append((f"tiers[{i}]", f"duplicate tier name {tier.name!r}"))
                 else:
@@ -410,6 +449,11 @@ class Failover:
             Exception: a PERMANENT error of a tier, as it is.
             TypeError: some tier is async (use `aexecute`/`acall`).
         """
+        if self.hedge_after is not None:
+            raise TypeError(
+                f"failover '{self.name}' hedges (hedge_after={self.hedge_after:g}), which needs "
+                "cancellation: it is async only, use acall()/aexecute()"
+            )
         if self._has_async:
             raise TypeError(f"failover '{self.name}' has async tiers: use acall()/aexecute()")
         if self._down and self.health_check is not None:
@@ -463,6 +507,8 @@ class Failover:
 
     async def aexecute(self, *args: Any, **kwargs: Any) -> Served[Any]:
         """`execute` for async code: async tiers are awaited, sync ones called."""
+        if self.hedge_after is not None:
+            return await self._hedged(args, kwargs, self.hedge_after)
         if self._down and self.health_check is not None and not self._background:
             await self._probe_async()
         errors: dict[str, BaseException] = {}
@@ -473,8 +519,8 @@ class Failover:
             try:
                 if st.is_async:
                     value = await st.breaker.acall(st.fn, *args, **kwargs)
-                else:
-                    value = st.breaker.call(st.fn, *args, **kwargs)
+                else:  # a sync-looking tier may still return an awaitable: await it inside
+                    value = await st.breaker.acall(_called, st.fn, *args, **kwargs)
             except Exception as exc:
                 self._failed(st, exc, errors)
                 continue
@@ -484,6 +530,76 @@ class Failover:
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """`(await aexecute(...)).value`."""
         return (await self.aexecute(*args, **kwargs)).value
+
+    async def _hedged(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], hedge_after: float
+    ) -> Served[Any]:
+        """Hedging: the best tier up serves; when the latest call has not answered within
+        `hedge_after` (or failed), the same call also starts on the next tier. The first
+        success wins and the calls still running are cancelled (their breakers count nothing
+        for them); a PERMANENT error is raised at once, as `aexecute` does."""
+        import math
+
+        import anyio
+
+        if self._down and self.health_check is not None and not self._background:
+            await self._probe_async()
+        errors: dict[str, BaseException] = {}
+        pending = iter(self._states)
+        send, receive = anyio.create_memory_object_stream[tuple[Any, bool, Any]](math.inf)
+        launched = running = 0
+        won: tuple[_TierState, Any] | None = None
+        permanent: Exception | None = None
+
+        async def attempt(st: _TierState) -> None:
+            try:
+                value = await st.breaker.acall(st.fn, *args, **kwargs)
+            except Exception as exc:
+                send.send_nowait((st, False, exc))
+            else:
+                send.send_nowait((st, True, value))
+
+        async def timer(n: int) -> None:
+            await self.clock.asleep(hedge_after)
+            send.send_nowait((None, False, n))
+
+        def launch(tg: Any) -> None:
+            nonlocal launched, running
+            for st in pending:
+                if st.held_down:
+                    errors[st.name] = self._held(st)
+                    continue
+                launched += 1
+                running += 1
+                tg.start_soon(attempt, st)
+                tg.start_soon(timer, launched)
+                return
+
+        with send, receive:
+            async with anyio.create_task_group() as tg:
+                launch(tg)
+                while running:
+                    st, ok, value = await receive.receive()
+                    if st is None:  # a timer: hedge if the latest call is still out
+                        if value == launched:
+                            launch(tg)
+                        continue
+                    running -= 1
+                    if ok:
+                        won = (st, value)
+                        break
+                    try:
+                        self._failed(st, value, errors)
+                    except Exception as exc:  # PERMANENT: another tier would refuse it too
+                        permanent = exc
+                        break
+                    launch(tg)  # a failure moves the call on at once
+                tg.cancel_scope.cancel()
+        if permanent is not None:
+            raise permanent
+        if won is not None:
+            return self._served(won[0], won[1], errors)
+        raise self._exhausted(errors)
 
     async def _probe_loop(self) -> None:
         tick = self.probe_interval / 4
@@ -522,3 +638,23 @@ class Failover:
     def __repr__(self) -> str:
         tiers = ", ".join(st.name for st in self._states)
         return f"Failover([{tiers}], name={self.name!r}, active={self.active_tier!r})"
+
+
+def _named(tiers: Sequence[Tier | Callable[..., Any]]) -> list[Tier]:
+    """Tiers, bare callables named after their function (unique among the names given)."""
+    given = [t.name if isinstance(t, Tier) else callable_name(t) for t in tiers]
+    # explicit names keep theirs: only the defaults are made unique
+    explicit = [t.name for t in tiers if isinstance(t, Tier)]
+    names = unique_names(
+        explicit + [n for t, n in zip(tiers, given, strict=True) if not isinstance(t, Tier)]
+    )[len(explicit) :]
+    it = iter(names)
+    return [t if isinstance(t, Tier) else Tier(next(it), t) for t in tiers]
+
+
+async def _called(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call a sync-looking tier; await what it returns if that is awaitable."""
+    value = fn(*args, **kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value

@@ -21,16 +21,19 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import enum
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any, Generic, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
+from ._deadline import cannot_hold
 from ._errors import AllFallbacksFailed, ResilienceError
+from ._policy import _is_generator, callable_name, is_async, refuse_awaitable
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
 
@@ -117,7 +120,7 @@ def _fall_through_predicate(
     return fall_through
 
 
-class _Base:
+class _Base(Generic[T]):
     """What every kind of step shares: a level, a name, and how its errors are judged."""
 
     __slots__ = ("_fall_through", "classifier", "is_async", "level", "name")
@@ -141,19 +144,22 @@ class _Base:
         return f"{type(self).__name__}({self.name!r}, level={self.level.name})"
 
 
-class Step(_Base):
+class Step(_Base[T]):
     """One way of answering: call `fn` with the call's arguments.
 
     Args:
-        fn: a sync or async callable.
+        fn: a sync or async callable (async as for every policy, see `resilience.Policy`;
+            `aexecute` also awaits an awaitable that a sync-looking callable returns).
         level: the `DegradationLevel` of its answers.
-        name: the `source` name in `Served` and events (default: the function's name).
+        name: the `source` name in `Served` and events (default: the function's qualified
+            name; made unique within a chain, see `FallbackChain`).
         classifier: judges its errors (default: the chain's); retryable verdicts fall through.
         fall_through: exception types, or `predicate(exc) -> bool`, that decides alone which
             errors fall through to the next step (the rest are raised).
 
     Raises:
-        ConfigError: `fn` is not callable, or `level` is not a DegradationLevel.
+        ConfigError: `fn` is not callable or is a generator function, or `level` is not a
+            DegradationLevel.
 
     Example:
         >>> Step(len, level=DegradationLevel.DEGRADED)
@@ -162,6 +168,26 @@ class Step(_Base):
 
     __slots__ = ("fn",)
 
+    @overload
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        level: DegradationLevel = ...,
+        *,
+        name: str | None = ...,
+        classifier: Classifier | None = ...,
+        fall_through: FallThrough | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        fn: Callable[..., T],
+        level: DegradationLevel = ...,
+        *,
+        name: str | None = ...,
+        classifier: Classifier | None = ...,
+        fall_through: FallThrough | None = ...,
+    ) -> None: ...
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -179,9 +205,9 @@ class Step(_Base):
         )
         self.fn = fn
         self.level = level
-        self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        self.name = name or callable_name(fn)
         self.classifier = classifier
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = is_async(fn)
         self._fall_through = _fall_through_predicate(fall_through)
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -194,6 +220,8 @@ class Step(_Base):
         fn = kwargs.get("fn")
         if not callable(fn):
             errors.append(("fn", f"must be callable, got {type(fn).__name__} {fn!r:.80}"))
+        elif (what := _is_generator(fn)) is not None:
+            errors.append(("fn", f"is {what}: its items are not an answer to serve"))
         _check_level(errors, kwargs.get("level", DegradationLevel.FULL))
         name = kwargs.get("name")
         if name is not None and (not isinstance(name, str) or not name):
@@ -205,7 +233,7 @@ class Step(_Base):
         return errors
 
 
-class Default(_Base):
+class Default(_Base[T]):
     """The last resort: a fixed value, or `value_or_callable(*args, **kwargs)`.
 
     Args:
@@ -223,6 +251,30 @@ class Default(_Base):
 
     kind = "default"
 
+    @overload
+    def __init__(
+        self,
+        value_or_callable: Callable[..., Awaitable[T]],
+        level: DegradationLevel = ...,
+        *,
+        name: str = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        value_or_callable: Callable[..., T],
+        level: DegradationLevel = ...,
+        *,
+        name: str = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        value_or_callable: T,
+        level: DegradationLevel = ...,
+        *,
+        name: str = ...,
+    ) -> None: ...
     def __init__(
         self,
         value_or_callable: Any,
@@ -238,7 +290,7 @@ class Default(_Base):
         self.level = level
         self.name = name
         self.classifier = None
-        self.is_async = self.factory is not None and inspect.iscoroutinefunction(self.factory)
+        self.is_async = self.factory is not None and is_async(self.factory)
         self._fall_through = None
 
     @staticmethod
@@ -257,7 +309,7 @@ class Default(_Base):
         return self.value
 
 
-class StaleCache(_Base):
+class StaleCache(_Base[Any]):
     """Serves the last good result of the chain's real steps for the same arguments.
 
     The chain stores every answer a `Step` gives (keyed by the call's arguments) and this
@@ -385,11 +437,18 @@ class StaleCache(_Base):
         return len(self._data)
 
 
-AnyStep = Step | StaleCache | Default
+AnyStep = Step[Any] | StaleCache | Default[Any]
 
 
-class FallbackChain:
+class FallbackChain(Generic[T]):
     """Try each step in order; serve the first answer, and say at which level.
+
+    Generic in the value type: `FallbackChain(Step(live), Default(0.0))` is a
+    `FallbackChain[float]`, its `execute` gives `Served[float]`.
+
+    Names are unique within a chain: a step whose name an earlier step already has (two
+    bound methods of two instances of one class, two `Default`s) is served as "name#2",
+    "name#3", so `Served.source` always tells which step answered.
 
     Args:
         *steps: `Step`, `StaleCache` and `Default` objects (a bare callable is taken as
@@ -420,7 +479,7 @@ class FallbackChain:
 
     def __init__(
         self,
-        *steps: AnyStep | Callable[..., Any],
+        *steps: Step[T] | Default[T] | StaleCache | Callable[..., Awaitable[T]] | Callable[..., T],
         name: str = "fallback",
         classifier: Classifier = DEFAULT_CLASSIFIER,
         clock: Clock | None = None,
@@ -429,7 +488,7 @@ class FallbackChain:
         self.name = name
         self.classifier = classifier
         self.clock = clock or SYSTEM_CLOCK
-        built: list[AnyStep] = [s if isinstance(s, _Base) else Step(s) for s in steps]
+        built: list[AnyStep] = _unique([s if isinstance(s, _Base) else Step(s) for s in steps])
         for s in built:
             if isinstance(s, StaleCache) and s.clock is None:
                 s.clock = self.clock
@@ -461,6 +520,17 @@ class FallbackChain:
 
     # --- the core, shared by the sync and async shells --------------------------------
 
+    def _no_time(self, step: AnyStep, errors: list[BaseException]) -> bool:
+        """A time budget (rs.deadline, a Timeout) that is used up starts no further `Step`
+        (the cache and the default, which answer at once, still serve); True = skip it."""
+        if step.kind != "step":
+            return False
+        out = cannot_hold(0.0, self.name)
+        if out is None:
+            return False
+        errors.append(out)
+        return True
+
     def _failed(self, step: AnyStep, exc: Exception, errors: list[BaseException]) -> None:
         """Record a step's failure; re-raise it when it must not fall through."""
         if step.kind == "step" and not step.falls_through(exc, self.classifier):
@@ -474,7 +544,7 @@ class FallbackChain:
         errors: list[BaseException],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> Served[Any]:
+    ) -> Served[T]:
         if step.kind == "step":
             for cache in self._caches:
                 cache.put(args, kwargs, value)
@@ -487,7 +557,7 @@ class FallbackChain:
 
     # --- sync shell --------------------------------------------------------------------
 
-    def execute(self, *args: Any, **kwargs: Any) -> Served[Any]:
+    def execute(self, *args: Any, **kwargs: Any) -> Served[T]:
         """Serve the call from the first step that answers.
 
         Returns:
@@ -496,27 +566,32 @@ class FallbackChain:
         Raises:
             AllFallbacksFailed: every step failed (`.errors`, one per step).
             Exception: a step's error that must not fall through (PERMANENT), as it is.
-            TypeError: the chain has async steps (use `aexecute`).
+            TypeError: the chain has async steps, or a step returned an awaitable (use
+                `aexecute`).
         """
         if self._has_async:
             raise TypeError(f"fallback chain '{self.name}' has async steps: use aexecute()")
         errors: list[BaseException] = []
         for step in self.steps:
+            if self._no_time(step, errors):
+                continue
             try:
                 value = step.run(args, kwargs)
             except Exception as exc:
                 self._failed(step, exc, errors)
                 continue
+            if inspect.isawaitable(value):
+                refuse_awaitable(value, step.name, f"execute() of fallback chain {self.name!r}")
             return self._served(step, value, errors, args, kwargs)
         raise self._exhausted(errors)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> T:
         """`execute(...).value`: the answer alone (its level is in the events)."""
         return self.execute(*args, **kwargs).value
 
     # --- async shell -------------------------------------------------------------------
 
-    async def aexecute(self, *args: Any, **kwargs: Any) -> Served[Any]:
+    async def aexecute(self, *args: Any, **kwargs: Any) -> Served[T]:
         """`execute` for async code: async steps are awaited, sync ones called.
 
         Example:
@@ -529,9 +604,11 @@ class FallbackChain:
         """
         errors: list[BaseException] = []
         for step in self.steps:
+            if self._no_time(step, errors):
+                continue
             try:
                 value = step.run(args, kwargs)
-                if step.is_async:
+                if step.is_async or inspect.isawaitable(value):
                     value = await value
             except Exception as exc:
                 self._failed(step, exc, errors)
@@ -539,9 +616,43 @@ class FallbackChain:
             return self._served(step, value, errors, args, kwargs)
         raise self._exhausted(errors)
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+    async def acall(self, *args: Any, **kwargs: Any) -> T:
         """`(await aexecute(...)).value`."""
         return (await self.aexecute(*args, **kwargs)).value
 
     def __repr__(self) -> str:
         return f"FallbackChain({', '.join(map(repr, self.steps))}, name={self.name!r})"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Later duplicates get "#2", "#3"... (skipping names already taken).
+
+    Example:
+        >>> unique_names(["Client.get", "Client.get", "default", "Client.get"])
+        ['Client.get', 'Client.get#2', 'default', 'Client.get#3']
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}#{n}" in taken:
+                n += 1
+            name = f"{name}#{n}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _unique(steps: list[AnyStep]) -> list[AnyStep]:
+    """The steps, a renamed copy for each whose name an earlier step has (users' objects are
+    never renamed: a step may be shared by several chains)."""
+    out: list[AnyStep] = []
+    for step, name in zip(steps, unique_names([s.name for s in steps]), strict=True):
+        if name != step.name:
+            step = copy.copy(step)
+            step.name = name
+        out.append(step)
+    return out

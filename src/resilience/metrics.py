@@ -2,8 +2,9 @@
 
 `MetricsCollector` turns `resilience.events` into Prometheus metrics (and a plain per-operation
 `snapshot()`); `health()` reads the process-wide registry of named primitives and says whether
-the process is "ok", "degraded" or "down"; `log_events()` writes each event as a structlog event.
-Primitives never import this module: they emit events, and what listens is up to you.
+the process is "ok", "degraded" or "down"; `log_events()` writes events to a stdlib or
+structlog logger, rate-limited. Primitives never import this module: they emit events, and
+what listens is up to you.
 
 Example:
     >>> import resilience as rs
@@ -24,21 +25,109 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 from . import _registry, events
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
-__all__ = ["MetricsCollector", "health", "log_events"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "FAMILIES",
+    "BreakerHealth",
+    "FailoverHealth",
+    "Family",
+    "Health",
+    "MetricsCollector",
+    "event_fields",
+    "exhausted_reason",
+    "health",
+    "log_events",
+]
+
+
+class Family(NamedTuple):
+    """One metric family the collectors emit: `name` without the namespace (and, for
+    counters, with `_total`), its type, label names and help text."""
+
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    labels: tuple[str, ...]
+    help: str
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("calls_total", "counter", ("operation", "outcome"), "Protected calls by outcome."),
+    Family("call_duration_seconds", "histogram", ("operation",), "Duration of completed calls."),
+    Family("retries_total", "counter", ("operation",), "Retries started."),
+    Family(
+        "retries_exhausted_total",
+        "counter",
+        ("operation", "reason"),
+        "Retry loops that gave up on a retryable failure, by why.",
+    ),
+    Family("rejections_total", "counter", ("operation", "reason"), "Calls or retries refused."),
+    Family("rate_limited_total", "counter", ("operation",), "Calls refused by a rate limiter."),
+    Family("timeouts_total", "counter", ("operation",), "Calls that ran past their timeout."),
+    Family(
+        "circuit_state",
+        "gauge",
+        ("operation", "state"),
+        "1 for the circuit breaker's current state, 0 for the others.",
+    ),
+    Family(
+        "circuit_transitions_total",
+        "counter",
+        ("operation", "from_state", "to_state"),
+        "Circuit breaker state changes.",
+    ),
+    Family(
+        "fallbacks_total",
+        "counter",
+        ("operation", "level"),
+        "Calls a fallback chain served below FULL or after a failed step.",
+    ),
+    Family(
+        "failover_active_tier",
+        "gauge",
+        ("client", "tier"),
+        "1 for the failover client's active tier, 0 for tiers it left.",
+    ),
+    Family(
+        "failover_switches_total",
+        "counter",
+        ("client", "from_tier", "to_tier"),
+        "Failover switches between tiers.",
+    ),
+    Family("queue_depth", "gauge", ("queue", "priority"), "Offline queue items by priority."),
+    Family("queue_enqueued_total", "counter", ("queue", "priority"), "Items stored."),
+    Family("queue_delivered_total", "counter", ("queue",), "Items delivered."),
+    Family("queue_dead_letters_total", "counter", ("queue",), "Items dead-lettered."),
+    Family("bulkhead_running", "gauge", ("operation",), "Calls running in a bulkhead."),
+    Family("bulkhead_waiting", "gauge", ("operation",), "Calls waiting for a bulkhead."),
+    Family("faults_injected_total", "counter", ("operation", "kind"), "Faults injected by chaos."),
+    Family("config_changes_total", "counter", (), "Configuration changes (use / register)."),
+)
+"""Every metric family, in one place: the Prometheus collector, the OpenTelemetry bridge and
+the exported alert rules and dashboard are all written from this table."""
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+"""Histogram bucket bounds (seconds), prometheus_client's defaults (+Inf is implied)."""
 
 _STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 _REJECTED_CALL = frozenset(
     {"circuit_open", "half_open_full", "forced_open", "bulkhead_full", "rate_limited"}
 )
 """CallRejected reasons that refuse a call (retry_budget refuses a retry, not a call)."""
+
+_BREAKER_REJECTIONS = frozenset({"circuit_open", "half_open_full", "forced_open"})
+_CallCompleted = events.CallCompleted
 
 _OUTCOME_KEYS = {"success": "successes", "failure": "failures"}
 _COUNTS = (
@@ -57,11 +146,320 @@ _COUNTS = (
     "transitions",
 )
 
+# The last error a retry gave up on, when the library itself refused the call: the honest
+# reason is the refusal, whatever the loop's own reason ("deadline", "retry_after") says.
+_REFUSED_BY = {
+    "CircuitOpenError": "circuit_open",
+    "CircuitOpenTransportError": "circuit_open",
+    "BulkheadFull": "bulkhead_full",
+    "RateLimited": "rate_limited",
+}
+
+
+def exhausted_reason(event: events.RetryGaveUp) -> str | None:
+    """The `reason` label a retry that gave up is counted under, or None: not exhausted.
+
+    A PERMANENT error was never retried, so it is not "exhausted" (None). A loop that ended
+    on a local refusal (an open breaker, a full bulkhead, a rate limit) says so
+    ("circuit_open", ...), not "deadline". Otherwise the loop's own reason: "attempts",
+    "deadline", "budget", "retry_after", "forced_open".
+
+    Example:
+        >>> from resilience import events
+        >>> exhausted_reason(events.RetryGaveUp("db", 3, "deadline", "CircuitOpenError"))
+        'circuit_open'
+        >>> exhausted_reason(events.RetryGaveUp("db", 1, "permanent", "ValueError")) is None
+        True
+    """
+    if event.reason == "permanent":
+        return None
+    return _REFUSED_BY.get(event.error, event.reason)
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _is_name(text: object, *, colon: bool = False) -> bool:
+    ok = _NAME_CHARS | {":"} if colon else _NAME_CHARS
+    return isinstance(text, str) and bool(text) and not text[0].isdigit() and set(text) <= ok
+
+
+def _check_options(
+    namespace: object, buckets: object, const_labels: object
+) -> tuple[str, tuple[float, ...], tuple[tuple[str, str], ...]]:
+    """Validate the collector's options; raise ConfigError listing every bad one."""
+    from ._errors import ConfigError
+
+    errors: list[tuple[str, str]] = []
+    if not (namespace == "" or _is_name(namespace, colon=True)):
+        errors.append(("namespace", f"must be a Prometheus metric name prefix, got {namespace!r}"))
+    bounds: list[float] = []
+    if buckets is not None:
+        try:
+            bounds = sorted({float(b) for b in buckets if not math.isinf(float(b))})  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            errors.append(("buckets", f"must be numbers of seconds, got {buckets!r:.80}"))
+        else:
+            if not bounds or any(math.isnan(b) for b in bounds):
+                errors.append(("buckets", f"must hold at least one finite bound, got {buckets!r}"))
+    labels: list[tuple[str, str]] = []
+    if const_labels is not None:
+        if not isinstance(const_labels, Mapping):
+            errors.append(("const_labels", f"must be a mapping, got {const_labels!r:.80}"))
+        else:
+            taken = {label for family in FAMILIES for label in family.labels} | {"le"}
+            for key, val in const_labels.items():
+                if not _is_name(key) or key.startswith("__") or key in taken:
+                    errors.append(
+                        (f"const_labels.{key}", "must be a label name not used by the metrics")
+                    )
+                elif not isinstance(val, str):
+                    errors.append((f"const_labels.{key}", f"must be a string, got {val!r:.40}"))
+                else:
+                    labels.append((key, val))
+    if errors:
+        raise ConfigError(errors)
+    return (
+        str(namespace),
+        tuple(bounds) if buckets is not None else DEFAULT_BUCKETS,
+        tuple(sorted(labels)),
+    )
+
+
+class _Tally:
+    """The counts behind a collector: updated by events, read when scraped.
+
+    The per-call event (`CallCompleted`) costs a dict lookup, a bisect and one lock around
+    four list increments: one cell per (operation, outcome) holds the call count, the slow
+    count, the duration sum and the histogram buckets; the calls counter, the histogram and
+    the snapshot's call counts are all summed from those cells when read.
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.lock = threading.Lock()
+        self.ops: dict[str, dict[str, Any]] = {}
+        self.series: dict[str, dict[tuple[str, ...], float]] = {
+            f.name: {} for f in FAMILIES if f.kind != "histogram"
+        }
+        # (operation, outcome) -> [calls, slow calls, duration sum, per bucket (+Inf last)...]
+        self.cells: dict[tuple[str, str], list[Any]] = {}
+        self.states: dict[str, str] = {}
+        self.seen_breakers: set[str] = set()
+        self.state_gen: dict[str, int] = {}
+        self.handlers: dict[type[events.Event], Callable[[Any], None]] = {
+            events.CallRejected: self.on_rejected,
+            events.StateTransition: self.on_transition,
+            events.RetryAttempted: self.on_retry,
+            events.RetryGaveUp: self.on_gave_up,
+            events.TimeoutOccurred: self.on_timeout,
+            events.BulkheadEvent: self.on_bulkhead,
+            events.FallbackServed: self.on_fallback,
+            events.FailoverSwitched: self.on_switched,
+            events.QueueEnqueued: self.on_enqueued,
+            events.QueueDelivered: self.on_delivered,
+            events.QueueDeadLettered: self.on_dead,
+            events.QueueDepth: self.on_depth,
+            events.FaultInjected: self.on_fault,
+            events.ConfigChanged: self.on_config,
+        }
+
+    def on_event(self, event: events.Event) -> None:
+        if type(event) is _CallCompleted:  # the per-call event: inline, no second call
+            ev: events.CallCompleted = event
+            cell = self.cells.get((ev.operation, ev.outcome))
+            if cell is None:
+                cell = self._first_completed(ev.operation, ev.outcome)
+            duration = ev.duration
+            i = bisect_left(self.bounds, duration) + 3
+            with self.lock:
+                cell[0] += 1
+                cell[2] += duration
+                cell[i] += 1
+                if ev.slow:
+                    cell[1] += 1
+            return
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def row(self, op: str) -> dict[str, Any]:
+        # Called with the lock held.
+        row = self.ops.get(op)
+        if row is None:
+            row = self.ops[op] = dict.fromkeys(_COUNTS, 0)
+            row["duration_sum"] = 0.0
+        return row
+
+    def add(self, family: str, labels: tuple[str, ...], n: float = 1) -> None:
+        # Called with the lock held.
+        series = self.series[family]
+        series[labels] = series.get(labels, 0) + n
+
+    # --- the events -----------------------------------------------------------------------
+
+    def _first_completed(self, op: str, outcome: str) -> list[Any]:
+        with self.lock:
+            cell = self.cells.get((op, outcome))
+            if cell is None:
+                self.row(op)
+                cell = self.cells[op, outcome] = [0, 0, 0.0] + [0] * (len(self.bounds) + 1)
+            seen = op in self.seen_breakers
+        if not seen:
+            self.seed_breaker(op)
+        return cell
+
+    def on_rejected(self, ev: events.CallRejected) -> None:
+        op, reason = ev.operation, ev.reason
+        with self.lock:
+            self.add("rejections_total", (op, reason))
+            if reason in _REJECTED_CALL:
+                self.add("calls_total", (op, "rejected"))
+            row = self.row(op)
+            row["rejections"] += 1
+            if reason == "rate_limited":
+                self.add("rate_limited_total", (op,))
+                row["rate_limited"] += 1
+            seen = op in self.seen_breakers
+        if not seen and reason in _BREAKER_REJECTIONS:
+            self.seed_breaker(op)
+
+    def on_transition(self, ev: events.StateTransition) -> None:
+        op = ev.operation
+        with self.lock:
+            self.add("circuit_transitions_total", (op, ev.from_state, ev.to_state))
+            row = self.row(op)
+            row["transitions"] += 1
+            row["state"] = self.states[op] = ev.to_state
+            self.state_gen[op] = self.state_gen.get(op, 0) + 1
+            self.seen_breakers.add(op)
+
+    def seed_breaker(self, op: str) -> None:
+        """Publish the state of a live breaker not seen in a transition yet."""
+        with self.lock:
+            gen = self.state_gen.get(op, 0)
+        breaker = _registry.registered("breaker").get(op)
+        # Read outside our lock: reading `state` may move OPEN -> HALF_OPEN and emit.
+        state = None if breaker is None else str(breaker.state.value)
+        with self.lock:
+            if op in self.seen_breakers:
+                return
+            self.seen_breakers.add(op)
+            if state is not None and self.state_gen.get(op, 0) == gen:
+                self.row(op)["state"] = self.states[op] = state
+
+    def on_retry(self, ev: events.RetryAttempted) -> None:
+        with self.lock:
+            self.add("retries_total", (ev.operation,))
+            self.row(ev.operation)["retries"] += 1
+
+    def on_gave_up(self, ev: events.RetryGaveUp) -> None:
+        reason = exhausted_reason(ev)
+        if reason is None:
+            return
+        with self.lock:
+            self.add("retries_exhausted_total", (ev.operation, reason))
+            self.row(ev.operation)["retries_exhausted"] += 1
+
+    def on_timeout(self, ev: events.TimeoutOccurred) -> None:
+        with self.lock:
+            self.add("timeouts_total", (ev.operation,))
+            self.row(ev.operation)["timeouts"] += 1
+
+    def on_bulkhead(self, ev: events.BulkheadEvent) -> None:
+        with self.lock:
+            self.series["bulkhead_running"][ev.operation,] = ev.running
+            self.series["bulkhead_waiting"][ev.operation,] = ev.waiting
+
+    def on_fallback(self, ev: events.FallbackServed) -> None:
+        with self.lock:
+            self.add("fallbacks_total", (ev.operation, ev.degradation))
+            row = self.row(ev.operation)
+            row["fallbacks"] += 1
+            levels = row.setdefault("levels", {})
+            levels[ev.degradation] = levels.get(ev.degradation, 0) + 1
+
+    def on_switched(self, ev: events.FailoverSwitched) -> None:
+        client = ev.operation
+        with self.lock:
+            self.add("failover_switches_total", (client, ev.from_tier, ev.to_tier))
+            tiers = self.series["failover_active_tier"]
+            tiers[client, ev.from_tier] = 0
+            tiers[client, ev.to_tier] = 1
+            self.row(client)["active_tier"] = ev.to_tier
+
+    def on_enqueued(self, ev: events.QueueEnqueued) -> None:
+        with self.lock:
+            self.add("queue_enqueued_total", (ev.operation, ev.priority), ev.count)
+
+    def on_delivered(self, ev: events.QueueDelivered) -> None:
+        with self.lock:
+            self.add("queue_delivered_total", (ev.operation,), ev.count)
+
+    def on_dead(self, ev: events.QueueDeadLettered) -> None:
+        with self.lock:
+            self.add("queue_dead_letters_total", (ev.operation,))
+
+    def on_depth(self, ev: events.QueueDepth) -> None:
+        with self.lock:
+            depth = self.series["queue_depth"]
+            for priority, n in ev.depth.items():
+                depth[ev.operation, priority] = n
+
+    def on_fault(self, ev: events.FaultInjected) -> None:
+        with self.lock:
+            self.add("faults_injected_total", (ev.operation, ev.kind))
+            self.row(ev.operation)["faults_injected"] += 1
+
+    def on_config(self, ev: events.ConfigChanged) -> None:
+        with self.lock:
+            self.add("config_changes_total", ())
+
+    # --- reading --------------------------------------------------------------------------
+
+    def read(
+        self,
+    ) -> tuple[
+        dict[str, list[tuple[tuple[str, ...], float]]],
+        dict[str, tuple[list[int], float]],
+    ]:
+        """A consistent copy: {family: [(label values, value)]}, and per operation the
+        histogram's per-bucket counts and sum."""
+        with self.lock:
+            out = {name: list(series.items()) for name, series in self.series.items()}
+            cells = [(key, list(cell)) for key, cell in self.cells.items()]
+            out["circuit_state"] = [
+                ((op, s), 1.0 if s == state else 0.0)
+                for op, state in self.states.items()
+                for s in _STATES
+            ]
+        hist: dict[str, tuple[list[int], float]] = {}
+        calls = out["calls_total"]
+        for (op, outcome), cell in cells:
+            calls.append(((op, outcome), cell[0]))
+            buckets, total = hist.get(op) or ([0] * (len(cell) - 3), 0.0)
+            hist[op] = ([a + b for a, b in zip(buckets, cell[3:], strict=True)], total + cell[2])
+        return out, hist
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            rows = {
+                op: {k: dict(v) if isinstance(v, dict) else v for k, v in row.items()}
+                for op, row in self.ops.items()
+            }
+            for (op, outcome), cell in self.cells.items():
+                row = rows[op]
+                row["calls"] += cell[0]
+                row[_OUTCOME_KEYS.get(outcome, "ignored")] += cell[0]
+                row["slow_calls"] += cell[1]
+                row["duration_sum"] += cell[2]
+        return rows
+
 
 class MetricsCollector:
     """Count every event of the library into Prometheus metrics on `registry`.
 
-    Metrics (Prometheus conventions; label names in braces):
+    Metrics (Prometheus conventions; label names in braces; `resilience` is the namespace):
 
     * `resilience_calls_total{operation,outcome}`: outcome "success", "failure", "ignored"
       (an error the breaker does not count, e.g. a 404) or "rejected" (refused unrun: circuit
@@ -69,7 +467,10 @@ class MetricsCollector:
       event per call; rejections by breakers, bulkheads and rate limiters.
     * `resilience_call_duration_seconds{operation}`: histogram of completed call durations.
     * `resilience_retries_total{operation}`: retries started (failed attempts that are retried).
-    * `resilience_retries_exhausted_total{operation,reason}`: retry loops that gave up.
+    * `resilience_retries_exhausted_total{operation,reason}`: retry loops that gave up on a
+      retryable failure: "attempts", "deadline", "budget", "retry_after", "forced_open", or
+      the local refusal that ended it ("circuit_open", "bulkhead_full", "rate_limited"). A
+      PERMANENT error was never retried and is not counted here.
     * `resilience_rejections_total{operation,reason}`: every refusal, by reason.
     * `resilience_rate_limited_total{operation}`: calls refused by a rate limiter.
     * `resilience_timeouts_total{operation}`.
@@ -77,7 +478,7 @@ class MetricsCollector:
       the others (seeded from live breakers when attached and when a breaker is first seen).
     * `resilience_circuit_transitions_total{operation,from_state,to_state}`.
     * `resilience_fallbacks_total{operation,level}`: calls a fallback chain served below FULL
-      or after a failed step.
+      or after a failed step; `level` is the DegradationLevel name.
     * `resilience_failover_active_tier{client,tier}`: 1 for the active tier, after a switch.
     * `resilience_failover_switches_total{client,from_tier,to_tier}`.
     * `resilience_queue_depth{queue,priority}`, `resilience_queue_enqueued_total{queue,priority}`,
@@ -85,152 +486,56 @@ class MetricsCollector:
     * `resilience_bulkhead_running{operation}`, `resilience_bulkhead_waiting{operation}`.
     * `resilience_faults_injected_total{operation,kind}`, `resilience_config_changes_total`.
 
+    Label values are the names the primitives were given (an operation's name, never a
+    URL), so their number stays bounded.
+
     Args:
         registry: a `prometheus_client.CollectorRegistry`; None: a new one (`.registry`).
             One collector per registry (a second one would register the same names twice).
+        namespace: the metric name prefix ("resilience": `resilience_calls_total`); "" for
+            none.
+        buckets: the duration histogram's bucket bounds in seconds (+Inf is implied); None:
+            `DEFAULT_BUCKETS`.
+        const_labels: labels added to every sample, e.g. `{"service": "checkout"}`.
 
     Raises:
         ValueError: `registry` already holds these metrics (from prometheus_client).
+        ConfigError: a bad namespace, bucket list or constant label (all listed).
 
     Example:
         >>> import resilience as rs
-        >>> with rs.MetricsCollector() as collector:
+        >>> with rs.MetricsCollector(const_labels={"service": "shop"}) as collector:
         ...     _ = rs.CircuitBreaker("collector-doc").call(abs, -1)
         >>> collector.snapshot()["collector-doc"]["successes"]
         1
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        namespace: str = "resilience",
+        buckets: Iterable[float] | None = None,
+        const_labels: Mapping[str, str] | None = None,
+    ) -> None:
+        from prometheus_client import CollectorRegistry
 
-        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self._calls = Counter(
-            "resilience_calls_total",
-            "Protected calls by outcome.",
-            ["operation", "outcome"],
-            registry=r,
-        )
-        self._duration = Histogram(
-            "resilience_call_duration_seconds",
-            "Duration of completed protected calls.",
-            ["operation"],
-            registry=r,
-        )
-        self._retries = Counter(
-            "resilience_retries_total", "Retries started.", ["operation"], registry=r
-        )
-        self._exhausted = Counter(
-            "resilience_retries_exhausted_total",
-            "Retry loops that gave up.",
-            ["operation", "reason"],
-            registry=r,
-        )
-        self._rejections = Counter(
-            "resilience_rejections_total",
-            "Calls or retries refused, by reason.",
-            ["operation", "reason"],
-            registry=r,
-        )
-        self._rate_limited = Counter(
-            "resilience_rate_limited_total",
-            "Calls refused by a rate limiter.",
-            ["operation"],
-            registry=r,
-        )
-        self._timeouts = Counter(
-            "resilience_timeouts_total",
-            "Calls that ran past their timeout.",
-            ["operation"],
-            registry=r,
-        )
-        self._state = Gauge(
-            "resilience_circuit_state",
-            "1 for the circuit breaker's current state, 0 for the others.",
-            ["operation", "state"],
-            registry=r,
-        )
-        self._transitions = Counter(
-            "resilience_circuit_transitions_total",
-            "Circuit breaker state changes.",
-            ["operation", "from_state", "to_state"],
-            registry=r,
-        )
-        self._fallbacks = Counter(
-            "resilience_fallbacks_total",
-            "Calls served by a fallback chain below FULL or after a failed step.",
-            ["operation", "level"],
-            registry=r,
-        )
-        self._active_tier = Gauge(
-            "resilience_failover_active_tier",
-            "1 for the failover client's active tier, 0 for tiers it left.",
-            ["client", "tier"],
-            registry=r,
-        )
-        self._switches = Counter(
-            "resilience_failover_switches_total",
-            "Failover switches between tiers.",
-            ["client", "from_tier", "to_tier"],
-            registry=r,
-        )
-        self._depth = Gauge(
-            "resilience_queue_depth",
-            "Offline queue items by priority.",
-            ["queue", "priority"],
-            registry=r,
-        )
-        self._enqueued = Counter(
-            "resilience_queue_enqueued_total", "Items stored.", ["queue", "priority"], registry=r
-        )
-        self._delivered = Counter(
-            "resilience_queue_delivered_total", "Items delivered.", ["queue"], registry=r
-        )
-        self._dead = Counter(
-            "resilience_queue_dead_letters_total", "Items dead-lettered.", ["queue"], registry=r
-        )
-        self._running = Gauge(
-            "resilience_bulkhead_running", "Calls running in a bulkhead.", ["operation"], registry=r
-        )
-        self._waiting = Gauge(
-            "resilience_bulkhead_waiting",
-            "Calls waiting for a bulkhead.",
-            ["operation"],
-            registry=r,
-        )
-        self._faults = Counter(
-            "resilience_faults_injected_total",
-            "Faults injected by chaos.",
-            ["operation", "kind"],
-            registry=r,
-        )
-        self._config = Counter(
-            "resilience_config_changes_total", "Configuration changes.", registry=r
-        )
+        self.namespace, bounds, self._const = _check_options(namespace, buckets, const_labels)
+        self.buckets: tuple[float, ...] = bounds
+        self._tally = _Tally(bounds)
         self._lock = threading.Lock()
-        self._ops: dict[str, dict[str, Any]] = {}
-        self._seen_breakers: set[str] = set()
-        self._completed: dict[tuple[str, str], tuple[Any, Any, dict[str, Any], str]] = {}
-        self._retry_children: dict[str, tuple[Any, dict[str, Any]]] = {}
-        self._state_gen: dict[str, int] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        self._handlers: dict[type[events.Event], Callable[[Any], None]] = {
-            events.CallCompleted: self._on_completed,
-            events.CallRejected: self._on_rejected,
-            events.StateTransition: self._on_transition,
-            events.RetryAttempted: self._on_retry,
-            events.RetryGaveUp: self._on_gave_up,
-            events.TimeoutOccurred: self._on_timeout,
-            events.BulkheadEvent: self._on_bulkhead,
-            events.FallbackServed: self._on_fallback,
-            events.FailoverSwitched: self._on_switched,
-            events.QueueEnqueued: self._on_enqueued,
-            events.QueueDelivered: self._on_delivered,
-            events.QueueDeadLettered: self._on_dead,
-            events.QueueDepth: self._on_depth,
-            events.FaultInjected: self._on_fault,
-            events.ConfigChanged: self._on_config,
-        }
+        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
+        self.registry.register(self)
+
+    def metric_name(self, family: str) -> str:
+        """The full name of a family in `FAMILIES` ("calls_total" -> "resilience_calls_total").
+
+        Example:
+            >>> MetricsCollector(namespace="shop").metric_name("calls_total")
+            'shop_calls_total'
+        """
+        return f"{self.namespace}_{family}" if self.namespace else family
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -240,10 +545,11 @@ class MetricsCollector:
         with self._lock:
             if self._unsubscribe is not None:
                 return self
-            self._seen_breakers.clear()
-            self._unsubscribe = events.subscribe(self._on_event)
+            with self._tally.lock:
+                self._tally.seen_breakers.clear()
+            self._unsubscribe = events.subscribe(self._tally.on_event)
         for name in _registry.registered("breaker"):
-            self._seed_breaker(name)
+            self._tally.seed_breaker(name)
         return self
 
     def detach(self) -> None:
@@ -279,174 +585,101 @@ class MetricsCollector:
             >>> MetricsCollector().snapshot()
             {}
         """
-        with self._lock:
-            return {
-                op: {k: dict(v) if isinstance(v, dict) else v for k, v in row.items()}
-                for op, row in self._ops.items()
-            }
+        return self._tally.snapshot()
 
-    def _row(self, op: str) -> dict[str, Any]:
-        # Called with the lock held.
-        row = self._ops.get(op)
-        if row is None:
-            row = self._ops[op] = dict.fromkeys(_COUNTS, 0)
-            row["duration_sum"] = 0.0
-        return row
+    def describe(self) -> list[Metric]:
+        """The metric families, without samples (prometheus_client's Collector protocol)."""
+        return list(self._families(None))
 
-    # --- the listener ---------------------------------------------------------------------
+    def collect(self) -> list[Metric]:
+        """Every sample, read at scrape time (prometheus_client's Collector protocol)."""
+        return list(self._families(self._tally.read()))
 
-    def _on_event(self, event: events.Event) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
+    def _families(
+        self,
+        data: tuple[
+            dict[str, list[tuple[tuple[str, ...], float]]], dict[str, tuple[list[int], float]]
+        ]
+        | None,
+    ) -> Iterator[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
-    def _on_completed(self, ev: events.CallCompleted) -> None:
-        # The per-call event: the labelled children and the row are looked up once per
-        # (operation, outcome), not per call (`labels()` takes a lock and builds a key).
-        op = ev.operation
-        cached = self._completed.get((op, ev.outcome))
-        if cached is None:
-            with self._lock:
-                row = self._row(op)
-            outcome_key = _OUTCOME_KEYS.get(ev.outcome, "ignored")
-            cached = (
-                self._calls.labels(op, ev.outcome),
-                self._duration.labels(op),
-                row,
-                outcome_key,
-            )
-            self._completed[op, ev.outcome] = cached
-            if op not in self._seen_breakers:
-                self._seed_breaker(op)
-        counter, histogram, row, outcome_key = cached
-        counter.inc()
-        histogram.observe(ev.duration)
-        with self._lock:
-            row["calls"] += 1
-            row[outcome_key] += 1
-            row["slow_calls"] += ev.slow
-            row["duration_sum"] += ev.duration
-
-    def _on_rejected(self, ev: events.CallRejected) -> None:
-        op, reason = ev.operation, ev.reason
-        self._rejections.labels(op, reason).inc()
-        if reason in _REJECTED_CALL:
-            self._calls.labels(op, "rejected").inc()
-        if reason == "rate_limited":
-            self._rate_limited.labels(op).inc()
-        with self._lock:
-            row = self._row(op)
-            row["rejections"] += 1
-            row["rate_limited"] += reason == "rate_limited"
-            seen = op in self._seen_breakers
-        if not seen and reason in ("circuit_open", "half_open_full", "forced_open"):
-            self._seed_breaker(op)
-
-    def _on_transition(self, ev: events.StateTransition) -> None:
-        op = ev.operation
-        self._transitions.labels(op, ev.from_state, ev.to_state).inc()
-        with self._lock:
-            row = self._row(op)
-            row["transitions"] += 1
-            row["state"] = ev.to_state
-            self._state_gen[op] = self._state_gen.get(op, 0) + 1
-            self._seen_breakers.add(op)
-            self._set_state(op, ev.to_state)
-
-    def _set_state(self, op: str, state: str) -> None:
-        # Called with the lock held, so the five labels change together.
-        for s in _STATES:
-            self._state.labels(op, s).set(1.0 if s == state else 0.0)
-
-    def _seed_breaker(self, op: str) -> None:
-        """Publish the state of a live breaker not seen in a transition yet."""
-        with self._lock:
-            gen = self._state_gen.get(op, 0)
-        breaker = _registry.registered("breaker").get(op)
-        # Read outside our lock: reading `state` may move OPEN -> HALF_OPEN and emit.
-        state = None if breaker is None else str(breaker.state.value)
-        with self._lock:
-            if op in self._seen_breakers:
-                return
-            self._seen_breakers.add(op)
-            if state is not None and self._state_gen.get(op, 0) == gen:
-                self._row(op)["state"] = state
-                self._set_state(op, state)
-
-    def _on_retry(self, ev: events.RetryAttempted) -> None:
-        cached = self._retry_children.get(ev.operation)
-        if cached is None:
-            with self._lock:
-                row = self._row(ev.operation)
-            cached = self._retry_children[ev.operation] = (self._retries.labels(ev.operation), row)
-        cached[0].inc()
-        with self._lock:
-            cached[1]["retries"] += 1
-
-    def _on_gave_up(self, ev: events.RetryGaveUp) -> None:
-        self._exhausted.labels(ev.operation, ev.reason).inc()
-        with self._lock:
-            self._row(ev.operation)["retries_exhausted"] += 1
-
-    def _on_timeout(self, ev: events.TimeoutOccurred) -> None:
-        self._timeouts.labels(ev.operation).inc()
-        with self._lock:
-            self._row(ev.operation)["timeouts"] += 1
-
-    def _on_bulkhead(self, ev: events.BulkheadEvent) -> None:
-        with self._lock:  # the two gauges together
-            self._running.labels(ev.operation).set(ev.running)
-            self._waiting.labels(ev.operation).set(ev.waiting)
-
-    def _on_fallback(self, ev: events.FallbackServed) -> None:
-        self._fallbacks.labels(ev.operation, ev.level).inc()
-        with self._lock:
-            row = self._row(ev.operation)
-            row["fallbacks"] += 1
-            levels = row.setdefault("levels", {})
-            levels[ev.level] = levels.get(ev.level, 0) + 1
-
-    def _on_switched(self, ev: events.FailoverSwitched) -> None:
-        client = ev.operation
-        self._switches.labels(client, ev.from_tier, ev.to_tier).inc()
-        with self._lock:
-            self._active_tier.labels(client, ev.from_tier).set(0)
-            self._active_tier.labels(client, ev.to_tier).set(1)
-            self._row(client)["active_tier"] = ev.to_tier
-
-    def _on_enqueued(self, ev: events.QueueEnqueued) -> None:
-        self._enqueued.labels(ev.operation, ev.priority).inc(ev.count)
-
-    def _on_delivered(self, ev: events.QueueDelivered) -> None:
-        self._delivered.labels(ev.operation).inc(ev.count)
-
-    def _on_dead(self, ev: events.QueueDeadLettered) -> None:
-        self._dead.labels(ev.operation).inc()
-
-    def _on_depth(self, ev: events.QueueDepth) -> None:
-        with self._lock:
-            for priority, n in ev.depth.items():
-                self._depth.labels(ev.operation, priority).set(n)
-
-    def _on_fault(self, ev: events.FaultInjected) -> None:
-        self._faults.labels(ev.operation, ev.kind).inc()
-        with self._lock:
-            self._row(ev.operation)["faults_injected"] += 1
-
-    def _on_config(self, ev: events.ConfigChanged) -> None:
-        self._config.inc()
+        const_names = tuple(k for k, _ in self._const)
+        const_values = tuple(v for _, v in self._const)
+        for family in FAMILIES:
+            name = self.metric_name(family.name)
+            labels = [*const_names, *family.labels]
+            if family.kind == "histogram":
+                hist = HistogramMetricFamily(name, family.help, labels=labels)
+                for op, (cells, total) in (data[1] if data else {}).items():
+                    running = 0
+                    buckets: list[tuple[str, float]] = []
+                    for bound, n in zip((*self.buckets, math.inf), cells, strict=True):
+                        running += n
+                        buckets.append((_le(bound), running))
+                    hist.add_metric([*const_values, op], buckets, total)
+                yield hist
+                continue
+            cls = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = cls(name, family.help, labels=labels)
+            for values, value in data[0][family.name] if data else ():
+                metric.add_metric([*const_values, *values], value)
+            yield metric
 
     def __repr__(self) -> str:
-        return f"MetricsCollector(attached={self.attached}, operations={len(self._ops)})"
+        return (
+            f"MetricsCollector(attached={self.attached}, namespace={self.namespace!r}, "
+            f"operations={len(self._tally.ops)})"
+        )
+
+
+def _le(bound: float) -> str:
+    # prometheus_client's own spelling of bucket bounds: "0.005", "1.0", "+Inf"
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
 # --- health ---------------------------------------------------------------------------------
+
+
+class BreakerHealth(TypedDict):
+    """One circuit breaker in `health()`."""
+
+    state: str
+    failure_rate: float
+    calls: int
+    remaining: float | None
+    """Seconds until trial calls; None when forced open (no end)."""
+    opened_at: float | None
+    critical: bool
+
+
+class FailoverHealth(TypedDict, total=False):
+    """One failover client in `health()` (`error` only when reading it failed)."""
+
+    active_tier: str
+    tiers_down: list[str]
+    error: str
+
+
+class Health(TypedDict):
+    """What `health()` returns; JSON-serialisable as is."""
+
+    status: Literal["ok", "degraded", "down"]
+    breakers: dict[str, BreakerHealth]
+    open: list[str]
+    half_open: list[str]
+    failovers: dict[str, FailoverHealth]
+
 
 _DOWN_STATES = frozenset({"open", "forced_open"})
 _UP_STATES = frozenset({"closed", "disabled"})
 
 
-def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
+def health(critical: Iterable[str] = (), *, prefix: str = "") -> Health:
     """The process's health, read from every live circuit breaker (and failover client).
 
     The rule:
@@ -467,10 +700,10 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
             "payments." for one subsystem's health; "" (default): all of them.
 
     Returns:
-        {"status": ..., "breakers": {name: {"state", "failure_rate", "calls", "remaining"
-        (seconds until trial calls, None while forced open),
-        "opened_at", "critical"}}, "open": [names], "half_open": [names], "failovers":
-        {name: {"active_tier", "tiers_down"}}} (failover clients that register themselves).
+        A `Health` dict: {"status", "breakers": {name: {"state", "failure_rate", "calls",
+        "remaining" (seconds until trial calls, None while forced open), "opened_at",
+        "critical"}}, "open": [names], "half_open": [names], "failovers": {name:
+        {"active_tier", "tiers_down"}}} (failover clients that register themselves).
 
     Example:
         >>> import resilience as rs
@@ -481,7 +714,7 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
         'down'
     """
     wanted = set(critical)
-    breakers: dict[str, dict[str, Any]] = {}
+    breakers: dict[str, BreakerHealth] = {}
     open_: list[str] = []
     half_open: list[str] = []
     for name, br in sorted(_registry.registered("breaker").items()):
@@ -503,7 +736,7 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
             open_.append(name)
         elif state not in _UP_STATES:
             half_open.append(name)
-    failovers: dict[str, dict[str, Any]] = {}
+    failovers: dict[str, FailoverHealth] = {}
     for name, fo in sorted(_registry.registered("failover").items()):
         if not name.startswith(prefix):
             continue
@@ -515,6 +748,7 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
             }
         except Exception as exc:  # a broken client must not break the health endpoint
             failovers[name] = {"error": type(exc).__name__}
+    status_: Literal["ok", "degraded", "down"]
     if any(name in wanted for name in open_) or (
         len(breakers) >= 2 and len(open_) == len(breakers)
     ):
@@ -534,61 +768,261 @@ def health(critical: Iterable[str] = (), *, prefix: str = "") -> dict[str, Any]:
 
 # --- structured logs ------------------------------------------------------------------------
 
-_LEVELS: dict[type[events.Event], str] = {
-    events.CallCompleted: "debug",
-    events.BulkheadEvent: "debug",
-    events.QueueDepth: "debug",
-    events.QueueEnqueued: "debug",
-    events.QueueDelivered: "debug",
-    events.StateTransition: "warning",
-    events.RetryGaveUp: "warning",
-    events.FailoverSwitched: "warning",
-    events.QueueDeadLettered: "warning",
+_DEBUG, _INFO, _WARNING = 10, 20, 30
+_METHODS = {_DEBUG: "debug", _INFO: "info", _WARNING: "warning"}
+
+_FIXED_LEVELS: dict[str, int] = {
+    # per-call events: what every call does is not news
+    "CallCompleted": _DEBUG,
+    "CallRejected": _DEBUG,
+    "RetryAttempted": _DEBUG,
+    "TimeoutOccurred": _DEBUG,
+    "BulkheadEvent": _DEBUG,
+    "FaultInjected": _DEBUG,
+    "QueueEnqueued": _DEBUG,
+    "QueueDelivered": _DEBUG,
+    "QueueDepth": _DEBUG,
+    # what an operator wants to know about
+    "FailoverSwitched": _WARNING,
+    "QueueDeadLettered": _WARNING,
+    "StoreUnavailable": _WARNING,
+    "TierRecovered": _INFO,
+    "ConfigChanged": _INFO,
 }
 
 
-def log_events(logger: Any = None) -> Callable[[], None]:
-    """Write every event as a structlog event; returns the unsubscribe function.
+def _level_of(event: Any) -> int:
+    """The log level of an event that has no fixed one."""
+    kind = type(event).__name__
+    if kind == "StateTransition":
+        return _WARNING if event.to_state in _DOWN_STATES else _INFO
+    if kind == "FallbackServed":
+        return _WARNING if event.degradation in ("LIMITED", "CACHE_ONLY") else _INFO
+    if kind == "RetryGaveUp":
+        return _DEBUG if event.reason == "permanent" else _INFO
+    return _INFO
 
-    The event name is the event type in snake case ("state_transition", "retry_attempted")
-    and its fields are the event's fields. Events carry names, counts, durations and error
-    *type* names, never arguments, payloads or messages, so no secret reaches the log.
-    Levels: warning for breaker transitions, exhausted retries, failover switches and dead
-    letters; debug for per-call noise (completed calls, occupancy, queue depth); info else.
 
-    Args:
-        logger: a structlog (or stdlib-like) logger with debug/info/warning methods; None:
-            `structlog.get_logger("resilience")` (structlog is imported only then).
+def _redact(text: str) -> str:
+    """Keep "what: ErrorType" of a "what: ErrorType: message" reason; drop the message, which
+    may hold what the caller passed (a token in a URL, a payload)."""
+    head, sep, rest = text.partition(": ")
+    if not sep:
+        return text
+    token = rest.partition(":")[0].strip()
+    return f"{head}: {token}" if token.isidentifier() else head
+
+
+_REDACTED = {"QueueDeadLettered": "reason", "FailoverSwitched": "reason"}
+
+
+def event_fields(event: events.Event) -> dict[str, Any]:
+    """An event's fields as a dict, safe to log: error messages that some reasons quote are
+    cut down to the error's type.
 
     Example:
-        >>> import resilience as rs
-        >>> lines = []
-        >>> class Logger:
-        ...     def info(self, event, **kw): lines.append((event, kw))
-        ...     def warning(self, event, **kw): lines.append((event, kw))
-        ...     def debug(self, event, **kw): pass
-        >>> stop = log_events(Logger())
-        >>> rs.CircuitBreaker("log-doc").force_open(); stop()
-        >>> lines[0][0], lines[0][1]["to_state"]
-        ('state_transition', 'forced_open')
+        >>> from resilience import events
+        >>> event_fields(events.QueueDeadLettered("outbox", 7, "permanent: ValueError: pw=hunter2"))
+        {'operation': 'outbox', 'seq': 7, 'reason': 'permanent: ValueError'}
     """
+    import dataclasses
+
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    redact = _REDACTED.get(type(event).__name__)
+    if redact is not None and isinstance(fields.get(redact), str):
+        fields[redact] = _redact(fields[redact])
+    return fields
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _render(name: str, fields: Mapping[str, Any]) -> str:
+    parts = [name]
+    for key, value in fields.items():
+        text = str(value)
+        if not text or any(c in text for c in ' "='):
+            text = '"' + text.replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class _Limiter:
+    """At most `limit` lines per `window` seconds per key; counts what it held back."""
+
+    __slots__ = ("clock", "limit", "lock", "window", "windows")
+
+    def __init__(self, per_second: float, clock: Callable[[], float]) -> None:
+        self.limit = max(1, int(per_second))
+        self.window = self.limit / per_second
+        self.clock = clock
+        self.lock = threading.Lock()
+        # key -> [window start, lines written in it, held back, level of what was held back]
+        self.windows: dict[tuple[str, str], list[Any]] = {}
+
+    def admit(self, key: tuple[str, str], level: int) -> int | None:
+        """None: hold this line back. Else write it, saying how many were held back."""
+        now = self.clock()
+        with self.lock:
+            w = self.windows.get(key)
+            if w is None or now - w[0] >= self.window:
+                self.windows[key] = [now, 1, 0, level]
+                return 0 if w is None else int(w[2])
+            if w[1] < self.limit:
+                w[1] += 1
+                return 0
+            w[2] += 1
+            w[3] = max(w[3], level)
+            return None
+
+    def drain(self) -> list[tuple[tuple[str, str], int, int]]:
+        with self.lock:
+            out = [(key, w[2], w[3]) for key, w in self.windows.items() if w[2]]
+            for w in self.windows.values():
+                w[2] = 0
+            return out
+
+
+def log_events(
+    logger: Any = None,
+    *,
+    max_per_second: float | None = 10.0,
+    clock: Any = None,
+) -> Callable[[], None]:
+    """Write events to a logger; returns the unsubscribe function.
+
+    Works with a standard library `logging.Logger` (or `LoggerAdapter`), and with a structlog
+    logger under any configuration: structlog's default one and `add_log_level` included
+    (no event field is called `level`, `event`, `timestamp`, `logger`, `msg`, `exc_info`
+    or `stack_info`). The event name is the type in snake case ("state_transition"); its
+    fields are the event's fields. A stdlib line reads `state_transition operation=payments
+    from_state=closed to_state=open ...`, and the fields are also on the record (`extra=`),
+    for JSON formatters.
+
+    Levels: per-call events (failed calls, rejections, retries, timeouts, occupancy, queue
+    traffic, a PERMANENT error not retried) at DEBUG; a plain success is never logged, and
+    while the logger is above DEBUG when `log_events` is called, primitives keep their
+    lock-free happy path (`events.subscribe(per_call=False)`); a breaker opening, a failover switch,
+    a dead letter, a fallback to LIMITED or CACHE_ONLY at WARNING; a breaker closing or
+    probing, a retry loop giving up, other fallbacks, a recovered tier, a config change at
+    INFO. Events below the logger's level cost one check and build no line.
+
+    At most `max_per_second` lines are written per (operation, event type); the next line
+    written for that pair carries `suppressed=N`, and the unsubscribe function writes one
+    `log_suppressed` line for each pair with lines still held back.
+
+    Events carry names, counts, durations and error *type* names, never arguments, payloads
+    or messages; reasons that quote an error message are cut to its type. A logger that
+    raises never breaks the protected call and never prints a traceback: one line on stderr
+    says it failed.
+
+    Args:
+        logger: a `logging.Logger`, a `LoggerAdapter`, or a structlog logger; None:
+            `structlog.get_logger("resilience")` (structlog is imported only then).
+        max_per_second: lines per second per (operation, event type); None: no limit.
+        clock: where the rate limit reads time (`monotonic()`); None: the system's.
+
+    Example:
+        >>> import logging, sys, resilience as rs
+        >>> logger = logging.getLogger("resilience.doc")
+        >>> logger.addHandler(logging.StreamHandler(sys.stdout))
+        >>> stop = log_events(logger)
+        >>> rs.CircuitBreaker("log-doc").force_open(); stop()
+        state_transition operation=log-doc from_state=closed to_state=forced_open reason=...
+    """
+    import logging
+    import time
+
     if logger is None:
         import structlog
 
         logger = structlog.get_logger("resilience")
-    import dataclasses
+    if max_per_second is not None and not max_per_second > 0:
+        from ._errors import ConfigError
 
-    shapes: dict[type[events.Event], tuple[str, Callable[..., Any], tuple[str, ...]]] = {}
+        raise ConfigError([("max_per_second", f"must be > 0 or None, got {max_per_second!r}")])
+    stdlib = isinstance(logger, (logging.Logger, logging.LoggerAdapter))
+    enabled = getattr(logger, "isEnabledFor", None) or getattr(logger, "is_enabled_for", None)
+    mono = time.monotonic if clock is None else clock.monotonic
+    limiter = None if max_per_second is None else _Limiter(max_per_second, mono)
+    plain = [False]  # a logger that takes no keyword arguments: write rendered lines
+    complained = [False]
+    shapes: dict[type[events.Event], tuple[str, int | None]] = {}
+
+    def write(level: int, name: str, fields: dict[str, Any]) -> None:
+        if stdlib:
+            logger.log(level, "%s", _render(name, fields), extra=fields)
+            return
+        method = getattr(logger, _METHODS[level])
+        if not plain[0]:
+            try:
+                method(name, **fields)
+                return
+            except TypeError:
+                plain[0] = True  # e.g. a print-like logger: fall through to one string
+        method(_render(name, fields))
+
+    def fail(exc: Exception) -> None:
+        if complained[0]:
+            return
+        complained[0] = True
+        import sys
+
+        try:
+            sys.stderr.write(
+                f"resilience.log_events: writing to {logger!r:.80} failed "
+                f"({type(exc).__name__}); events may be missing from the log\n"
+            )
+        except Exception:  # pragma: no cover - no stderr either
+            pass
 
     def on_event(event: events.Event) -> None:
-        cls = type(event)
-        shape = shapes.get(cls)
-        if shape is None:
-            name = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__)
-            method = getattr(logger, _LEVELS.get(cls, "info"))
-            keys = tuple(f.name for f in dataclasses.fields(event))
-            shape = shapes[cls] = (name.lstrip("_"), method, keys)
-        name, method, keys = shape
-        method(name, **{k: getattr(event, k) for k in keys})
+        try:
+            cls = type(event)
+            shape = shapes.get(cls)
+            if shape is None:
+                shape = shapes[cls] = (_snake(cls.__name__), _FIXED_LEVELS.get(cls.__name__))
+            name, level = shape
+            if level is None:
+                level = _level_of(event)
+            elif cls is events.CallCompleted and event.outcome == "success":  # type: ignore[attr-defined]
+                return  # a plain success is not worth a line at any level
+            if enabled is not None and not enabled(level):
+                return
+            suppressed = 0
+            if limiter is not None:
+                admitted = limiter.admit((event.operation, name), level)
+                if admitted is None:
+                    return
+                suppressed = admitted
+            fields = event_fields(event)
+            if suppressed:
+                fields["suppressed"] = suppressed
+            write(level, name, fields)
+        except Exception as exc:  # the log is not worth breaking the protected call for
+            fail(exc)
 
-    return events.subscribe(on_event)
+    # Per-call events are DEBUG: a logger above DEBUG leaves the primitives' fast path alone.
+    try:
+        debug = enabled is None or bool(enabled(_DEBUG))
+    except Exception:
+        debug = True
+    unsubscribe = events.subscribe(on_event, per_call=debug)
+
+    def stop() -> None:
+        unsubscribe()
+        if limiter is None:
+            return
+        for (op, name), count, level in limiter.drain():
+            try:
+                if enabled is None or enabled(level):
+                    write(
+                        level,
+                        "log_suppressed",
+                        {"operation": op, "suppressed_event": name, "suppressed": count},
+                    )
+            except Exception as exc:
+                fail(exc)
+
+    return stop

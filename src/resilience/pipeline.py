@@ -29,16 +29,51 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from ._policy import Policy, decorate
+from ._policy import (
+    COROUTINE,
+    Policy,
+    check_decoratable,
+    decorate,
+    is_async,
+    refuse_awaitable,
+    rewrap_descriptor,
+    wraps,
+)
 from ._validate import Errors, raise_if
 
 __all__ = ["Pipeline", "Policy"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _Call(Protocol):
+    def __call__(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R: ...
+
+
+class _ACall(Protocol):
+    def __call__(
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, R]: ...
+
+
+def _direct(fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+    return fn(*args, **kwargs)
+
+
+async def _adirect(fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
+    return await fn(*args, **kwargs)
+
+
+async def _sync_only(pipe: Pipeline, i: int, fn: Callable[..., Any], /, *a: Any, **kw: Any) -> Any:
+    raise TypeError(
+        f"pipeline {pipe.name!r}: stage {i} ({type(pipe.policies[i]).__name__}) has "
+        "no acall(); it can only protect sync calls"
+    )
 
 
 class Pipeline:
@@ -52,7 +87,8 @@ class Pipeline:
         name: the operation's name (shown in events of stages that have no name).
 
     Raises:
-        ConfigError: a stage is not a policy.
+        ConfigError: a stage is not a policy (a class such as `rs.Retry` where an instance,
+            `rs.Retry()`, is meant, is refused with that spelling).
 
     Example:
         >>> import resilience as rs
@@ -61,6 +97,8 @@ class Pipeline:
         ... def generate(prompt: str) -> str:
         ...     return prompt.upper()
         >>> generate("hi")
+        'HI'
+        >>> pipe.call(str.upper, "hi")   # or `await pipe.acall(async_fn, ...)`
         'HI'
     """
 
@@ -72,6 +110,8 @@ class Pipeline:
         "_n",
         "_rest",
         "_sync_only",
+        "acall",
+        "call",
         "name",
         "policies",
     )
@@ -93,6 +133,16 @@ class Pipeline:
         self._afirst = acalls[0] if acalls else None
         self._arest = acalls[1:]
         self._sync_only = next((i for i, a in enumerate(acalls) if a is None), None)
+        # `call` and `acall` are the first stage's own, bound to the others: no pipeline
+        # frame (or coroutine) between the caller and the first stage.
+        self.call: _Call = _direct if self._first is None else partial(self._first, *self._rest)
+        self.acall: _ACall
+        if self._sync_only is not None:
+            self.acall = partial(_sync_only, self, self._sync_only)
+        elif self._afirst is None:
+            self.acall = _adirect
+        else:
+            self.acall = partial(self._afirst, *self._arest)
 
     @staticmethod
     def validate(*, policies: object = (), name: object = None) -> list[tuple[str, str]]:
@@ -102,7 +152,15 @@ class Pipeline:
             e.append(("policies", "must be a sequence of policies"))
         else:
             for i, p in enumerate(policies):
-                if p is not None and not callable(getattr(p, "call", None)):
+                if isinstance(p, type):
+                    e.append(
+                        (
+                            f"policies[{i}]",
+                            f"{p.__name__} is a class: pass a policy object, "
+                            f"rs.{p.__name__}(...), not the class rs.{p.__name__}",
+                        )
+                    )
+                elif p is not None and not callable(getattr(p, "call", None)):
                     e.append(
                         (
                             f"policies[{i}]",
@@ -139,55 +197,55 @@ class Pipeline:
 
     # -- running ---------------------------------------------------------------------------
 
-    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
-        """Run `fn(*args, **kwargs)` through every stage."""
-        first = self._first
-        if first is None:
-            return fn(*args, **kwargs)
-        out: R = first(*self._rest, fn, *args, **kwargs)
-        return out
-
-    async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
-        """Await `fn(*args, **kwargs)` through every stage.
-
-        Raises:
-            TypeError: a stage has no `acall` (it protects sync calls only).
-        """
-        if self._sync_only is not None:
-            i = self._sync_only
-            raise TypeError(
-                f"pipeline {self.name!r}: stage {i} ({type(self.policies[i]).__name__}) has "
-                "no acall(); it can only protect sync calls"
-            )
-        first = self._afirst
-        if first is None:
-            return await fn(*args, **kwargs)
-        out: R = await first(*self._arest, fn, *args, **kwargs)
-        return out
+    # `call(fn, /, *args, **kwargs)` runs `fn(*args, **kwargs)` through every stage;
+    # `await acall(fn, /, *args, **kwargs)` awaits it (TypeError when a stage has no acall).
+    # Both are set in __init__ (see there).
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (its signature is kept)."""
-        if inspect.iscoroutinefunction(fn):
-            afirst, arest = self._afirst, self._arest
-            if afirst is None or self._sync_only is not None:
-                return decorate(self, fn)
+        """Decorate a sync or async function (its signature is kept).
 
-            @functools.wraps(fn)
+        Raises:
+            TypeError: `fn` is a generator function (see `resilience.Policy`).
+        """
+        descriptor = rewrap_descriptor(self, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, self)
+        asynchronous = is_async(fn)
+        if not self.policies or (asynchronous and self._sync_only is not None):
+            return decorate(self, fn)
+        # Composed once, here, from the inside out: a policy with a frame-free decorator
+        # (`_inline`: CircuitBreaker, a Retry without budget or deadline) wraps what is inside
+        # with its own logic; any other is bound with a C-level partial. A call then runs
+        # one frame per inline stage and no pipeline frame at all.
+        inner: Any = fn
+        for policy in reversed(self.policies):
+            if getattr(policy, "_inline", False):
+                inner = policy(inner)  # type: ignore[operator]
+            else:
+                inner = functools.partial(policy.acall if asynchronous else policy.call, inner)
+            inner.__resilience_stage__ = policy  # the name an unnamed Retry above reports
+        if inspect.isfunction(inner):  # the outermost stage's own wrapper: name it after fn
+            return wraps(fn)(inner)
+        outer = inner
+        if asynchronous:
+
+            @wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await afirst(*arest, fn, *args, **kwargs)
+                return await outer(*args, **kwargs)
 
             return async_wrapper
-        first, rest = self._first, self._rest
-        if first is None:
-            return decorate(self, fn)
 
-        @functools.wraps(fn)  # straight into the first stage: no pipeline frame per call
+        @wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return first(*rest, fn, *args, **kwargs)
+            result = outer(*args, **kwargs)
+            if type(result) is COROUTINE:
+                refuse_awaitable(result, fn, f"the sync path of pipeline {self.name!r}")
+            return result
 
         return wrapper
 

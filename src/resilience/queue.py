@@ -56,6 +56,7 @@ from typing import Any, Protocol
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
+from ._deadline import cannot_hold
 from ._errors import QueueError, QueueFull
 from ._sqlite import busy_retry, header_problem
 from ._validate import Errors, raise_if
@@ -1084,7 +1085,9 @@ class OfflineQueue:
         with `backoff=None`, ends this drain (one pass); with a `backoff`, the drain waits
         `backoff.delay(n)` (or the error's Retry-After, if longer) on the queue's clock and
         resumes, until the queue is empty. PERMANENT, or attempts reaching `max_attempts`,
-        moves the item to the dead letters and draining goes on.
+        moves the item to the dead letters and draining goes on. Under a time budget
+        (`rs.deadline`, a `Timeout`) the drain starts no lease, send or wait the budget cannot
+        hold: it returns with `error=TimeoutExceeded` and the rest still queued.
 
         Args:
             send: delivers one `Item`; raises to refuse it.
@@ -1212,6 +1215,12 @@ class OfflineQueue:
         lease_id = 0
         try:
             while True:
+                # A time budget (rs.deadline, a Timeout) ends the drain where it runs out: no
+                # lease, send or wait it cannot hold; the report says so (error=TimeoutExceeded).
+                out = cannot_hold(0.0, self.name)
+                if out is not None:
+                    error = out
+                    break
                 leased = yield ("db", partial(self._lease, batch, visibility))
                 lease_id, held = leased  # type: ignore[misc]
                 if not held:
@@ -1221,6 +1230,10 @@ class OfflineQueue:
                 while held:
                     item = held[0]
                     wait = pacer.reserve(clock.monotonic(), item.size)
+                    out = cannot_hold(wait, self.name)
+                    if out is not None:
+                        error, stop = out, True
+                        break
                     if wait > 0:
                         yield ("sleep", wait)
                     outcome = yield ("send", item)
@@ -1265,6 +1278,11 @@ class OfflineQueue:
                 if stop:
                     break
                 if pause > 0:
+                    out = cannot_hold(pause, self.name)
+                    if out is not None:
+                        out.__cause__ = error
+                        error = out
+                        break
                     yield ("sleep", pause)
                 if error is not None and not stop:
                     error = None  # resumed after a backoff: that error did not stop us

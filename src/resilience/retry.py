@@ -22,18 +22,29 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import random as _random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import events
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import CircuitOpenError, RetryExhausted
-from ._policy import decorate
+from ._deadline import _current as _budget_now
+from ._deadline import check_budget
+from ._errors import CircuitOpenError, RetryExhausted, TimeoutExceeded
+from ._policy import (
+    COROUTINE,
+    Misuse,
+    bare_decorator,
+    check_decoratable,
+    decorate,
+    is_async,
+    refuse_awaitable,
+    rewrap_descriptor,
+    wraps,
+)
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classification, Classifier, Verdict
 
@@ -53,6 +64,7 @@ _KINDS = ("constant", "linear", "exponential", "decorrelated")
 _MIN_RATE_LIMITED_WAIT = 0.1
 """A RATE_LIMITED outcome with no Retry-After never retries at once (seconds)."""
 _NOTE_PREFIX = "resilience.Retry:"
+_budget_get = _budget_now.get  # the active time budget; with none, one context-variable read
 _INF = float("inf")
 
 
@@ -516,6 +528,13 @@ class Retry:
         engine: what runs attempts 2..n: "tenacity" (tenacity's loop with our strategies) or
             "native" (a plain loop over the same decisions: ~10x cheaper per retry, for hot
             failure paths). The decisions, waits, notes and events are identical.
+        on: errors to retry, stamina-style: an exception type, a tuple of them, or a
+            `predicate(exc) -> bool`. The errors it names are TRANSIENT (a Retry-After or
+            RATE_LIMITED verdict of the classifier is kept); everything else is decided by
+            `classifier` as before.
+
+    A PERMANENT error that is not retried carries a note saying why (for an exception type
+    the classifier does not know: "unknown exception type: pass on= or a Classifier").
 
     Raises:
         ConfigError: bad arguments (every one listed).
@@ -532,6 +551,7 @@ class Retry:
 
     __slots__ = (
         "_inspects",
+        "_on",
         "_plain",
         "backoff",
         "budget",
@@ -542,6 +562,7 @@ class Retry:
         "max_attempts",
         "max_retry_after",
         "name",
+        "on",
         "respect_retry_after",
     )
 
@@ -558,7 +579,12 @@ class Retry:
         *,
         max_retry_after: float = 300.0,
         engine: Literal["tenacity", "native"] = "tenacity",
+        on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[BaseException], bool]
+        | None = None,
     ) -> None:
+        bare_decorator(Retry, "rs.Retry() or @rs.Retry(max_attempts=3)", max_attempts)
         raise_if(
             Retry.validate(
                 max_attempts=max_attempts,
@@ -571,9 +597,12 @@ class Retry:
                 clock=clock,
                 max_retry_after=max_retry_after,
                 engine=engine,
+                on=on,
             ),
             name,
         )
+        self.on = on
+        self._on = _on_predicate(on)
         self.engine = engine
         self.max_attempts = max_attempts
         if isinstance(backoff, Mapping):
@@ -604,6 +633,7 @@ class Retry:
         clock: object = None,
         max_retry_after: object = 300.0,
         engine: object = "tenacity",
+        on: object = None,
     ) -> list[tuple[str, str]]:
         """Every problem with these arguments, as (argument, message); empty if none."""
         e = Errors()
@@ -626,49 +656,83 @@ class Retry:
             e.append(("clock", "must implement the Clock protocol"))
         e.non_negative("max_retry_after", max_retry_after, finite=False)
         e.one_of("engine", engine, ("tenacity", "native"))
+        if (
+            on is not None
+            and _on_types(on) is None
+            and (isinstance(on, tuple | type) or not callable(on))
+        ):
+            e.append(
+                ("on", f"must be an exception type, a tuple of them or a predicate, got {on!r:.80}")
+            )
         return e
 
     # -- use ----------------------------------------------------------------------------
 
+    @property
+    def _inline(self) -> bool:
+        """Its decorator runs the first attempt in the wrapper itself (see `Pipeline`)."""
+        return self._plain
+
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (its signature is kept)."""
+        """Decorate a sync or async function (its signature is kept).
+
+        Raises:
+            TypeError: `fn` is a generator function (see `resilience.Policy`).
+        """
         if not self._plain:
             return decorate(self, fn)
+        descriptor = rewrap_descriptor(self, fn)
+        if descriptor is not None:
+            return descriptor  # type: ignore[no-any-return]
+        check_decoratable(fn, self)
         # The common case (no budget, no deadline) gets the first attempt inlined in the
         # wrapper: one frame less than wrapper -> call -> fn, which is most of our overhead.
         inspects = self._inspects
         classify_result = self.classifier.classify_result
+        budget = _budget_get
 
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             retry_async = self._retry_async
 
-            @functools.wraps(fn)
+            @wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if budget() is not None:
+                    check_budget(self.name)
                 try:
                     result = await fn(*args, **kwargs)
                 except Exception as exc:
-                    return await retry_async(_Run(self, fn, 0.0), fn, args, kwargs, exc, None)
-                if inspects and classify_result(result).retryable:
-                    return await retry_async(_Run(self, fn, 0.0), fn, args, kwargs, None, result)
-                return result
+                    error = exc  # retried below, outside this handler: no chaining to it
+                else:
+                    if inspects and classify_result(result).retryable:
+                        return await retry_async(
+                            _Run(self, fn, 0.0), fn, args, kwargs, None, result
+                        )
+                    return result
+                return await retry_async(_Run(self, fn, 0.0), fn, args, kwargs, error, None)
 
             return async_wrapper
 
         retry_sync = self._retry_sync
 
-        @functools.wraps(fn)
+        @wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            if budget() is not None:
+                check_budget(self.name)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, exc, None)
-            if inspects and classify_result(result).retryable:
-                return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, None, result)
-            return result
+                error = exc  # retried below, outside this handler: no chaining to it
+            else:
+                if type(result) is COROUTINE:
+                    refuse_awaitable(result, fn, "Retry's sync path")
+                if inspects and classify_result(result).retryable:
+                    return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, None, result)
+                return result
+            return retry_sync(_Run(self, fn, 0.0), fn, args, kwargs, error, None)
 
         return wrapper
 
@@ -680,13 +744,19 @@ class Retry:
             if self.budget is not None:
                 self.budget.deposit()
             start = self.clock.monotonic() if self.deadline is not None else 0.0
+        if _budget_get() is not None:
+            check_budget(self.name)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, exc, None)
-        if self._inspects and self.classifier.classify_result(result).retryable:
-            return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, None, result)
-        return result
+            error = exc  # retried below, outside this handler: no chaining to it
+        else:
+            if type(result) is COROUTINE:
+                refuse_awaitable(result, fn, "Retry.call()")
+            if self._inspects and self.classifier.classify_result(result).retryable:
+                return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, None, result)
+            return result
+        return self._retry_sync(_Run(self, fn, start), fn, args, kwargs, error, None)
 
     async def acall(self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any) -> R:
         """Await `fn(*args, **kwargs)` under this policy."""
@@ -696,13 +766,19 @@ class Retry:
             if self.budget is not None:
                 self.budget.deposit()
             start = self.clock.monotonic() if self.deadline is not None else 0.0
+        if _budget_get() is not None:
+            check_budget(self.name)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            return await self._retry_async(_Run(self, fn, start), fn, args, kwargs, exc, None)
-        if self._inspects and self.classifier.classify_result(result).retryable:
-            return await self._retry_async(_Run(self, fn, start), fn, args, kwargs, None, result)
-        return result
+            error = exc  # retried below, outside this handler: no chaining to it
+        else:
+            if self._inspects and self.classifier.classify_result(result).retryable:
+                return await self._retry_async(
+                    _Run(self, fn, start), fn, args, kwargs, None, result
+                )
+            return result
+        return await self._retry_async(_Run(self, fn, start), fn, args, kwargs, error, None)
 
     # -- the loop, after a first failed attempt --------------------------------------------
 
@@ -717,7 +793,7 @@ class Retry:
     ) -> R:
         wait = run.first(exc, result)  # raises when there is nothing more to do
         if wait > 0:
-            self.clock.sleep(wait)
+            run.sleep(wait)
         if self.engine == "native":
             return self._native_sync(run, fn, args, kwargs)
         retrying = _tenacity_module().Retrying(**run.kwargs(asynchronous=False))
@@ -735,7 +811,7 @@ class Retry:
     ) -> R:
         wait = run.first(exc, result)
         if wait > 0:
-            await self.clock.asleep(wait)
+            await run.asleep(wait)
         if self.engine == "native":
             return await self._native_async(run, fn, args, kwargs)
 
@@ -760,7 +836,7 @@ class Retry:
                 if not self._inspects or not run.after(attempt, None, result):
                     return result
             if run.wait > 0:
-                self.clock.sleep(run.wait)
+                run.sleep(run.wait)
 
     async def _native_async(
         self,
@@ -780,7 +856,7 @@ class Retry:
                 if not self._inspects or not run.after(attempt, None, result):
                     return result
             if run.wait > 0:
-                await self.clock.asleep(run.wait)
+                await run.asleep(run.wait)
 
     def tenacity_kwargs(self, *, asynchronous: bool = False) -> dict[str, Any]:
         """This same policy as keyword arguments for `tenacity.Retrying` (or, with
@@ -809,7 +885,19 @@ class _Run:
     this reason"; nothing here sleeps or runs the user's function.
     """
 
-    __slots__ = ("attempts", "fn", "offset", "previous", "reason", "rt", "start", "verdict", "wait")
+    __slots__ = (
+        "attempts",
+        "fn",
+        "last_error",
+        "last_result",
+        "offset",
+        "previous",
+        "reason",
+        "rt",
+        "start",
+        "verdict",
+        "wait",
+    )
 
     def __init__(self, rt: Retry, fn: Any, start: float | None) -> None:
         self.rt = rt
@@ -822,12 +910,16 @@ class _Run:
         self.reason: str | None = None
         self.attempts = 0
         self.verdict: Classification | None = None
+        self.last_error: BaseException | None = None  # the last attempt's outcome
+        self.last_result: Any = None
 
     def operation(self) -> str:
         if self.rt.name:
             return self.rt.name
-        # in a Pipeline, fn is the next stage's bound `call`: use that policy's name
-        owner_name = getattr(getattr(self.fn, "__self__", None), "name", None)
+        # in a Pipeline, fn is the next stage's bound `call` (or, under `@pipeline`, the
+        # next stage's wrapper, marked with its policy): use that policy's name
+        owner = getattr(self.fn, "__self__", None) or getattr(self.fn, "__resilience_stage__", None)
+        owner_name = getattr(owner, "name", None)
         if isinstance(owner_name, str) and owner_name:
             return owner_name
         return str(getattr(self.fn, "__qualname__", None) or "call")
@@ -843,10 +935,18 @@ class _Run:
         if attempt >= rt.max_attempts:
             self.reason = "attempts"
             return
-        if type(error) is CircuitOpenError and error.remaining == _INF:
-            self.reason = "forced_open"  # an operator's decision: no wait will end it
-            return
+        budget = _budget_now.get()
+        left = budget.left() if budget is not None else _INF
         backoff = rt.backoff
+        if isinstance(error, CircuitOpenError):
+            if error.remaining == _INF:
+                self.reason = "forced_open"  # an operator's decision: no wait will end it
+                return
+            # Wait for the half-open trial only when that is no longer than the backoff would
+            # wait anyway and the time budget holds it; otherwise fail fast, as Polly does.
+            if error.remaining > backoff.maximum or error.remaining >= left:
+                self.reason = "circuit_open"
+                return
         delay = backoff.delay(attempt, self.previous)
         self.previous = delay
         if verdict.verdict is Verdict.RATE_LIMITED:
@@ -873,6 +973,9 @@ class _Run:
             if now + delay >= self.start + rt.deadline:
                 self.reason = "deadline"
                 return
+        if delay >= left:  # the wait (or the attempt after it) would not fit the time budget
+            self.reason = "time_budget"
+            return
         if rt.budget is not None and not rt.budget.try_withdraw():
             self.reason = "budget"
             if events.enabled:
@@ -894,13 +997,23 @@ class _Run:
         self, error: BaseException | None, result: Any, attempt: int
     ) -> Classification | None:
         """The verdict of an attempt if it is worth retrying, else None."""
+        self.last_error = error
+        self.last_result = result
         clf = self.rt.classifier
         if error is not None:
             if not isinstance(error, Exception):  # cancellation, KeyboardInterrupt: never
                 return None
-            c = clf.classify(error)
+            # an HTTP-date Retry-After is measured on this policy's clock
+            if _takes_now(clf):
+                c = clf.classify(error, now=self.rt.clock.time())
+            else:  # a subclass that overrides classify(outcome) the old way
+                c = clf.classify(error)
             if c.retryable:
                 return c
+            on = self.rt._on
+            if on is not None and on(error):
+                return Classification(Verdict.TRANSIENT, c.retry_after, "on=")
+            _note_permanent(error, c, self)
             if events.enabled:
                 events.emit(
                     events.RetryGaveUp(self.operation(), attempt, "permanent", type(error).__name__)
@@ -908,7 +1021,7 @@ class _Run:
             return None
         if not self.rt._inspects:
             return None
-        c = clf.classify_result(result)
+        c = clf.classify_result(result, now=self.rt.clock.time())
         return c if c.retryable else None
 
     def first(self, error: BaseException | None, result: Any) -> float:
@@ -945,6 +1058,13 @@ class _Run:
         if events.enabled:
             what = type(error).__name__ if error is not None else "result"
             events.emit(events.RetryGaveUp(op, attempts, reason, what))
+        if reason == "time_budget":
+            # The caller's time is up (rs.deadline, a Timeout): say so, with the last error
+            # as the cause. (Retry's own `deadline=` re-raises the last error as is.)
+            budget = _budget_now.get()
+            timeout = TimeoutExceeded(budget.seconds if budget else 0.0, operation=op)
+            _note(timeout, attempts, reason, self)
+            raise timeout from error
         if error is None:
             raise RetryExhausted(attempts, result, operation=self.rt.name or op)
         _note(error, attempts, reason, self)
@@ -995,10 +1115,20 @@ class _Run:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.rt.clock.sleep(seconds)
+            self._woke()
 
     async def asleep(self, seconds: float) -> None:
         if seconds > 0:
             await self.rt.clock.asleep(seconds)
+            self._woke()
+
+    def _woke(self) -> None:
+        """After a wait: start no attempt the time budget cannot hold (it may have been used
+        up meanwhile: stopped by a thread-mode Timeout whose caller gave up)."""
+        budget = _budget_now.get()
+        if budget is not None and budget.left() <= 0.0:
+            self.reason = "time_budget"
+            self.give_up(self.last_error, self.last_result)
 
     def kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
         return {
@@ -1011,6 +1141,57 @@ class _Run:
         }
 
 
+def _on_types(on: object) -> tuple[type[BaseException], ...] | None:
+    """`on=` as a tuple of exception types, or None when it is not one."""
+    types = on if isinstance(on, tuple) else (on,)
+    if types and all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        return types
+    return None
+
+
+def _on_predicate(on: object) -> Callable[[BaseException], bool] | None:
+    if on is None:
+        return None
+    types = _on_types(on)
+    if types is not None:
+        return lambda exc: isinstance(exc, types)
+    return on  # type: ignore[return-value]  # validated: a predicate
+
+
+_UNKNOWN = "unknown exception type: pass on= or a Classifier"
+
+
+def _note_permanent(error: Exception, verdict: Classification, run: _Run) -> None:
+    """Say on the error why it was not retried (once, however many retries it crosses)."""
+    if isinstance(error, Misuse):
+        return
+    why = _UNKNOWN if verdict.reason == "unknown error" else verdict.reason or "classifier"
+    notes = getattr(error, "__notes__", None)
+    if notes and any(isinstance(n, str) and n.startswith(_NOTE_PREFIX) for n in notes):
+        return
+    text = (
+        f"{_NOTE_PREFIX} did not retry {run.operation()!r}: "
+        f"{type(error).__name__} is PERMANENT ({why})"
+    )
+    error.add_note(text)
+
+
+_TAKES_NOW: dict[type, bool] = {}
+
+
+def _takes_now(classifier: Classifier) -> bool:
+    """Does this classifier's `classify` take `now=` (Classifier's own does)?"""
+    kind = type(classifier)
+    ok = _TAKES_NOW.get(kind)
+    if ok is None:
+        try:
+            ok = "now" in inspect.signature(kind.classify).parameters
+        except (TypeError, ValueError):
+            ok = False
+        _TAKES_NOW[kind] = ok
+    return ok
+
+
 def _note(error: BaseException, attempts: int, reason: str, run: _Run) -> None:
     why = {
         "attempts": "no attempts left",
@@ -1018,6 +1199,9 @@ def _note(error: BaseException, attempts: int, reason: str, run: _Run) -> None:
         if run.rt.deadline
         else "deadline",
         "budget": "the retry budget is spent",
+        "time_budget": "the time budget (rs.deadline or a Timeout) cannot hold another attempt",
+        "circuit_open": "the circuit is open for longer than the backoff's maximum wait "
+        f"({run.rt.backoff.maximum:g} s) or the time budget",
         "forced_open": "the circuit is forced open",
         "retry_after": "the server asked to wait longer than max_retry_after "
         f"({run.rt.max_retry_after:g} s)",

@@ -238,7 +238,7 @@ def test_multi_service_degradation_keeps_the_core_up_and_recovers() -> None:
             assert reviews_for("sku") == []
             assert pay(i) == f"paid {i}"
         assert {e.operation for e in told} == {recs, reviews}
-        assert {e.level for e in told} == {"LIMITED"}  # users are told what is limited
+        assert {e.degradation for e in told} == {"LIMITED"}  # users are told what is limited
         # the best-effort breakers opened: the failing services are no longer called
         before = dict(dependency_calls)
         assert recommendations("ann") == []

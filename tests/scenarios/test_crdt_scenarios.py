@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -161,3 +162,115 @@ def test_scenario_6_partitioned_fleet_resolves_conflicts_within_the_sla(
     assert fleet[3]["stock"].value == {f"sku-{s % 400}": s for s in range(1_600, 2_000)}
     print(f"fleet conflict resolution: {elapsed:.3f} s")
     assert elapsed < 2.0, f"conflict resolution took {elapsed:.2f} s"
+
+
+# --- 4 and 6 across OS processes: Redis Streams (3 processes) and HTTP (2 processes) -----
+
+from redis_server import RedisServer, redis_server, redis_url  # noqa: E402, F401
+
+CHILD = Path(__file__).resolve().parent.parent / "_crdt_child.py"
+SECRET = "scenario-fleet-shared-key-0123456789"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_processes(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(CHILD), json.dumps(c)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for c in configs
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err.decode()[-3000:]
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
+
+
+def _configs(
+    tmp_path: Path, scenario: str, replicas: list[str], **transport: Any
+) -> list[dict[str, Any]]:
+    common = {"replicas": replicas, "dir": str(tmp_path), "scenario": scenario}
+    return [{"replica": r, "secret": SECRET, **common, **transport} for r in replicas]
+
+
+@pytest.mark.redis
+def test_scenario_4_offline_edits_merge_across_three_processes_through_redis(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    replicas = ["agent-a", "agent-b", "observer"]
+    results = _run_processes(
+        _configs(tmp_path, "document", replicas, transport="redis", url=redis_url, topic="doc")
+    )
+    expected = {
+        "p1": "p1, revised by agent-a.",
+        "p2": "p2, revised by agent-b.",
+        "p3": "Conclusion.",
+    }
+    for r in results:
+        assert r["value"] == {"report": expected}, r
+        assert r["stats"]["rejected"] == 0
+        assert r["elapsed"] < 2.0, r
+    print("scenario 4 over Redis, seconds to merge:", [round(r["elapsed"], 3) for r in results])
+
+
+@pytest.mark.redis
+def test_scenario_6_conflicts_resolve_within_the_sla_across_three_processes_through_redis(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    replicas = ["site-0", "site-1", "site-2"]
+    results = _run_processes(
+        _configs(tmp_path, "fleet", replicas, transport="redis", url=redis_url, topic="fleet")
+    )
+    first = results[0]["value"]
+    assert all(r["value"] == first for r in results)
+    assert first["orders"] == 3 * 300 * 2
+    assert len(first["stock"]) == 40
+    # every SKU holds one of the conflicting writes, the same one on every site
+    assert all(v.split(":")[0] in replicas for v in first["stock"].values())
+    for r in results:
+        assert r["elapsed"] < 2.0, r
+    print("scenario 6 over Redis, seconds to resolve:", [round(r["elapsed"], 3) for r in results])
+
+
+def test_scenario_4_and_6_across_two_processes_over_http(tmp_path: Path) -> None:
+    replicas = ["agent-a", "agent-b"]
+    ports = [_free_port(), _free_port()]
+    for scenario in ("document", "fleet"):
+        directory = tmp_path / scenario
+        directory.mkdir()
+        configs = _configs(directory, scenario, replicas, transport="http")
+        for i, c in enumerate(configs):
+            c["port"] = ports[i]
+            c["peers"] = [f"http://127.0.0.1:{ports[1 - i]}/crdt"]
+        results = _run_processes(configs)
+        assert results[0]["value"] == results[1]["value"]
+        if scenario == "document":
+            assert results[0]["value"]["report"] == {
+                "p1": "p1, revised by agent-a.",
+                "p2": "p2, revised by agent-b.",
+                "p3": "Conclusion.",
+            }
+        else:
+            assert results[0]["value"]["orders"] == 2 * 300 * 2
+        for r in results:
+            assert r["elapsed"] < 2.0, r
+        print(f"{scenario} over HTTP, seconds:", [round(r["elapsed"], 3) for r in results])

@@ -77,7 +77,7 @@ def test_seed_c_degradation_down_and_back_up(clock: VirtualClock, seen: list[eve
     primary.up = True
     read()
     assert levels == [L.FULL, L.DEGRADED, L.CACHE_ONLY, L.LIMITED, L.DEGRADED, L.FULL]
-    told = [(e.level, e.source) for e in seen if isinstance(e, events.FallbackServed)]
+    told = [(e.degradation, e.source) for e in seen if isinstance(e, events.FallbackServed)]
     assert told == [
         ("DEGRADED", "replica"),
         ("CACHE_ONLY", "stale_cache"),
@@ -118,7 +118,7 @@ def test_scenario_9_policy_engine_down(clock: VirtualClock, seen: list[events.Ev
 
     def on_event(e: events.Event) -> None:
         if isinstance(e, events.FallbackServed):
-            audit.append(f"{e.operation}: served {e.level} from {e.source}")
+            audit.append(f"{e.operation}: served {e.degradation} from {e.source}")
 
     stop = events.subscribe(on_event)
     critical = rs.FallbackChain(
@@ -252,7 +252,7 @@ def test_scenario_10_every_endpoint_under_four_failures(
         assert served.level is L.CACHE_ONLY
         assert served.value.json() == {"ok": True}
         signal = [e for e in seen if isinstance(e, events.FallbackServed)][-1]
-        assert (signal.operation, signal.level) == ("api", "CACHE_ONLY")
+        assert (signal.operation, signal.degradation) == ("api", "CACHE_ONLY")
 
         # 500 -> retried, then surfaced
         failures["/broken"] = Reply(500, b"bug")

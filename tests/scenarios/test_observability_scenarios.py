@@ -189,8 +189,8 @@ def test_19_audit_trail_as_structlog_events_without_secrets() -> None:
             stop()
     mine = [e for e in logs if e.get("operation") == "s19.login"]
     assert [(e["event"], e["log_level"]) for e in mine] == [
-        ("retry_attempted", "info"),
-        ("retry_gave_up", "warning"),
+        ("retry_attempted", "debug"),  # per-call: DEBUG (DESIGN, observability)
+        ("retry_gave_up", "info"),
     ]
     assert password not in repr(logs)
 
@@ -215,7 +215,9 @@ def test_20_metrics_per_operation_transitions_alerts_and_history(
     stop = events.subscribe(alert_on_open)
     ops = {
         name: rs.Pipeline(
-            rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0.1), clock=clock),
+            # 0.1 s waits, but willing to wait up to 30 s, so an open breaker's trial is waited
+            # for (a retry whose backoff cannot reach the trial fails fast instead)
+            rs.Retry(max_attempts=2, backoff=rs.Backoff.linear(0.1, 0.0, 30.0), clock=clock),
             rs.CircuitBreaker(f"s20.{name}", minimum_calls=10, open_duration=20, clock=clock),
         )
         for name in ("checkout", "search", "recommend")
@@ -299,7 +301,8 @@ class Service:
             f"s21.{name}", minimum_calls=6, window=rs.CountWindow(12), open_duration=10, clock=clock
         )
         self.pipe = rs.Pipeline(
-            rs.Retry(max_attempts=2, backoff=rs.Backoff.constant(0.05), clock=clock),
+            # willing to wait up to 15 s: an open breaker's trial (10 s) is waited for
+            rs.Retry(max_attempts=2, backoff=rs.Backoff.linear(0.05, 0.0, 15.0), clock=clock),
             self.breaker,
             chaos,
             name=f"s21.{name}",

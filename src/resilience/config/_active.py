@@ -1,17 +1,41 @@
-"""The active configuration: what `@resilient` reads; swapped atomically at run time."""
+"""The active configuration: what `@resilient` reads; swapped atomically at run time.
+
+A swap is announced to listeners (`listen`): what is built from the config (the pipelines
+of `@resilient` functions) registers itself here, so this module imports nothing built from
+it. Every listener prepares first; only when all have prepared does the config change and
+every prepared switch run, so a config that cannot be built changes nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import events
 from .._errors import ConfigError
-from .._resilient import _lock
 from ._load import Config, load
 
 __all__ = ["current", "register", "use"]
 
 _active: Config | None = None
+_lock = threading.RLock()
+"""Guards the active config and its swaps; listeners may take their own lock inside it."""
+Listener = Callable[[Config | None], Callable[[], None]]
+_listeners: list[Listener] = []
+
+
+def listen(prepare: Listener) -> None:
+    """Have `prepare(cfg)` called (under `_lock`) before each swap of the active config.
+
+    `cfg` is the config about to become active, or None when it is being forgotten
+    (`use(None)`). `prepare` builds whatever it needs and returns the function that switches
+    to it; raising (a `ConfigError`) vetoes the swap: nothing changes anywhere. Registering
+    the same listener twice has no effect.
+    """
+    with _lock:
+        if prepare not in _listeners:
+            _listeners.append(prepare)
 
 
 def current() -> Config:
@@ -60,21 +84,25 @@ def use(cfg: Config | None) -> Config | None:
         raise ConfigError([("config", f"must be a Config from config.load(), got {cfg!r:.80}")])
     with _lock:
         previous = _active
-        if cfg is None:
-            from .. import _resilient
-
-            _active = None
-            _resilient._reset()
-        else:
-            _swap(cfg)
+        _swap(cfg)
+        if events.enabled:
+            events.emit(events.ConfigChanged("*", cfg.environment if cfg is not None else ""))
         return previous
 
 
-def register(name: str, table: Mapping[str, Any]) -> Config:
-    """Add or replace operation `name` in the active config, validated, at run time.
+def register(name: str, table: Mapping[str, Any], *, merge: bool = False) -> Config:
+    """Add, replace or patch operation `name` in the active config, validated, at run time.
 
     `table` has the shape of one `[operations."<name>"]` table. Environment variables for
     the operation still override it.
+
+    Args:
+        name: the operation.
+        table: its settings.
+        merge: False (the default) replaces the operation's table; True patches it: only the
+            settings `table` names change, the rest stay as the file (or an earlier
+            `register`) set them, so the policies they built are kept (a breaker keeps its
+            state, a bulkhead its running calls).
 
     Returns:
         The new active config.
@@ -87,19 +115,23 @@ def register(name: str, table: Mapping[str, Any]) -> Config:
         >>> cfg = config.register("search", {"timeout": 2.0, "retry": {"max_attempts": 2}})
         >>> cfg.operation("search").timeout.seconds
         2.0
+        >>> cfg = config.register("search", {"timeout": "500ms"}, merge=True)
+        >>> cfg.operation("search").timeout.seconds, cfg.operation("search").retry.max_attempts
+        (0.5, 2)
     """
     with _lock:
-        new = current().with_operation(name, table)
+        new = current().with_operation(name, table, merge=merge)
         _swap(new)
+        if events.enabled:
+            events.emit(events.ConfigChanged(name, new.environment))
         return new
 
 
-def _swap(cfg: Config) -> None:
-    """Rebuild every live `@resilient` pipeline from `cfg`, then make `cfg` active."""
+def _swap(cfg: Config | None) -> None:
+    """Let every listener build from `cfg`, then make `cfg` active and switch them all."""
     global _active
-    from .. import _resilient
-
     with _lock:
-        commit = _resilient._prepare(cfg)  # builds everything first; raises before any change
+        commits = [prepare(cfg) for prepare in _listeners]  # raises before any change
         _active = cfg
-        commit()
+        for commit in commits:
+            commit()

@@ -78,34 +78,55 @@ def _header(cfg: Config) -> None:
     print()
 
 
+def _warn(cfg: Config) -> None:
+    for note in cfg.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+
+
 def _show(args: argparse.Namespace) -> int:
     cfg = load(args.file)
     _header(cfg)
     if args.operation:
         _show_policy(f'operation "{args.operation}"', cfg.operation(args.operation))
+        _warn(cfg)
         return 0
     _show_policy("defaults (any undeclared operation)", cfg.defaults)
     for name in cfg.operations:
         _show_policy(f'operation "{name}"', cfg.operation(name))
+    for key, variables in cfg.environment_operations.items():
+        title = f'operation "{key}" (only in the environment: {", ".join(variables)})'
+        _show_policy(title, cfg.operation(key))
+    _warn(cfg)
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
     cfg = load(args.file)
     n = len(cfg.operations)
-    print(
-        f"{args.file}: valid ({n} operation{'s' if n != 1 else ''}; "
-        f"environment {cfg.environment} from {cfg.environment_source})"
+    what = args.file or (
+        "no config file found (presets)" if cfg.source == "presets" else cfg.source
     )
+    extra = len(cfg.environment_operations)
+    print(
+        f"{what}: valid ({n} operation{'s' if n != 1 else ''}"
+        + (f", {extra} more only in the environment" if extra else "")
+        + f"; environment {cfg.environment} from {cfg.environment_source})"
+    )
+    _warn(cfg)
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
     cfg = load(args.file)
     _header(cfg)
-    declared = "" if args.operation in cfg.operations else " (not declared: defaults apply)"
+    declared = ""
+    if args.operation not in cfg.operations:
+        declared = " (not declared: defaults apply)"
+        if any(o.startswith("RESILIENCE__OPERATIONS__") for _, _, o in cfg.explain(args.operation)):
+            declared = " (not declared: defaults and environment variables apply)"
     rows = [(k, _value(v), o) for k, v, o in cfg.explain(args.operation)]
     _table(f'operation "{args.operation}"{declared}', ["setting", "value", "from"], rows)
+    _warn(cfg)
     return 0
 
 
@@ -150,9 +171,12 @@ def _retry(t: dict[str, Any]) -> str:
 def _breaker(t: dict[str, Any]) -> str:
     w = t.get("window", {})
     window = f"{w['size']} calls" if "size" in w else f"{w.get('seconds', 60):g} s"
+    opened = f"open {t.get('open_duration', 30):g} s"
+    if t.get("open_duration_max"):
+        opened += f" doubling to {t['open_duration_max']:g} s"
     return (
         f"{t.get('failure_rate_threshold', 0.5):.0%} of {window} "
-        f"(min {t.get('minimum_calls', 10)}), open {t.get('open_duration', 30):g} s"
+        f"(min {t.get('minimum_calls', 10)}), {opened}"
     )
 
 

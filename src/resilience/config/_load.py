@@ -7,6 +7,7 @@ the environment's), the file's `[defaults]`, the file's `[operations."<op>"]` ta
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -23,8 +24,8 @@ from .._errors import ConfigError
 from . import _presets
 from ._checks import storm_problems
 from ._detect import detect_environment, normalize_environment
-from ._merge import copy_table, format_location, merge_into
-from ._models import OperationPolicy, problems_of
+from ._merge import copy_table, follow_open_duration, format_location, merge_into
+from ._models import OperationPolicy, problems_of, unknown_key
 
 __all__ = ["ChaosInProductionWarning", "Config", "load", "parse_env_value"]
 
@@ -177,6 +178,7 @@ class Config:
         "_env_ops",
         "_misses",
         "_origins",
+        "_patches",
         "_policies",
         "_tables",
         "environment",
@@ -194,6 +196,7 @@ class Config:
     _defaults: dict[str, Any]
     _tables: dict[str, dict[str, Any]]
     _origins: dict[str, str]
+    _patches: dict[str, tuple[dict[str, Any], str]]  # operation -> (register(merge=True), label)
     _env_defaults: list[_EnvEntry]
     _env_ops: dict[str, list[_EnvEntry]]  # operation (or normalised token) -> entries
     _policies: dict[str, OperationPolicy]
@@ -229,6 +232,28 @@ class Config:
         return tuple(sorted(self._policies))
 
     @property
+    def environment_operations(self) -> dict[str, tuple[str, ...]]:
+        """Operations named only by `RESILIENCE__OPERATIONS__<OP>__...` variables.
+
+        They are not declared in the file nor registered: their settings apply to any
+        operation whose name normalises to the key (lower case, runs of other characters as
+        `_`: `payment.charge` and `Payment-Charge` are `payment_charge`). Maps that key to the
+        variables that set it.
+
+        Example:
+            >>> from resilience import config
+            >>> cfg = config.load(data={}, environ={
+            ...     "RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT": "1"})
+            >>> cfg.environment_operations
+            {'payment_charge': ('RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT',)}
+        """
+        return {
+            key: tuple(e.variable for e in entries)
+            for key, entries in sorted(self._env_ops.items())
+            if key not in self._tables and key in self._env_only
+        }
+
+    @property
     def defaults(self) -> OperationPolicy:
         """What an undeclared operation gets: the environment's preset under `[defaults]`."""
         return self._default
@@ -238,7 +263,17 @@ class Config:
 
         Origins read "preset production", "file resilience.toml [defaults]", "file
         resilience.toml [operations.\\"x\\"]", "register()", "environment default", or the
-        environment variable's name.
+        environment variable's name. Values are shown as written (`"2s"` stays `"2s"`).
+
+        One rule links two settings: when a layer above the preset sets
+        `breaker.open_duration` and no layer above the preset sets `open_duration_max`,
+        `open_duration_max` follows `open_duration` (the breaker stays open that long each
+        time, no doubling up to the preset's maximum); its origin then reads "follows
+        breaker.open_duration (set by ...)". Set `open_duration_max` too to let it grow.
+
+        Environment variables of different depth for one setting: the deeper one wins
+        (`..._RETRY__MAX_ATTEMPTS=2` over `..._RETRY='{max_attempts=5}'`), whatever the
+        variables' names.
 
         Example:
             >>> from resilience import config
@@ -286,13 +321,33 @@ class Config:
     # -- changing (a new Config each time) --------------------------------------------------
 
     def with_operation(
-        self, name: str, table: Mapping[str, Any], *, origin: str = "register()"
+        self,
+        name: str,
+        table: Mapping[str, Any],
+        *,
+        origin: str = "register()",
+        merge: bool = False,
     ) -> Config:
-        """A copy with operation `name`'s table replaced by `table` (validated).
+        """A copy with operation `name`'s table replaced by `table`, or patched (validated).
+
+        Args:
+            name: the operation.
+            table: the shape of one `[operations."<name>"]` table.
+            origin: the label `explain` shows for the values `table` sets.
+            merge: False replaces the operation's table (file or earlier `register`);
+                True merges `table` over it key by key, as a layer above it: settings it does
+                not name stay as they were (so policies built from them keep their state).
 
         Raises:
             ConfigError: `table` (merged with the preset, `[defaults]` and environment
                 variables) is invalid; this config is unchanged.
+
+        Example:
+            >>> from resilience import config
+            >>> cfg = config.load(data={"operations": {"x": {"timeout": 3.0}}}, environ={})
+            >>> new = cfg.with_operation("x", {"retry": {"max_attempts": 2}}, merge=True)
+            >>> new.operation("x").timeout.seconds, new.operation("x").retry.max_attempts
+            (3.0, 2)
         """
         if not isinstance(name, str) or not name:
             raise ConfigError([("operation", f"must be a non-empty string, got {name!r}")])
@@ -301,13 +356,21 @@ class Config:
                 [(format_location(("operations", name)), f"must be a table, got {table!r:.80}")]
             )
         entries = self._env_ops.get(name) or self._env_ops.get(_norm(name), [])
+        new = self._copy()
+        if merge and name in self._tables:
+            patch: dict[str, Any] = {}
+            if name in self._patches:
+                patch = copy_table(self._patches[name][0])
+            merge_into(patch, copy_table(dict(table)), origin)
+            new._patches = {**self._patches, name: (patch, origin)}
+        else:
+            new._tables = {**self._tables, name: dict(table)}
+            new._origins = {**self._origins, name: origin}
+            new._patches = {k: v for k, v in self._patches.items() if k != name}
         problems: list[Problem] = []
-        policy = self._validate_operation(name, dict(table), entries, problems, origin)
+        policy = new._validate_operation(name, new._tables[name], entries, problems)
         if problems or policy is None:
             raise ConfigError(_located(problems), operation=name)
-        new = self._copy()
-        new._tables = {**self._tables, name: dict(table)}
-        new._origins = {**self._origins, name: origin}
         new._policies = {**self._policies, name: policy}
         new._env_ops = {**self._env_ops, name: entries}
         return new
@@ -340,6 +403,8 @@ class Config:
                 or f"file {self.source} [{format_location(('operations', name))}]"
             )
             layers.append((table, label))
+            if name in self._patches:
+                layers.append(self._patches[name])
         layers += [(e.layer(), e.variable) for e in entries]
         chosen = None
         for layer, _ in layers:
@@ -354,6 +419,7 @@ class Config:
             origins[("preset",)] = "environment default"
         for layer, label in layers:
             merge_into(merged, layer, label, origins)
+        follow_open_duration(merged, layers, origins)
         return merged
 
     def _validate_operation(
@@ -452,7 +518,7 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
     problems: list[Problem] = []
     for key in raw:
         if key not in _TOP_KEYS:
-            problems.append(((str(key),), f"unknown setting; accepted: {', '.join(_TOP_KEYS)}"))
+            problems.append(((str(key),), unknown_key(key, _TOP_KEYS)))
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append((("defaults",), f"must be a table, got {defaults!r:.80}"))
@@ -489,6 +555,7 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
     cfg._defaults = defaults
     cfg._tables = tables
     cfg._origins = {}  # operation -> its table's origin when not the file (register())
+    cfg._patches = {}
     cfg._env_defaults = [e for e in entries if e.token is None]
     cfg._misses = {}
 
@@ -549,11 +616,35 @@ def _build(raw: dict[str, Any], source: str, environ: Mapping[str, str]) -> Conf
             )
     for note in notes:
         warnings.warn(note, ChaosInProductionWarning, stacklevel=3)
+    notes += _undeclared_notes(env_ops, tables, env_only, source)
     cfg._default = default
     cfg._policies = policies
     cfg._env_only = env_only
     cfg.warnings = tuple(notes)
     return cfg
+
+
+def _undeclared_notes(
+    env_ops: Mapping[str, list[_EnvEntry]],
+    tables: Mapping[str, Any],
+    env_only: Mapping[str, OperationPolicy],
+    source: str,
+) -> list[str]:
+    """A note per operation named only by environment variables (a typo, or code-only)."""
+    declared = {_norm(n): n for n in tables}
+    out = []
+    for key in sorted(env_only):
+        variables = ", ".join(e.variable for e in env_ops.get(key, []))
+        close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.75)
+        hint = f"; did you mean {declared[close[0]]!r}?" if close else ""
+        where = "any config file" if source == "presets" else source
+        out.append(
+            f"{variables}: operation {key!r} is not declared in {where}; these settings apply "
+            f"to any operation whose name normalises to {key!r}"
+            + (f" (e.g. {key.replace('_', '.')!r})" if "_" in key else "")
+            + hint
+        )
+    return out
 
 
 class ChaosInProductionWarning(UserWarning):

@@ -5,6 +5,10 @@ Layers are plain dicts of the file layout. Merging is per key, recursively for s
 sub-table whose `kind` changes replaces the lower one (an exponential backoff's `multiplier`
 means nothing to a constant one); `false` replaces whatever was below (turns it off).
 Origins are tracked per key path for `explain` and for error messages.
+
+One rule links two keys: `breaker.open_duration_max` follows an `open_duration` set above the
+preset unless it is set there too (`follow_open_duration`): writing `open_duration = 2.0` means
+a breaker open for 2 s, not one that doubles up to the preset's 300 s.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["TABLE_PATHS", "copy_table", "format_location", "merge_into"]
+__all__ = ["TABLE_PATHS", "copy_table", "follow_open_duration", "format_location", "merge_into"]
 
 # Paths (relative to an operation) whose dict values are merged key by key.
 TABLE_PATHS: frozenset[tuple[str, ...]] = frozenset(
@@ -105,3 +109,55 @@ def merge_into(
             if origins is not None:
                 _drop_under(origins, p)
                 origins[p] = origin
+
+
+_OPEN = ("breaker", "open_duration")
+_OPEN_MAX = ("breaker", "open_duration_max")
+
+
+def origin_of(origins: Origins, path: Path) -> str | None:
+    """The origin of the value at `path`: its own, else its closest table's."""
+    return next((origins[path[:i]] for i in range(len(path), 0, -1) if path[:i] in origins), None)
+
+
+def follow_open_duration(
+    merged: dict[str, Any],
+    layers: Iterable[tuple[Mapping[str, Any], str]],
+    origins: Origins | None = None,
+) -> None:
+    """`breaker.open_duration_max` follows an explicitly set `open_duration` unless set itself.
+
+    `layers` are those merged over the preset, lowest first. When one of them sets
+    `open_duration` and none sets `open_duration_max`, the preset's maximum no longer applies:
+    `open_duration_max` becomes `open_duration` (the breaker stays open that long every time;
+    no doubling). Set `open_duration_max` too to let it grow.
+
+    Example:
+        >>> merged = {"breaker": {"open_duration": 2.0, "open_duration_max": 300.0}}
+        >>> follow_open_duration(merged, [({"breaker": {"open_duration": 2.0}}, "file x")])
+        >>> merged["breaker"]["open_duration_max"]
+        2.0
+    """
+    set_by: str | None = None
+    max_set = False
+    for layer, label in layers:
+        if "breaker" not in layer:
+            continue
+        breaker = layer["breaker"]
+        if not isinstance(breaker, Mapping):  # off: what was set below is gone
+            set_by, max_set = None, False
+            continue
+        if "open_duration" in breaker:
+            set_by = label
+        max_set = max_set or "open_duration_max" in breaker
+    breaker = merged.get("breaker")
+    if set_by is None or max_set or not isinstance(breaker, dict):
+        return
+    if breaker.get("open_duration_max") in (None, False) or "open_duration" not in breaker:
+        return
+    breaker["open_duration_max"] = breaker["open_duration"]
+    if origins is not None:
+        origins[_OPEN_MAX] = (
+            f"follows breaker.open_duration (set by {set_by}); "
+            "set breaker.open_duration_max to let it grow"
+        )

@@ -9,15 +9,17 @@ file layout (sub-tables for `backoff`, `window`, `budget`), unknown-key checks, 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .._duration import DURATION_HINT, parse_duration
 from .._errors import ConfigError
 from ._merge import format_location
 
@@ -88,6 +90,25 @@ def _split(argument: str) -> Path:
     return tuple(argument.split(".")) if argument else ()
 
 
+def unknown_key(key: object, accepted: Sequence[str]) -> str:
+    """The message for an unknown key: what is accepted, and the likely intended key.
+
+    Example:
+        >>> unknown_key("max_attempt", ["max_attempts", "deadline"])
+        "unknown setting; did you mean 'max_attempts'? accepted: max_attempts, deadline"
+    """
+    close = difflib.get_close_matches(str(key), list(accepted), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown setting; {hint}accepted: {', '.join(accepted)}"
+
+
+def _percent_hint(value: Any) -> str:
+    """The hint for a rate written as a percentage: 50 gets "did you mean 0.5?"."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value <= 100:
+        return f" (did you mean {value / 100:g}? rates are fractions: 0.5 is 50%)"
+    return ""
+
+
 def _raise(problems: list[Problem]) -> None:
     if problems:
         raise PydanticCustomError(
@@ -95,6 +116,14 @@ def _raise(problems: list[Problem]) -> None:
             "{count} invalid setting(s)",
             {"count": len(problems), "problems": problems},
         )
+
+
+def _seconds(value: str) -> Any:
+    """A duration string as seconds; unchanged when it is not one (reported as a problem)."""
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return value  # reported by _duration_problems
 
 
 class _Section(BaseModel):
@@ -108,6 +137,10 @@ class _Section(BaseModel):
     _config_only: ClassVar[frozenset[str]] = frozenset()
     # sub-tables: key -> the model that checks it
     _tables: ClassVar[dict[str, type[_Section]]] = {}
+    # keys holding seconds: a number or a duration string ("500ms", "10s", "PT1M")
+    _durations: ClassVar[frozenset[str]] = frozenset()
+    # keys holding a fraction (0.5 = 50%): a percentage gets a "did you mean" hint
+    _rates: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]] | None:
@@ -132,8 +165,25 @@ class _Section(BaseModel):
     def _normalise(cls, data: Any) -> Any:
         data = cls._shorthand(data)
         if isinstance(data, Mapping):
-            data = {k: (None if v is False and k in cls._nullable else v) for k, v in data.items()}
+            nullable, durations = cls._nullable, cls._durations
+            data = {
+                k: (
+                    None
+                    if v is False and k in nullable
+                    else (_seconds(v) if type(v) is str and k in durations else v)
+                )
+                for k, v in data.items()
+            }
         return data
+
+    @classmethod
+    def _duration_problems(cls, data: Mapping[str, Any]) -> list[Problem]:
+        """Duration keys whose string did not parse (left as strings by `_normalise`)."""
+        return [
+            ((k,), f"must be {DURATION_HINT}, got {v!r:.60}")
+            for k, v in data.items()
+            if k in cls._durations and isinstance(v, str)
+        ]
 
     @classmethod
     def problems(cls, data: Any) -> list[Problem]:
@@ -141,13 +191,13 @@ class _Section(BaseModel):
         data = cls._normalise(data)
         if not isinstance(data, Mapping):
             return [((), f"must be a table, got {type(data).__name__} {data!r:.80}")]
-        out: list[Problem] = []
+        out: list[Problem] = cls._duration_problems(data)
         kwargs: dict[str, Any] = {}
-        accepted = cls.model_fields
+        accepted = list(cls.model_fields)
         for key, value in data.items():
             if not isinstance(key, str) or key not in accepted:
-                out.append(((str(key),), f"unknown setting; accepted: {', '.join(accepted)}"))
-            elif key in cls._config_only:
+                out.append(((str(key),), unknown_key(key, accepted)))
+            elif key in cls._config_only or (key in cls._durations and isinstance(value, str)):
                 continue
             elif key in cls._tables and value is not None:
                 sub = cls._tables[key]
@@ -163,7 +213,12 @@ class _Section(BaseModel):
                 found = validate(**cls._extra_kwargs(), **kwargs)
             except Exception as exc:  # a check that broke on a hostile value: still a problem
                 found = [("", f"rejected by the policy: {type(exc).__name__}: {exc}")]
-            out += [(_split(arg), msg) for arg, msg in found]
+            bad = {p[0] for p, _ in out if len(p) == 1}  # reported already: not twice
+            out += [
+                (_split(arg), msg + (_percent_hint(data.get(arg)) if arg in cls._rates else ""))
+                for arg, msg in found
+                if arg not in bad
+            ]
         out += cls._own_problems(dict(data))
         return out
 
@@ -226,15 +281,22 @@ class _Section(BaseModel):
 
 
 class TimeoutSettings(_Section):
-    """`timeout = 30.0` or `timeout = { seconds = 30.0, max_workers = 16 }`: `Timeout(...)`.
+    """`timeout = 30.0`, `timeout = "30s"` or `timeout = { seconds = 30.0, mode = "thread" }`.
+
+    Builds `Timeout(...)`. Seconds may be written as a duration string ("500ms", "PT1M").
 
     Example:
         >>> TimeoutSettings.model_validate(2.5).seconds
         2.5
+        >>> TimeoutSettings.model_validate("1m").seconds
+        60.0
     """
 
     seconds: float
+    mode: str = "cooperative"
     max_workers: int | None = None
+
+    _durations = frozenset({"seconds"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -242,7 +304,7 @@ class TimeoutSettings(_Section):
 
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        if isinstance(data, int | float) and not isinstance(data, bool):
+        if isinstance(data, int | float | str) and not isinstance(data, bool):
             return {"seconds": data}
         return data
 
@@ -297,6 +359,7 @@ class BackoffSettings(_Section):
     jitter: Literal["full", "equal"] | None = None
 
     _nullable = frozenset({"jitter"})
+    _durations = frozenset({"delay", "initial", "step", "maximum"})
 
     @classmethod
     def problems(cls, data: Any) -> list[Problem]:
@@ -306,18 +369,28 @@ class BackoffSettings(_Section):
         kinds = _backoff_kinds()
         kind = data.get("kind")
         if not isinstance(kind, str) or kind not in kinds:
-            return [(("kind",), f"must be one of {', '.join(map(repr, kinds))}; got {kind!r}")]
+            close = difflib.get_close_matches(str(kind), list(kinds), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return [
+                (("kind",), f"must be one of {', '.join(map(repr, kinds))}; got {kind!r}{hint}")
+            ]
         allowed, required = kinds[kind]
-        out: list[Problem] = [
+        out: list[Problem] = cls._duration_problems(data)
+        out += [
             (
                 (str(k),),
-                f"is not a setting of a {kind} backoff; accepted: {', '.join(sorted(allowed))}",
+                f"is not a setting of a {kind} backoff; "
+                + unknown_key(k, sorted(allowed)).removeprefix("unknown setting; "),
             )
             for k in data
             if k != "kind" and k not in allowed
         ]
         out += [((k,), "required") for k in sorted(required) if data.get(k) is None]
-        args = {k: v for k, v in data.items() if k in allowed or k == "kind"}
+        args = {
+            k: v
+            for k, v in data.items()
+            if (k in allowed or k == "kind") and not (k in cls._durations and isinstance(v, str))
+        }
         if kind == "constant" and args.get("delay") is None:
             args["delay"] = 0.0  # reported as required above; keep validate from guessing
         try:
@@ -345,6 +418,9 @@ class BudgetSettings(_Section):
     ratio: float | None = None
     min_per_second: float | None = None
     ttl: float | None = None
+
+    _durations = frozenset({"ttl"})
+    _rates = frozenset({"ratio"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -384,6 +460,7 @@ class RetrySettings(_Section):
 
     _nullable = frozenset({"deadline", "budget"})
     _config_only = frozenset({"allow_retry_storm"})
+    _durations = frozenset({"deadline", "max_retry_after"})
     _tables = {"backoff": BackoffSettings, "budget": BudgetSettings}
 
     @classmethod
@@ -415,20 +492,32 @@ class WindowSettings(_Section):
     seconds: float | None = None
     buckets: int | None = None
 
+    _durations = frozenset({"seconds"})
+
     @classmethod
     def problems(cls, data: Any) -> list[Problem]:
+        data = cls._normalise(data)
         if not isinstance(data, Mapping):
             return [((), f"must be a table, got {type(data).__name__} {data!r:.80}")]
         kind = data.get("kind", "count")
         keys = {"count": ("size",), "time": ("seconds", "buckets")}.get(str(kind))
         if keys is None:
             return [(("kind",), f"must be 'count' or 'time'; got {kind!r}")]
-        out: list[Problem] = [
-            ((str(k),), f"is not a setting of a {kind} window; accepted: {', '.join(keys)}")
+        out: list[Problem] = cls._duration_problems(data)
+        out += [
+            (
+                (str(k),),
+                f"is not a setting of a {kind} window; "
+                + unknown_key(k, keys).removeprefix("unknown setting; "),
+            )
             for k in data
             if k != "kind" and k not in keys
         ]
-        args = {k: v for k, v in data.items() if k in keys}
+        args = {
+            k: v
+            for k, v in data.items()
+            if k in keys and not (k in cls._durations and isinstance(v, str))
+        }
         window = _policy("breaker", "CountWindow" if kind == "count" else "TimeWindow")
         try:
             found = window.validate(**args)
@@ -466,6 +555,8 @@ class BreakerSettings(_Section):
 
     _nullable = frozenset({"slow_call_threshold", "open_duration_max"})
     _tables = {"window": WindowSettings}
+    _durations = frozenset({"slow_call_threshold", "open_duration", "open_duration_max"})
+    _rates = frozenset({"failure_rate_threshold", "slow_call_rate_threshold"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -491,6 +582,7 @@ class BulkheadSettings(_Section):
     max_wait: float | None = None
 
     _nullable = frozenset({"max_wait"})
+    _durations = frozenset({"max_wait"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -514,6 +606,7 @@ class RateLimitSettings(_Section):
     max_wait: float | None = None
 
     _nullable = frozenset({"burst", "max_wait"})
+    _durations = frozenset({"per", "max_wait"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -535,6 +628,8 @@ class StaleCacheSettings(_Section):
 
     max_age: float | None = None
     max_size: int | None = None
+
+    _durations = frozenset({"max_age"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -597,6 +692,8 @@ class ChaosSettings(_Section):
     seed: int | str | None = None
 
     _nullable = frozenset({"latency", "seed"})
+    _durations = frozenset({"latency"})
+    _rates = frozenset({"error_rate", "latency_rate"})
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
@@ -708,7 +805,7 @@ def problems_of(exc: ValidationError) -> list[Problem]:
         if err["type"] == _ERROR_TYPE:
             out += [((*loc, *p), m) for p, m in err["ctx"]["problems"]]
         elif err["type"] == "extra_forbidden":
-            out.append((loc, f"unknown setting; accepted: {', '.join(_accepted(loc[:-1]))}"))
+            out.append((loc, unknown_key(loc[-1] if loc else "", _accepted(loc[:-1]))))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] != "value_error":

@@ -13,9 +13,17 @@ from ._models import OperationPolicy, validate_table
 
 __all__ = ["PRESETS", "PRESET_TABLES"]
 
+# Every timeout here is cooperative (the default mode): a sync function runs on the caller's
+# thread (threading.local, DB sessions and request state keep working) under a time budget that
+# Retry, the httpx transport and drain honour; async calls are cancelled at the limit.
+# `attempt_timeout` bounds each attempt inside the retry (Polly's AttemptTimeout,
+# resilience4j's TimeLimiter); `timeout` bounds the whole call, retries and waits included.
+
 _PRODUCTION: dict[str, Any] = {
     # a hung dependency costs at most 10 s of the caller's time
     "timeout": {"seconds": 10.0},
+    # and one attempt at most 3 s, so a hung first attempt leaves time for a second
+    "attempt_timeout": {"seconds": 3.0},
     # 3 attempts, jittered exponential waits (0.2 s, 0.4 s, ... up to 5 s), all within 8 s,
     # and at most 20% extra load from retries (plus 10 a second) so failures do not multiply
     "retry": {
@@ -45,6 +53,7 @@ PRESET_TABLES: dict[str, dict[str, Any]] = {
     # short waits and quick recovery, so a developer sees every policy act in seconds
     "development": {
         "timeout": {"seconds": 30.0},
+        "attempt_timeout": {"seconds": 10.0},
         "retry": {
             "max_attempts": 3,
             "backoff": {
@@ -64,7 +73,7 @@ PRESET_TABLES: dict[str, dict[str, Any]] = {
             "half_open_calls": 1,
         },
     },
-    # no waits, few attempts, no state carried between tests (no breaker), no worker threads
+    # no waits, few attempts, no state carried between tests (no breaker), no timeouts
     "testing": {
         "retry": {"max_attempts": 2, "backoff": {"kind": "constant", "delay": 0.0}},
     },
@@ -77,8 +86,8 @@ PRESET_TABLES: dict[str, dict[str, Any]] = {
     # revenue-critical: more attempts within a stricter deadline, a retry budget, its own
     # capacity (bulkhead) and the last good answer when everything else fails
     "critical": {
-        # as many timeout workers as the bulkhead lets calls in (threads start on demand)
-        "timeout": {"seconds": 5.0, "max_workers": 200},
+        "timeout": {"seconds": 5.0},
+        "attempt_timeout": {"seconds": 1.0},
         "retry": {
             "max_attempts": 5,
             "backoff": {
@@ -106,6 +115,7 @@ PRESET_TABLES: dict[str, dict[str, Any]] = {
     # (call counts fill a count window in milliseconds), a wide bulkhead that never queues
     "high_throughput": {
         "timeout": {"seconds": 2.0},
+        "attempt_timeout": {"seconds": 0.7},
         "retry": {
             "max_attempts": 2,
             "backoff": {

@@ -20,21 +20,29 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._errors import CRDTError
-from ._base import CRDT, HybridLogicalClock, from_dict
+from ._base import CRDT, HybridLogicalClock, Limits, from_dict
 from ._counters import GCounter, PNCounter
 from ._maps import LWWMap, ORMap
 from ._orset import ORSet
 from ._registers import LWWRegister, MVRegister
 from ._replicator import LoopbackTransport, MemoryNetwork, MemoryTransport, Replicator, Transport
 
+if TYPE_CHECKING:
+    from ._http import HttpTransport
+    from ._redis import RedisStreamTransport
+
 __all__ = [
     "CRDT",
     "CRDTError",
     "GCounter",
+    "HttpTransport",
     "HybridLogicalClock",
     "LWWMap",
     "LWWRegister",
+    "Limits",
     "LoopbackTransport",
     "MVRegister",
     "MemoryNetwork",
@@ -42,7 +50,21 @@ __all__ = [
     "ORMap",
     "ORSet",
     "PNCounter",
+    "RedisStreamTransport",
     "Replicator",
     "Transport",
     "from_dict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the network transports import redis / httpx: only when asked for
+    if name == "RedisStreamTransport":
+        from ._redis import RedisStreamTransport
+
+        return RedisStreamTransport
+    if name == "HttpTransport":
+        from ._http import HttpTransport
+
+        return HttpTransport
+    raise AttributeError(f"module 'resilience.crdt' has no attribute {name!r}")

@@ -17,12 +17,13 @@ import hashlib
 import json
 import math
 import threading
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import CRDTError
 
-__all__ = ["CRDT", "HybridLogicalClock", "from_dict"]
+__all__ = ["CRDT", "HybridLogicalClock", "Limits", "from_dict"]
 
 FORMAT = "resilience.crdt"
 VERSION = 1
@@ -34,7 +35,106 @@ Timestamp = tuple[int, int, str]
 _REGISTRY: dict[str, type[CRDT]] = {}
 
 
+# --- bounds on what a peer can make a replica allocate ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on data read from a peer or a store (`from_dict`, the `Replicator`).
+
+    Every structure in a state is explicit (no counted ranges are ever expanded), so memory is
+    linear in the bytes read; these bounds cap the bytes, the nesting, and the causal-context
+    size that every later local operation walks. Exceeding one is a `CRDTError`.
+
+    Attributes:
+        max_bytes: one wire message (the Replicator refuses longer ones before parsing).
+        max_depth: CRDTs nested inside ORMaps (an ORMap of ORMaps of ORSets is depth 3).
+        max_context: version-vector entries plus dot-cloud dots in one causal context.
+        max_entries: elements, keys, dots and values in one state, all levels together.
+        max_counter: the largest dot counter, count or timestamp (milliseconds) accepted:
+            2**53, what every JSON reader keeps exact.
+
+    Example:
+        >>> Limits().max_depth
+        8
+    """
+
+    max_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 8
+    max_context: int = 65_536
+    max_entries: int = 1_000_000
+    max_counter: int = 2**53
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Intake:
+    """The state of one `from_dict`: the bounds, the running entry count, the nesting depth
+    and the HLC whose `max_drift` refuses far-future timestamps."""
+
+    __slots__ = ("depth", "entries", "hlc", "limits")
+
+    def __init__(self, hlc: HybridLogicalClock, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.hlc = hlc
+        self.limits = limits
+        self.entries = 0
+        self.depth = 0
+
+    def count(self, n: int, where: str) -> None:
+        self.entries += n
+        if self.entries > self.limits.max_entries:
+            raise bad(where, f"more than {self.limits.max_entries} entries (Limits.max_entries)")
+
+    def timestamp(self, obj: Any, where: str) -> Timestamp:
+        ts = want_timestamp(obj, where, self.limits.max_counter)
+        if not self.hlc.admits(ts[0]):
+            raise bad(
+                where,
+                f"timestamp is {ts[0] / 1000 - self.hlc._clock.time():.3f} s ahead of the local "
+                f"clock (max_drift={self.hlc.max_drift}); a skewed replica's write is refused",
+            )
+        return ts
+
+
 # --- JSON safety ---------------------------------------------------------------------------
+
+
+class _Tagged(tuple[str, Any]):
+    """A bool or float key, kept apart from the int that Python's dicts would confuse it with
+    (`1 == True == 1.0` share a hash; as elements or keys they are three different things)."""
+
+    __slots__ = ()
+
+
+def ikey(value: Any, what: str) -> Any:
+    """The internal form of an element or key: str, int and None as is; bool and float
+    tagged with their type (so `1`, `True`, `1.0` and `"1"` are four keys)."""
+    t = type(value)
+    if t is str or t is int or value is None:
+        return value
+    if t is bool:
+        return _Tagged(("bool", value))
+    if t is float and math.isfinite(value):
+        return _Tagged(("float", value + 0.0))  # -0.0 and 0.0 are one key
+    check_key(value, what)  # raises
+    return value  # pragma: no cover
+
+
+def ekey(key: Any) -> Any:
+    """The user's form of an internal key."""
+    return key[1] if type(key) is _Tagged else key
+
+
+def lookup(value: Any) -> Any:
+    """The internal form of a key to look up (no check: an unhashable or foreign key is
+    simply absent)."""
+    t = type(value)
+    if t is bool:
+        return _Tagged(("bool", value))
+    if t is float:
+        return _Tagged(("float", value + 0.0))
+    return value
 
 
 def check_key(value: Any, what: str) -> None:
@@ -110,9 +210,9 @@ def want_list(obj: Any, where: str, length: int | None = None) -> list[Any]:
     return obj
 
 
-def want_count(obj: Any, where: str, minimum: int = 0) -> int:
-    if type(obj) is not int or obj < minimum:
-        raise bad(where, f"expected an integer >= {minimum}, got {_short(obj)}")
+def want_count(obj: Any, where: str, minimum: int = 0, maximum: int = 2**53) -> int:
+    if type(obj) is not int or obj < minimum or obj > maximum:
+        raise bad(where, f"expected an integer from {minimum} to {maximum}, got {_short(obj)}")
     return obj
 
 
@@ -123,14 +223,11 @@ def want_replica(obj: Any, where: str) -> str:
 
 
 def want_key(obj: Any, where: str) -> Any:
-    t = type(obj)
-    if t is str or t is int or t is bool or obj is None:
-        return obj
+    """A key or element read from the wire, in its internal form."""
     try:
-        check_key(obj, where)
+        return ikey(obj, where)
     except CRDTError as exc:
         raise bad(where, str(exc)) from None
-    return obj
 
 
 def want_value(obj: Any, where: str) -> Any:
@@ -144,27 +241,27 @@ def want_value(obj: Any, where: str) -> Any:
     return obj
 
 
-def want_dot(obj: Any, where: str) -> Dot:
+def want_dot(obj: Any, where: str, maximum: int = 2**53) -> Dot:
     if (
         type(obj) is list
         and len(obj) == 2
         and type(obj[0]) is str
         and obj[0]
         and type(obj[1]) is int
-        and obj[1] >= 1
+        and 1 <= obj[1] <= maximum
     ):
         return (obj[0], obj[1])
-    raise bad(where, f"expected a dot [replica, counter >= 1], got {_short(obj)}")
+    raise bad(where, f"expected a dot [replica, 1 <= counter <= {maximum}], got {_short(obj)}")
 
 
-def want_timestamp(obj: Any, where: str) -> Timestamp:
+def want_timestamp(obj: Any, where: str, maximum: int = 2**53) -> Timestamp:
     if (
         type(obj) is list
         and len(obj) == 3
         and type(obj[0]) is int
-        and obj[0] >= 0
+        and 0 <= obj[0] <= maximum
         and type(obj[1]) is int
-        and obj[1] >= 0
+        and 0 <= obj[1] <= maximum
         and type(obj[2]) is str
         and obj[2]
     ):
@@ -172,13 +269,13 @@ def want_timestamp(obj: Any, where: str) -> Timestamp:
     raise bad(where, f"expected a timestamp [ms >= 0, counter >= 0, replica], got {_short(obj)}")
 
 
-def want_counts(obj: Any, where: str) -> dict[str, int]:
+def want_counts(obj: Any, where: str, maximum: int = 2**53) -> dict[str, int]:
     if type(obj) is not dict:
         raise bad(where, f"expected an object, got {type(obj).__name__}")
     out: dict[str, int] = {}
     for replica, n in obj.items():
         want_replica(replica, where)
-        out[replica] = want_count(n, f"{where}.{replica}", 1)
+        out[replica] = want_count(n, f"{where}.{replica}", 1, maximum)
     return out
 
 
@@ -242,16 +339,67 @@ def cc_state(vv: dict[str, int], cloud: set[Dot]) -> dict[str, Any]:
     return {"vv": dict(vv), "cloud": [list(d) for d in sorted(cloud)]}
 
 
-def parse_cc(obj: Any, where: str) -> tuple[dict[str, int], set[Dot]]:
+def parse_cc(obj: Any, where: str, intake: Intake) -> tuple[dict[str, int], set[Dot]]:
+    """A causal context from the wire. Its size is bounded (`Limits.max_context`): every
+    local operation on the object walks the dot cloud, and a version-vector entry is one int
+    however many dots it claims, so no claim is ever expanded."""
     body = want_dict(obj, where, {"vv", "cloud"})
-    vv = want_counts(body["vv"], f"{where}.vv")
-    cloud = {want_dot(d, f"{where}.cloud") for d in want_list(body["cloud"], f"{where}.cloud")}
+    limits = intake.limits
+    raw_vv, raw_cloud = body["vv"], body["cloud"]
+    size = (len(raw_vv) if type(raw_vv) is dict else 0) + (
+        len(raw_cloud) if type(raw_cloud) is list else 0
+    )
+    if size > limits.max_context:
+        raise bad(where, f"a causal context of {size} entries (Limits.max_context is "
+                  f"{limits.max_context})")  # fmt: skip
+    intake.count(size, where)
+    top = limits.max_counter
+    vv = want_counts(raw_vv, f"{where}.vv", top)
+    cloud = {want_dot(d, f"{where}.cloud", top) for d in want_list(raw_cloud, f"{where}.cloud")}
     compact(vv, cloud)
     return vv, cloud
 
 
 def covered(dot: Dot, vv: dict[str, int], cloud: set[Dot]) -> bool:
     return dot[1] <= vv.get(dot[0], 0) or dot in cloud
+
+
+def foreign_dots_seen(
+    vv: dict[str, int], cloud: set[Dot], dvv: dict[str, int], dcloud: set[Dot], origin: str
+) -> bool:
+    """Whether every dot of a replica other than `origin` in a delta's context (dvv, dcloud)
+    is already seen in (vv, cloud): a delta that removes or replaces what it saw from a third
+    replica waits until this replica has seen it too. Work is bounded by the cloud sizes,
+    whatever counters the delta claims."""
+    get = vv.get
+    budget = len(cloud)
+    for r, n in dvv.items():
+        if r == origin:
+            continue
+        have = get(r, 0)
+        if have >= n:
+            continue
+        if n - have > budget:
+            return False
+        for m in range(have + 1, n + 1):
+            if (r, m) not in cloud:
+                return False
+    return all(d[0] == origin or d[1] <= get(d[0], 0) or d in cloud for d in dcloud)
+
+
+def in_value_order(entries: dict[Any, Any]) -> Any:
+    """The items of `entries` in the order a `.value` dict is built: as stored, unless a bool
+    or float key is present (a Python dict would then merge 1, True and 1.0 into whichever
+    came last): then in the canonical order, the same on every replica."""
+    for key in entries:
+        if type(key) is _Tagged:
+            return sorted(entries.items(), key=lambda item: sort_key(item[0]))
+    return entries.items()
+
+
+def sort_key(key: Any) -> str:
+    """Entries are written in one order on every replica (equal states, equal bytes)."""
+    return json.dumps(ekey(key))
 
 
 # --- the base class ------------------------------------------------------------------------
@@ -336,6 +484,14 @@ class CRDT:
     def _state_eq(self, other: Self) -> bool:  # pragma: no cover
         raise NotImplementedError
 
+    # Counters have no dots of their own: inside an ORMap each replica's contribution is kept
+    # under that replica's latest dot, so removing the key cancels what the remover saw.
+    _PER_REPLICA: ClassVar[bool] = False
+
+    def _contribution(self, replica: str) -> Self:
+        """The part of this value `replica` owns (per-replica types only)."""
+        return self  # pragma: no cover - only per-replica types are asked
+
     def _rebind(self, replica: str, hlc: HybridLogicalClock) -> Self:
         """A copy owned by another replica (used for ORMap values)."""
         out = self.copy()
@@ -355,8 +511,38 @@ class CRDT:
     def _seed(self, replica: str, floor: int) -> None:
         """Mark dots of `replica` up to `floor` as seen, so new ones are greater."""
 
+    def _ready(self, delta: Self, origin: str) -> bool:
+        """Whether a delta from `origin` can be merged now: a dot-based type waits until
+        the dots of other replicas that the delta saw are seen here too."""
+        return True
+
+    _CAUSAL: ClassVar[bool] = False  # dot-based: deltas from one sender apply in order
+
+    def _context_size(self) -> int:
+        return 0
+
+    def _absorb(self, delta: Self) -> bool:
+        """Merge `delta` into this object in place, if this type can do it cheaply; returns
+        whether it did (the Replicator falls back to `merge`)."""
+        return False
+
+    def digest(self) -> str:
+        """A short hash of the state (not the replica id): equal on replicas that converged.
+
+        Example:
+            >>> from resilience import crdt
+            >>> a, b = crdt.GCounter("a"), crdt.GCounter("b")
+            >>> _ = a.increment(); b = b.merge(a)
+            >>> a.digest() == b.digest()
+            True
+        """
+        text = json.dumps(
+            [self.TYPE, self._state()], sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         raise NotImplementedError  # pragma: no cover
 
 
@@ -379,6 +565,7 @@ def from_dict(
     replica: str | None = None,
     clock: Clock = SYSTEM_CLOCK,
     hlc: HybridLogicalClock | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> CRDT:
     """Rebuild a CRDT from `to_dict()` output (possibly after a JSON round trip).
 
@@ -386,7 +573,9 @@ def from_dict(
         data: the dict.
         replica: the replica id of the rebuilt object (default: the one stored).
         clock: the clock of a new HybridLogicalClock for LWW types (if `hlc` is not given).
-        hlc: a HybridLogicalClock to share with the rebuilt object.
+        hlc: a HybridLogicalClock to share with the rebuilt object; with `max_drift` set,
+            a timestamp further ahead of its clock is refused.
+        limits: bounds on sizes, counts and nesting (see `Limits`).
 
     Returns:
         a new object of the stored type.
@@ -429,20 +618,22 @@ def from_dict(
     if hlc is None:
         hlc = HybridLogicalClock(clock=clock)
     try:
-        return cls._from_state(data["state"], owner, hlc)
+        return cls._from_state(data["state"], owner, Intake(hlc, limits))
     except CRDTError:
         raise
+    except RecursionError:
+        raise bad("state", "nested too deeply") from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         raise bad("state", f"{type(exc).__name__}: {exc}") from None
 
 
-def parse_inner(obj: Any, where: str, replica: str, hlc: HybridLogicalClock) -> CRDT:
+def parse_inner(obj: Any, where: str, replica: str, intake: Intake) -> CRDT:
     """A nested value (inside an ORMap): {"type": ..., "state": ...}."""
     body = want_dict(obj, where, {"type", "state"})
     cls = _REGISTRY.get(body["type"]) if type(body["type"]) is str else None
     if cls is None:
         raise bad(where, f"unknown CRDT type {_short(body['type'])}")
-    return cls._from_state(body["state"], replica, hlc)
+    return cls._from_state(body["state"], replica, intake)
 
 
 def inner_state(value: CRDT) -> dict[str, Any]:
@@ -455,6 +646,7 @@ class CausalCRDT(CRDT):
 
     __slots__ = ("_cloud", "_entries", "_vv")
 
+    _CAUSAL = True
     _entries: Any
     _vv: dict[str, int]
     _cloud: set[Dot]
@@ -472,6 +664,12 @@ class CausalCRDT(CRDT):
     def _seed(self, replica: str, floor: int) -> None:
         seed(replica, floor, self._vv, self._cloud)
 
+    def _ready(self, delta: Self, origin: str) -> bool:
+        return foreign_dots_seen(self._vv, self._cloud, delta._vv, delta._cloud, origin)
+
+    def _context_size(self) -> int:
+        return len(self._vv) + len(self._cloud)
+
 
 # --- hybrid logical clock ------------------------------------------------------------------
 
@@ -488,8 +686,11 @@ class HybridLogicalClock:
         replica: optional owner id; only `stamp()` needs it.
         clock: where physical time comes from (`clock.time()`); pass a
             `resilience.testing.VirtualClock` in tests.
-        max_drift: if set, `observe` refuses (CRDTError) a timestamp more than this many
-            seconds ahead of the local clock.
+        max_drift: if set, a timestamp more than this many seconds ahead of the local clock
+            is refused: `observe` raises CRDTError, `from_dict` (and so the Replicator)
+            refuses a state carrying one, and a local write that follows such a timestamp
+            (merged in directly) is stamped from the local clock instead of following it, so
+            local writes keep working.
 
     Example:
         >>> from resilience.testing import VirtualClock
@@ -525,6 +726,10 @@ class HybridLogicalClock:
                 self._counter += 1
             return (self._ms, self._counter)
 
+    def admits(self, ms: int) -> bool:
+        """Whether a timestamp of `ms` milliseconds is within `max_drift` of the local clock."""
+        return self.max_drift is None or ms / 1000 - self._clock.time() <= self.max_drift
+
     def observe(self, ms: int, counter: int = 0) -> None:
         """Move past a timestamp seen elsewhere (so the next `now()` is greater).
 
@@ -554,9 +759,12 @@ class HybridLogicalClock:
         return (ms, counter, self.replica)
 
     def tick(self, after: Timestamp | None = None) -> tuple[int, int]:
-        """`now()`, but also greater than `after` (a timestamp this replica has seen)."""
-        if after is not None:
-            self.observe(after[0], after[1])
+        """`now()`, but also greater than `after` (a timestamp this replica has seen), unless
+        `after` is beyond `max_drift`: a skewed clock is not followed, and the write goes on."""
+        if after is not None and self.admits(after[0]):
+            with self._lock:
+                if (after[0], after[1]) > (self._ms, self._counter):
+                    self._ms, self._counter = after[0], after[1]
         return self.now()
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Self
 
 from ._base import (
     CRDT,
-    HybridLogicalClock,
+    Intake,
     _amount,
     check_replica,
     want_counts,
@@ -83,10 +83,18 @@ class GCounter(CRDT):
     def _state(self) -> dict[str, Any]:
         return {"counts": dict(self._counts)}
 
+    _PER_REPLICA = True
+
+    def _contribution(self, replica: str) -> Self:
+        n = self._counts.get(replica)
+        return self._make(self.replica, {} if n is None else {replica: n})
+
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"counts"})
-        return cls._make(replica, want_counts(body["counts"], "state.counts"))
+        intake.count(len(body["counts"]) if type(body["counts"]) is dict else 0, "state")
+        top = intake.limits.max_counter
+        return cls._make(replica, want_counts(body["counts"], "state.counts", top))
 
 
 class PNCounter(CRDT):
@@ -147,9 +155,22 @@ class PNCounter(CRDT):
     def _state(self) -> dict[str, Any]:
         return {"p": dict(self._p), "n": dict(self._n)}
 
+    _PER_REPLICA = True
+
+    def _contribution(self, replica: str) -> Self:
+        p, n = self._p.get(replica), self._n.get(replica)
+        return self._make(
+            self.replica, {} if p is None else {replica: p}, {} if n is None else {replica: n}
+        )
+
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"p", "n"})
+        for part in ("p", "n"):
+            intake.count(len(body[part]) if type(body[part]) is dict else 0, "state")
+        top = intake.limits.max_counter
         return cls._make(
-            replica, want_counts(body["p"], "state.p"), want_counts(body["n"], "state.n")
+            replica,
+            want_counts(body["p"], "state.p", top),
+            want_counts(body["n"], "state.n", top),
         )

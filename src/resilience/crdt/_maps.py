@@ -12,28 +12,33 @@ from ._base import (
     CausalCRDT,
     Dot,
     HybridLogicalClock,
+    Intake,
     Timestamp,
     _canonical,
     _check_covered,
     _own,
+    add_dot,
     bad,
     cc_join,
     cc_state,
-    check_key,
     check_replica,
     check_value,
     compact,
     covered,
+    ekey,
+    ikey,
+    in_value_order,
     inner_state,
+    lookup,
     next_dot,
     own_counter,
     parse_cc,
     parse_inner,
+    sort_key,
     want_dict,
     want_dot,
     want_key,
     want_list,
-    want_timestamp,
     want_value,
 )
 from ._registers import LWWRegister, _join_dotfun
@@ -42,6 +47,14 @@ __all__ = ["LWWMap", "ORMap"]
 
 
 # --- maps ----------------------------------------------------------------------------------
+
+
+def _by_key(item: tuple[Any, Any]) -> str:
+    return sort_key(item[0])
+
+
+_MAX_SKIP = 4096
+"""How many never-issued dots an ORMap update records one by one (see ORMap._put)."""
 
 _LWWEntry = tuple[Timestamp, bool, Any]  # (timestamp, present, value); present=False: removed
 
@@ -104,7 +117,7 @@ class LWWMap(CRDT):
         Raises:
             CRDTError: the key or the value is not JSON-safe.
         """
-        check_key(key, "an LWWMap key")
+        key = ikey(key, "an LWWMap key")
         check_value(value, "an LWWMap value")
         entry = (self._stamp(key), True, _own(value))
         self._entries[key] = entry
@@ -113,6 +126,7 @@ class LWWMap(CRDT):
     def remove(self, key: Any) -> Self:
         """Remove `key` (a tombstone newer than every write seen); returns the delta (empty
         if the key is absent)."""
+        key = lookup(key)
         old = self._entries.get(key)
         if old is None or not old[1]:
             return self._make(self.replica, self._hlc, {})
@@ -121,17 +135,20 @@ class LWWMap(CRDT):
         return self._make(self.replica, self._hlc, {key: entry})
 
     def get(self, key: Any, default: Any = None) -> Any:
-        entry = self._entries.get(key)
+        entry = self._entries.get(lookup(key))
         return entry[2] if entry is not None and entry[1] else default
 
     def __getitem__(self, key: Any) -> Any:
-        entry = self._entries.get(key)
+        entry = self._entries.get(lookup(key))
         if entry is None or not entry[1]:
             raise KeyError(key)
         return entry[2]
 
     def __contains__(self, key: object) -> bool:
-        entry = self._entries.get(key)
+        try:
+            entry = self._entries.get(lookup(key))
+        except TypeError:
+            return False
         return entry is not None and entry[1]
 
     def __iter__(self) -> Iterator[Any]:
@@ -141,12 +158,18 @@ class LWWMap(CRDT):
         return sum(1 for e in self._entries.values() if e[1])
 
     def keys(self) -> list[Any]:
-        return [k for k, e in self._entries.items() if e[1]]
+        """The live keys (`1`, `True` and `1.0` are three keys)."""
+        return [ekey(k) for k, e in self._entries.items() if e[1]]
+
+    def items(self) -> list[tuple[Any, Any]]:
+        """The live keys and their values, each key once."""
+        return [(ekey(k), e[2]) for k, e in self._entries.items() if e[1]]
 
     @property
     def value(self) -> dict[Any, Any]:
-        """The live keys and their values, as a dict."""
-        return {k: e[2] for k, e in self._entries.items() if e[1]}
+        """The live keys and their values, as a dict (a Python dict merges `1`, `True` and
+        `1.0` into one key: use `items()` if you mix them)."""
+        return {ekey(k): e[2] for k, e in in_value_order(self._entries) if e[1]}
 
     def _join(self, other: Self) -> Self:
         out = dict(self._entries)
@@ -169,22 +192,29 @@ class LWWMap(CRDT):
         return self._entries == other._entries
 
     def _state(self) -> dict[str, Any]:
-        return {"entries": [[k, list(e[0]), e[1], e[2]] for k, e in self._entries.items()]}
+        return {
+            "entries": [
+                [ekey(k), list(e[0]), e[1], e[2]]
+                for k, e in sorted(self._entries.items(), key=_by_key)
+            ]
+        }
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"entries"})
         entries: dict[Any, _LWWEntry] = {}
-        for item in want_list(body["entries"], "state.entries"):
+        items = want_list(body["entries"], "state.entries")
+        intake.count(len(items), "state.entries")
+        for item in items:
             key, ts, present, value = want_list(item, "state.entries[]", 4)
-            want_key(key, "state.entries[] key")
+            key = want_key(key, "state.entries[] key")
             if key in entries:
-                raise bad("state.entries", f"key {key!r} appears twice")
+                raise bad("state.entries", f"key {ekey(key)!r} appears twice")
             if type(present) is not bool or (not present and value is not None):
                 raise bad("state.entries[]", "bad presence flag")
-            stamp = want_timestamp(ts, "state.entries[] ts")
+            stamp = intake.timestamp(ts, "state.entries[] ts")
             entries[key] = (stamp, present, want_value(value, "state.entries[] value"))
-        return cls._make(replica, hlc, entries)
+        return cls._make(replica, intake.hlc, entries)
 
 
 def _join_crdt(a: CRDT, b: CRDT) -> CRDT:
@@ -255,6 +285,7 @@ class ORMap(CausalCRDT):
         return cls(replica, hlc=hlc)
 
     def _current(self, key: Any) -> CRDT | None:
+        """The join of the values under the (internal) key's dots."""
         dots = self._entries.get(key)
         if not dots:
             return None
@@ -276,7 +307,7 @@ class ORMap(CausalCRDT):
         Raises:
             CRDTError: `key` is not a JSON scalar.
         """
-        check_key(key, "an ORMap key")
+        key = ikey(key, "an ORMap key")
         current = self._current(key)
         if current is None:
             vt = value_type or self._value_type
@@ -287,6 +318,12 @@ class ORMap(CausalCRDT):
         # value re-created after its key was removed (its old dots may still be around)
         value._seed(self.replica, own_counter(self.replica, self._vv, self._cloud))
         mutate(value)
+        if value._PER_REPLICA:  # a counter: store only this replica's part (see _put)
+            part = value._contribution(self.replica)
+            for dot, old in self._entries.get(key, {}).items():
+                if dot[0] == self.replica:  # replaced below: keep what it held (set() may
+                    part = part.merge(old)  # have put other replicas' counts there)
+            return self._put(key, part, own_only=True)
         return self._put(key, value)
 
     def set(self, key: Any, value: CRDT) -> Self:
@@ -297,34 +334,53 @@ class ORMap(CausalCRDT):
             CRDTError: `key` is not a JSON scalar or `value` is not a CRDT.
             TypeError: the key holds a CRDT of another type.
         """
-        check_key(key, "an ORMap key")
+        key = ikey(key, "an ORMap key")
         if not isinstance(value, CRDT):
             raise CRDTError(f"ORMap.set needs a CRDT value, got {type(value).__name__}")
         current = self._current(key)
         joined = value if current is None else current.merge(value)
-        return self._put(key, joined._rebind(self.replica, self._hlc))
+        return self._put(key, joined._rebind(self.replica, self._hlc), own_only=joined._PER_REPLICA)
 
-    def _put(self, key: Any, value: CRDT) -> Self:
+    def _put(self, key: Any, value: CRDT, own_only: bool = False) -> Self:
         replica = self.replica
         first = next_dot(replica, self._vv, self._cloud)[1]
         # the map's counter also covers the nested value's dots (see update), so it may skip
         # ahead; the skipped dots are never issued, and the delta carries them as seen
         last = max(first, value._counter(replica))
-        issued = {(replica, n) for n in range(first, last + 1)}
         dot = (replica, last)
-        seen = set(self._entries.get(key, ()))
+        old = self._entries.get(key, {})
+        # a counter's new dot replaces only this replica's earlier dots of the key: the
+        # others hold the other replicas' contributions, which this update did not change
+        seen = {d for d in old if d[0] == replica} if own_only else set(old)
+        if last - first <= _MAX_SKIP:
+            issued = {(replica, n) for n in range(first, last + 1)}
+            self._cloud |= issued
+            compact(self._vv, self._cloud)
+        else:
+            # A far skip (only a value carrying dots of this replica far beyond the map's:
+            # a forged or hand-built state) is never expanded: the map's own counter jumps
+            # in O(1) and the delta carries only the new dot, so a receiver keeps one cloud
+            # entry until the next full state closes the gap. The skipped dots carry nothing.
+            issued = {dot}
+            if self._vv.get(replica, 0) == first - 1:
+                self._vv[replica] = last
+            else:
+                add_dot(self._vv, self._cloud, dot)
         seen |= issued
+        entry = {d: v for d, v in old.items() if d not in seen}
+        entry[dot] = value
         dvv: dict[str, int] = {}
-        compact(dvv, seen)
-        self._entries[key] = {dot: value}
-        self._cloud |= issued
-        compact(self._vv, self._cloud)
+        compact(dvv, seen)  # (folds dots of `seen` into `dvv`)
+        self._entries[key] = entry
         return self._make(self, replica, {key: {dot: value}}, dvv, seen)
 
     def remove(self, key: Any) -> Self:
         """Remove `key` as observed here (a concurrent update elsewhere wins); returns the
         delta (empty if absent)."""
-        dots = self._entries.pop(key, None)
+        try:
+            dots = self._entries.pop(lookup(key), None)
+        except TypeError:
+            dots = None
         if dots is None:
             return self._make(self, self.replica, {}, {}, set())
         seen = set(dots)
@@ -334,7 +390,10 @@ class ORMap(CausalCRDT):
 
     def get(self, key: Any) -> Any:
         """A copy of the CRDT under `key` (owned by this replica), or None."""
-        current = self._current(key)
+        try:
+            current = self._current(lookup(key))
+        except TypeError:
+            return None
         return None if current is None else current._rebind(self.replica, self._hlc)
 
     def __getitem__(self, key: Any) -> Any:
@@ -344,25 +403,29 @@ class ORMap(CausalCRDT):
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        try:
+            return lookup(key) in self._entries
+        except TypeError:
+            return False
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._entries)
+        return map(ekey, self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def keys(self) -> list[Any]:
-        return list(self._entries)
+        """The keys (`1`, `True` and `1.0` are three keys)."""
+        return [ekey(k) for k in self._entries]
 
     @property
     def value(self) -> dict[Any, Any]:
         """Each key's value (`.value` of its CRDT), as a dict."""
         out: dict[Any, Any] = {}
-        for key in self._entries:
+        for key, _ in in_value_order(self._entries):
             current = self._current(key)
             if current is not None:
-                out[key] = current.value
+                out[ekey(key)] = current.value
         return out
 
     @property
@@ -431,8 +494,8 @@ class ORMap(CausalCRDT):
         return {
             "value_type": self._value_type.TYPE,
             "entries": [
-                [k, [self._dot_state(d, ds[d]) for d in sorted(ds)]]
-                for k, ds in self._entries.items()
+                [ekey(k), [self._dot_state(d, ds[d]) for d in sorted(ds)]]
+                for k, ds in sorted(self._entries.items(), key=_by_key)
             ],
             "cc": cc_state(self._vv, self._cloud),
         }
@@ -444,35 +507,44 @@ class ORMap(CausalCRDT):
         return [dot[0], dot[1], inner_state(value)]
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         from ._base import _REGISTRY
 
+        if intake.depth >= intake.limits.max_depth:
+            raise bad("state", f"CRDTs nested more than {intake.limits.max_depth} deep")
         body = want_dict(state, "state", {"value_type", "entries", "cc"})
         vt = _REGISTRY.get(body["value_type"]) if type(body["value_type"]) is str else None
         if vt is None:
             raise bad("state.value_type", f"unknown CRDT type {body['value_type']!r}")
-        vv, cloud = parse_cc(body["cc"], "state.cc")
+        vv, cloud = parse_cc(body["cc"], "state.cc", intake)
         entries: dict[Any, dict[Dot, CRDT]] = {}
-        for item in want_list(body["entries"], "state.entries"):
+        top = intake.limits.max_counter
+        items = want_list(body["entries"], "state.entries")
+        intake.count(len(items), "state.entries")
+        intake.depth += 1
+        for item in items:
             key, dots = want_list(item, "state.entries[]", 2)
-            want_key(key, "state.entries[] key")
+            key = want_key(key, "state.entries[] key")
             if key in entries:
-                raise bad("state.entries", f"key {key!r} appears twice")
+                raise bad("state.entries", f"key {ekey(key)!r} appears twice")
             values: dict[Dot, CRDT] = {}
-            for sub in want_list(dots, "state.entries[] dots"):
+            subs = want_list(dots, "state.entries[] dots")
+            intake.count(len(subs), "state.entries[] dots")
+            for sub in subs:
                 r, n, inner = want_list(sub, "state.entries[] dot", 3)
-                dot = want_dot([r, n], "state.entries[] dot")
+                dot = want_dot([r, n], "state.entries[] dot", top)
                 if type(inner) is dict and "type" in inner:
-                    value = parse_inner(inner, "state.entries[] value", replica, hlc)
+                    value = parse_inner(inner, "state.entries[] value", replica, intake)
                     if type(value) is vt:
                         raise bad("state.entries[] value", "a value_type value with a tag")
                     values[dot] = value
                 else:
-                    values[dot] = vt._from_state(inner, replica, hlc)
+                    values[dot] = vt._from_state(inner, replica, intake)
             if not values:
-                raise bad("state.entries", f"key {key!r} has no dots")
+                raise bad("state.entries", f"key {ekey(key)!r} has no dots")
             _check_covered(values, vv, cloud, "state.entries")
             entries[key] = values
-        obj = cls(replica, vt, hlc=hlc)
+        intake.depth -= 1
+        obj = cls(replica, vt, hlc=intake.hlc)
         obj._entries, obj._vv, obj._cloud = entries, vv, cloud
         return obj

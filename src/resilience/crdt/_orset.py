@@ -8,18 +8,21 @@ from typing import Any, Self
 from ._base import (
     CausalCRDT,
     Dot,
-    HybridLogicalClock,
+    Intake,
     _check_covered,
     add_dot,
     bad,
     cc_join,
     cc_state,
-    check_key,
     check_replica,
     compact,
     covered,
+    ekey,
+    ikey,
+    lookup,
     next_dot,
     parse_cc,
+    sort_key,
     want_dict,
     want_dot,
     want_key,
@@ -133,6 +136,13 @@ def _join_dotmap(
     return out
 
 
+_NONE: Any = object()  # "no element" (None is an element)
+
+
+def _by_key(item: tuple[Any, Any]) -> str:
+    return sort_key(item[0])
+
+
 class ORSet(CausalCRDT):
     """An add-wins observed-remove set (the optimized OR-Set, "ORSWOT"): each add gets a
     fresh dot; a remove forgets the dots it has seen, so a concurrent add survives. The
@@ -150,13 +160,14 @@ class ORSet(CausalCRDT):
     """
 
     TYPE = "ORSet"
-    __slots__ = ()
+    __slots__ = ("_index",)
 
     def __init__(self, replica: str) -> None:
         self.replica = check_replica(replica)
         self._entries: dict[Any, _Dots] = {}
         self._vv: dict[str, int] = {}
         self._cloud: set[Dot] = set()
+        self._index: dict[Dot, Any] | None = None
 
     @classmethod
     def _make(
@@ -171,6 +182,7 @@ class ORSet(CausalCRDT):
         obj._entries = entries
         obj._vv = vv
         obj._cloud = cloud
+        obj._index = None
         return obj
 
     def add(self, element: Any) -> Self:
@@ -179,7 +191,7 @@ class ORSet(CausalCRDT):
         Raises:
             CRDTError: `element` is not a JSON scalar.
         """
-        check_key(element, "an ORSet element")
+        element = ikey(element, "an ORSet element")
         dot = next_dot(self.replica, self._vv, self._cloud)
         old = self._entries.get(element)
         seen = set() if old is None else set(_as_set(old))
@@ -187,33 +199,43 @@ class ORSet(CausalCRDT):
         dvv: dict[str, int] = {}
         compact(dvv, seen)
         self._entries[element] = dot
+        self._index = None
         add_dot(self._vv, self._cloud, dot)
         return self._make(self.replica, {element: dot}, dvv, seen)
 
     def remove(self, element: Any) -> Self:
         """Remove `element` as observed here (a concurrent add elsewhere wins); returns the
         delta (empty if the element is absent)."""
-        dots = self._entries.pop(element, None)
+        try:
+            dots = self._entries.pop(lookup(element), None)
+        except TypeError:  # unhashable: never an element
+            dots = None
         if dots is None:
             return self._make(self.replica, {}, {}, set())
+        self._index = None
         seen = set(_as_set(dots))
         dvv: dict[str, int] = {}
         compact(dvv, seen)
         return self._make(self.replica, {}, dvv, seen)
 
     def __contains__(self, element: object) -> bool:
-        return element in self._entries
+        try:
+            return lookup(element) in self._entries
+        except TypeError:
+            return False
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._entries)
+        """Every element once (`1`, `True` and `1.0` are three elements)."""
+        return map(ekey, self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def value(self) -> frozenset[Any]:
-        """The elements, as a frozenset."""
-        return frozenset(self._entries)
+        """The elements, as a frozenset (which, like any Python set, holds only one of `1`,
+        `True` and `1.0`; iterate to see each element)."""
+        return frozenset(map(ekey, self._entries))
 
     @property
     def context_size(self) -> int:
@@ -227,28 +249,90 @@ class ORSet(CausalCRDT):
         vv, cloud = cc_join(self._vv, self._cloud, other._vv, other._cloud)
         return self._make(self.replica, entries, vv, cloud)
 
+    def _absorb(self, delta: Self) -> bool:
+        """Merge a delta into this state in place: afterwards `self` equals what
+        `self.merge(delta)` would return, without copying every element. Only the elements
+        the delta names or whose dots its causal context covers can change; a dot -> element
+        index (built once, dropped by local mutations) finds the latter. Returns False, and
+        changes nothing, when the delta's context is too wide to walk (a full state)."""
+        dvv, dcl = delta._vv, delta._cloud
+        if sum(dvv.values()) + len(dcl) > 64 + 2 * len(delta._entries):
+            return False
+        index = self._index
+        entries = self._entries
+        if index is None:
+            index = {}
+            for elem, dots in entries.items():
+                if isinstance(dots, frozenset):
+                    for d in dots:
+                        index[d] = elem
+                else:
+                    index[dots] = elem
+            self._index = index
+        candidates = list(delta._entries)
+        for r, n in dvv.items():
+            for m in range(1, n + 1):
+                hit = index.get((r, m), _NONE)
+                if hit is not _NONE:
+                    candidates.append(hit)
+        for d in dcl:
+            hit = index.get(d, _NONE)
+            if hit is not _NONE:
+                candidates.append(hit)
+        vv, cloud = self._vv, self._cloud
+        changes: list[tuple[Any, _Dots | None]] = []
+        for elem in dict.fromkeys(candidates):
+            da, db = entries.get(elem), delta._entries.get(elem)
+            if db is None:
+                keep = None if da is None else _survivors(da, dvv, dcl)
+            elif da is None:
+                keep = _survivors(db, vv, cloud)
+            elif da == db:
+                keep = da
+            else:
+                keep = _join_dots(da, db, vv, cloud, dvv, dcl)
+            if keep is not da:
+                changes.append((elem, keep))
+        for elem, keep in changes:
+            old = entries.pop(elem, None)
+            if old is not None:
+                for d in _as_set(old):
+                    index.pop(d, None)
+            if keep is not None:
+                entries[elem] = keep
+                for d in _as_set(keep):
+                    index[d] = elem
+        self._vv, self._cloud = cc_join(vv, cloud, dvv, dcl)
+        return True
+
     def _state(self) -> dict[str, Any]:
         return {
             "entries": [
-                [e, [list(d) for d in sorted(_as_set(ds))]] for e, ds in self._entries.items()
+                [ekey(e), [list(d) for d in sorted(_as_set(ds))]]
+                for e, ds in sorted(self._entries.items(), key=_by_key)
             ],
             "cc": cc_state(self._vv, self._cloud),
         }
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"entries", "cc"})
-        vv, cloud = parse_cc(body["cc"], "state.cc")
+        vv, cloud = parse_cc(body["cc"], "state.cc", intake)
         entries: dict[Any, _Dots] = {}
-        for item in want_list(body["entries"], "state.entries"):
+        top = intake.limits.max_counter
+        items = want_list(body["entries"], "state.entries")
+        intake.count(len(items), "state.entries")
+        for item in items:
             elem, dots = want_list(item, "state.entries[]", 2)
-            want_key(elem, "state.entries[] element")
+            elem = want_key(elem, "state.entries[] element")
             if elem in entries:
-                raise bad("state.entries", f"element {elem!r} appears twice")
-            ds = frozenset(want_dot(d, "state.entries[] dot") for d in want_list(dots, "dots"))
+                raise bad("state.entries", f"element {ekey(elem)!r} appears twice")
+            dots = want_list(dots, "dots")
+            intake.count(len(dots), "state.entries[] dots")
+            ds = frozenset(want_dot(d, "state.entries[] dot", top) for d in dots)
             _check_covered(ds, vv, cloud, "state.entries")
             normal = _norm(ds)
             if normal is None:
-                raise bad("state.entries", f"element {elem!r} has no dots")
+                raise bad("state.entries", f"element {ekey(elem)!r} has no dots")
             entries[elem] = normal
         return cls._make(replica, entries, vv, cloud)

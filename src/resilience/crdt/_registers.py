@@ -11,6 +11,7 @@ from ._base import (
     CausalCRDT,
     Dot,
     HybridLogicalClock,
+    Intake,
     Timestamp,
     _canonical,
     _check_covered,
@@ -27,7 +28,6 @@ from ._base import (
     want_dict,
     want_dot,
     want_list,
-    want_timestamp,
     want_value,
 )
 
@@ -134,16 +134,17 @@ class LWWRegister(CRDT):
         return {"ts": list(self._entry[0]), "value": self._entry[1]}
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         if type(state) is not dict or len(state) != 2 or "ts" not in state:
             want_dict(state, "state", {"ts", "value"})  # raises the detailed error
         ts, value = state["ts"], state["value"]
         if ts is None:
             if value is not None:
                 raise bad("state.value", "a value without a timestamp")
-            return cls._make(replica, hlc, None)
-        entry = (want_timestamp(ts, "state.ts"), want_value(value, "state.value"))
-        return cls._make(replica, hlc, entry)
+            return cls._make(replica, intake.hlc, None)
+        intake.count(1, "state")
+        entry = (intake.timestamp(ts, "state.ts"), want_value(value, "state.value"))
+        return cls._make(replica, intake.hlc, entry)
 
 
 def _join_dotfun(
@@ -253,13 +254,15 @@ class MVRegister(CausalCRDT):
         }
 
     @classmethod
-    def _from_state(cls, state: Any, replica: str, hlc: HybridLogicalClock) -> Self:
+    def _from_state(cls, state: Any, replica: str, intake: Intake) -> Self:
         body = want_dict(state, "state", {"entries", "cc"})
-        vv, cloud = parse_cc(body["cc"], "state.cc")
+        vv, cloud = parse_cc(body["cc"], "state.cc", intake)
         entries: dict[Dot, Any] = {}
-        for item in want_list(body["entries"], "state.entries"):
+        items = want_list(body["entries"], "state.entries")
+        intake.count(len(items), "state.entries")
+        for item in items:
             r, n, value = want_list(item, "state.entries[]", 3)
-            dot = want_dot([r, n], "state.entries[]")
+            dot = want_dot([r, n], "state.entries[]", intake.limits.max_counter)
             entries[dot] = want_value(value, "state.entries[]")
         _check_covered(entries, vv, cloud, "state.entries")
         return cls._make(replica, entries, vv, cloud)

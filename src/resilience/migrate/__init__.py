@@ -27,33 +27,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from ._core import _ENVIRONMENTS, FORMATS, _Entry, _Run, _sanitise
+from ._core import _ENVIRONMENTS, FORMATS, MigrationError, _confidence, _Entry, _Run, _sanitise
 from ._dotnet import _polly
 from ._env import _env
 from ._jvm import _flatten, _hystrix, _r4j
 from ._python import _circuitbreaker, _pybreaker, _tenacity
 from ._read import _detect, _read
 from ._report import MigrationReport, OperationReport
+from ._rewrite import rewrite
 
 __all__ = [
     "FORMATS",
+    "MigrationError",
     "MigrationReport",
     "OperationReport",
     "cli",
     "migrate",
+    "rewrite",
 ]
 
 # --- the entry point -------------------------------------------------------------------------
 
 
 def migrate(
-    source: str | Path | Mapping[str, Any],
+    source: str | Path | Mapping[str, Any] | Sequence[str | Path | Mapping[str, Any]],
     format: str = "auto",  # the contract's name
+    profile: str | None = None,
     *,
     name: str | None = None,
     preset: str | None = None,
@@ -62,11 +66,17 @@ def migrate(
     """Convert legacy resilience settings into this library's configuration.
 
     Args:
-        source: a file path (`.yml`/`.yaml`, `.properties`, `.json`, `.env`), the file's text,
-            or a mapping (parsed YAML/JSON, flat properties, or a library's constructor kwargs,
-            e.g. `{"fail_max": 5, "reset_timeout": 60}` or tenacity's `{"stop":
-            stop_after_attempt(3), "wait": wait_fixed(1)}`).
+        source: a file path (`.yml`/`.yaml`, `.properties`, `.json`, `.env`; `.py` or a
+            directory for Python code), the file's text, or a mapping (parsed YAML/JSON, flat
+            properties, or a library's constructor kwargs, e.g. `{"fail_max": 5,
+            "reset_timeout": 60}` or tenacity's `{"stop": stop_after_attempt(3), "wait":
+            wait_fixed(1)}`). A list of them is a base followed by overlays merged over it
+            in order (`["application.yml", "application-prod.yml"]`), as Spring and .NET do.
         format: "auto" (detected), or one of `FORMATS`.
+        profile: the Spring profile(s) to activate, comma-separated: the documents of a
+            multi-document YAML (or `#---` properties) file whose
+            `spring.config.activate.on-profile` (or `spring.profiles`) matches are merged over
+            the base documents. None: the base documents only (the report lists the profiles).
         name: the operation's name for formats that have none (pybreaker, tenacity,
             circuitbreaker, a Polly options object at the top). Default: the legacy `name`
             argument, else "default".
@@ -79,8 +89,9 @@ def migrate(
         in every environment.
 
     Raises:
-        ConfigError: the source cannot be read, or holds values the legacy library itself
-            would refuse; `.errors` lists every problem as (`file:key`, message).
+        MigrationError: (a `ConfigError`) the source cannot be read, or holds values the
+            legacy library itself would refuse; `.errors` lists every problem as
+            (`file:key`, message).
 
     Example:
         >>> from resilience import migrate
@@ -90,35 +101,60 @@ def migrate(
         ('hystrix', 7.0)
     """
     if format != "auto" and format not in FORMATS:
-        raise ConfigError([("format", f"must be 'auto' or one of {', '.join(FORMATS)}; "
-                            f"got {format!r}")])  # fmt: skip
+        raise MigrationError([("format", f"must be 'auto' or one of {', '.join(FORMATS)}; "
+                               f"got {format!r}")])  # fmt: skip
     if unset not in ("preset", "off"):
-        raise ConfigError([("unset", f"must be 'preset' or 'off'; got {unset!r}")])
+        raise MigrationError([("unset", f"must be 'preset' or 'off'; got {unset!r}")])
     if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise ConfigError([("name", f"must be a non-empty string, got {name!r}")])
+        raise MigrationError([("name", f"must be a non-empty string, got {name!r}")])
+    if profile is not None and (not isinstance(profile, str) or not profile.strip()):
+        raise MigrationError([("profile", f"must be a non-empty string, got {profile!r}")])
     if preset is not None:
         from ..config import PRESETS
 
         if preset not in PRESETS:
-            raise ConfigError([("preset", f"unknown preset {preset!r}; accepted: "
-                                f"{', '.join(PRESETS)}")])  # fmt: skip
+            raise MigrationError([("preset", f"unknown preset {preset!r}; accepted: "
+                                   f"{', '.join(PRESETS)}")])  # fmt: skip
     try:
-        return _migrate(source, format, name, preset, unset)
-    except ConfigError:
+        return _migrate(source, format, profile, name, preset, unset)
+    except MigrationError:
         raise
+    except ConfigError as exc:
+        raise MigrationError(exc.errors) from None
     except RecursionError:
-        raise ConfigError([("source", "nested too deeply")]) from None
-    except Exception as exc:  # a value no check foresaw: still a ConfigError, never a crash
-        raise ConfigError([("source", f"cannot migrate ({type(exc).__name__}: {exc}); "
-                            "please report this as a bug")]) from None  # fmt: skip
+        raise MigrationError([("source", "nested too deeply")]) from None
+    except Exception as exc:  # a value no check foresaw: still a MigrationError, never a crash
+        raise MigrationError([("source", f"cannot migrate ({type(exc).__name__}: {exc}); "
+                               "please report this as a bug")]) from None  # fmt: skip
 
 
-def _migrate(source: Any, fmt: str, name: str | None, preset: str | None,
+def _migrate(source: Any, fmt: str, profile: str | None, name: str | None, preset: str | None,
              unset: str) -> MigrationReport:  # fmt: skip
-    data, label, kind = _read(source, fmt)
+    if fmt == "python" or (fmt == "auto" and _is_python(source)):
+        from ._source import _python_source
+
+        if not isinstance(source, str | Path):
+            raise MigrationError([("source", "format 'python' reads a .py file, a directory or "
+                                   f"source text, got {type(source).__name__}")])  # fmt: skip
+        text = isinstance(source, str) and ("\n" in source or not source.strip())
+        run = _Run("python", "<text>" if text else str(source), name, unset)
+        found = _python_source(run, source)
+        if run.problems:
+            raise MigrationError(run.problems)
+        report = _build_report(run, preset)
+        found.annotate(report)
+        return report
+    read = _read(source, fmt, profile)
+    data, label, kind = read.data, read.label, read.kind
     if fmt == "auto":
         fmt = _detect(data, kind, label)
     run = _Run(fmt, label, name, unset)
+    run.warnings += read.warnings
+    for overlay in read.overlays:
+        run.entries.append(_Entry(f"{overlay} (its base file)", 0.5))
+        run.warn(f"{overlay} is a profile overlay: the settings it does not set come from its "
+                 "base file (application.yml / appsettings.json), not the library's defaults; "
+                 f"migrate both: resilience migrate <base> {overlay}")  # fmt: skip
     if fmt in ("resilience4j", "hystrix"):
         flat: list[tuple[tuple[str, ...], Any]] = []
         labels: list[str] = []
@@ -135,8 +171,24 @@ def _migrate(source: Any, fmt: str, name: str | None, preset: str | None,
             run, data
         )
     if run.problems:
-        raise ConfigError(run.problems)
-    return _build_report(run, preset)
+        raise MigrationError(run.problems)
+    report = _build_report(run, preset)
+    report.profiles = list(read.profiles)
+    report.profile = profile
+    return report
+
+
+def _is_python(source: Any) -> bool:
+    if isinstance(source, Path | str) and not isinstance(source, Mapping):
+        if isinstance(source, str) and ("\n" in source or len(source) > 1024
+                                        or not source.strip()):  # fmt: skip
+            return False
+        try:
+            path = Path(source)
+            return path.suffix == ".py" or path.is_dir()
+        except (OSError, ValueError):
+            return False
+    return False
 
 
 def _build_report(run: _Run, preset: str | None) -> MigrationReport:
@@ -179,11 +231,7 @@ def _build_report(run: _Run, preset: str | None) -> MigrationReport:
         warnings += [f"{op_name}: {w}" for w in op.warnings]
     config["operations"] = operations
     _final_check(config, reports, warnings)
-    counted: dict[str, float] = {}
-    for entry in all_entries:  # a key inherited by several operations counts once, at its worst
-        if entry.quality >= 0:
-            counted[entry.key] = min(counted.get(entry.key, 1.0), entry.quality)
-    confidence = round(sum(counted.values()) / len(counted), 4) if counted else 1.0
+    confidence = _confidence(all_entries)
     if not operations and not defaults_table:
         confidence = 0.0
         warnings.append("no operation could be migrated")
@@ -230,16 +278,22 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 def cli(args: argparse.Namespace) -> int:
-    """Run `resilience migrate LEGACY_FILE [--format F] [-o resilience.toml] [--check]`.
+    """Run `resilience migrate LEGACY_FILE... [--format F] [--profile P] [-o resilience.toml]
+    [--check] [--rewrite [--write]]`.
 
     Without `-o` the TOML goes to stdout and the report to stderr; with `-o` the report goes
     to stdout. `--check` prints the report and exits 1 when the confidence is below 1 or a
-    setting is unmapped. Unreadable or invalid legacy input exits 2.
+    setting is unmapped. Several files: a base, then overlays merged over it. `--rewrite`
+    (Python code) prints a unified diff that puts `@rs.resilient(...)` in place of each
+    site's decorator; `--write` applies it. Unreadable or invalid legacy input exits 2.
     """
+    files = args.legacy_file if isinstance(args.legacy_file, list) else [args.legacy_file]
+    paths = [Path(f) for f in files]
     try:
         report = migrate(
-            Path(args.legacy_file),
+            paths[0] if len(paths) == 1 else paths,
             format=getattr(args, "format", "auto"),
+            profile=getattr(args, "profile", None),
             name=getattr(args, "name", None),
             preset=getattr(args, "preset", None),
             unset=getattr(args, "unset", "preset"),
@@ -247,6 +301,18 @@ def cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    if getattr(args, "rewrite", False) or getattr(args, "write", False):
+        if report.format != "python":
+            print("--rewrite reads Python code (.py files or a directory)", file=sys.stderr)
+            return 2
+        try:
+            diff = rewrite(report, write=getattr(args, "write", False))
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        sys.stdout.write(diff)
+        print(report.summary(), file=sys.stderr)
+        return 0
     output = getattr(args, "output", None)
     check = getattr(args, "check", False)
     if output:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import ConfigError
+
 FORMATS: tuple[str, ...] = (
     "resilience4j",
     "hystrix",
@@ -18,8 +20,29 @@ FORMATS: tuple[str, ...] = (
     "tenacity",
     "circuitbreaker",
     "env",
+    "python",
 )
 """The legacy formats `migrate()` reads (and "auto", which detects one of them)."""
+
+DROPPED_CAP = 0.85
+"""The highest confidence a migration gets when any legacy key or section was dropped."""
+
+
+class MigrationError(ConfigError):
+    """Legacy input that cannot be migrated: unreadable, ambiguous, or invalid in the legacy
+    library itself. `.errors` lists every problem as (`file:key`, message).
+
+    A `ConfigError`, so `except ConfigError` keeps working.
+
+    Example:
+        >>> from resilience import migrate
+        >>> try:
+        ...     migrate.migrate({"Retry": {"MaxRetryAttempts": -1}}, format="polly")
+        ... except migrate.MigrationError as exc:
+        ...     print(exc.errors[0][1])
+        must be in [1, 2147483647], got -1
+    """
+
 
 _ENVIRONMENTS = ("development", "testing", "staging", "production")
 # the production preset's retry budget: added when more than 3 attempts would otherwise be
@@ -233,8 +256,19 @@ class _Op:
         self.sources.setdefault((section, ""), []).extend(s for s in sources if s)
 
     def confidence(self) -> float:
-        counted = [e.quality for e in self.entries if e.quality >= 0]
-        return round(sum(counted) / len(counted), 4) if counted else 1.0
+        return _confidence(self.entries)
+
+
+def _confidence(entries: Iterable[_Entry]) -> float:
+    """The mean quality of the keys that count; never >= 0.9 when one was dropped."""
+    counted: dict[str, float] = {}
+    for entry in entries:  # a key counted several times counts once, at its worst
+        if entry.quality >= 0:
+            counted[entry.key] = min(counted.get(entry.key, 1.0), entry.quality)
+    if not counted:
+        return 1.0
+    value = round(sum(counted.values()) / len(counted), 4)
+    return min(value, DROPPED_CAP) if 0.0 in counted.values() else value
 
 
 class _Run:

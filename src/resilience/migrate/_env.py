@@ -86,8 +86,10 @@ def _parse_env(text: str, run: _Run) -> dict[str, str]:
             run.problem(f"line {number}", f"expected KEY=VALUE, got {line!r:.60}")
             continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        if value[:1] in ("'", '"') and value.find(value[0], 1) > 0:
+            value = value[1 : value.find(value[0], 1)]  # "x" # comment
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].strip()  # 5   # consecutive failures
         out[key] = value
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -72,6 +71,7 @@ _R4J_KEYS = {
         "randomizedwaitfactor",
         "ringbuffersizeinclosedstate",
         "ringbuffersizeinhalfopenstate",
+        "waitinterval",
     },
     "retry": {
         "maxattempts",
@@ -89,8 +89,9 @@ _R4J_KEYS = {
         "consumeresultbeforeretryattempt",
         "intervalbifunction",
         "failaftermaxattempts",
+        "waitinterval",
     },
-    "bulkhead": {"maxconcurrentcalls", "maxwaitduration"},
+    "bulkhead": {"maxconcurrentcalls", "maxwaitduration", "maxconcurrentcall", "maxwaittime"},
     "threadpoolbulkhead": {
         "maxthreadpoolsize",
         "corethreadpoolsize",
@@ -99,9 +100,27 @@ _R4J_KEYS = {
         "contextpropagators",
         "contextpropagator",
     },
-    "ratelimiter": {"limitforperiod", "limitrefreshperiod", "timeoutduration"},
-    "timelimiter": {"timeoutduration", "cancelrunningfuture"},
+    "ratelimiter": {
+        "limitforperiod",
+        "limitrefreshperiod",
+        "timeoutduration",
+        "limitrefreshperiodinmillis",
+        "timeoutinmillis",
+    },
+    "timelimiter": {"timeoutduration", "cancelrunningfuture", "timeoutinmillis"},
 }
+# resilience4j 0.x (and early 1.x) Spring Boot names -> today's; bare numbers are milliseconds
+# in both, as Spring reads a Duration
+_R4J_ALIASES = {
+    "circuitbreaker": {"waitinterval": "waitdurationinopenstate",
+                       "waitdurationinopenstatemillis": "waitdurationinopenstate"},
+    "retry": {"waitinterval": "waitduration", "waitdurationmillis": "waitduration"},
+    "bulkhead": {"maxconcurrentcall": "maxconcurrentcalls", "maxwaittime": "maxwaitduration",
+                 "maxwaittimemillis": "maxwaitduration"},
+    "ratelimiter": {"limitrefreshperiodinmillis": "limitrefreshperiod",
+                    "timeoutinmillis": "timeoutduration"},
+    "timelimiter": {"timeoutinmillis": "timeoutduration"},
+}  # fmt: skip
 _EXCEPTIONS_NOTE = (
     "exception and predicate classes are Java code; classify errors with a "
     "resilience.Classifier (transient=..., permanent=...) in code"
@@ -153,9 +172,10 @@ def _r4j(run: _Run, flat: list[tuple[tuple[str, ...], Any]], labels: list[str]) 
             run.unmapped(label, "unknown resilience4j module")
             continue
         kind = _norm(segments[2])
-        if kind in ("instances", "backends", "configs") and len(segments) >= 5:
+        if kind in ("instances", "backends", "limiters", "configs") and len(segments) >= 5:
             kind = "configs" if kind == "configs" else "instances"
             key = _norm(".".join(segments[4:]))
+            key = _R4J_ALIASES.get(module, {}).get(key, key)
             groups.setdefault((kind, module, segments[3]), {})[key] = (value, label)
         elif "aspectorder" in _norm(".".join(segments[2:])):
             run.unmapped(label, "the order of policies is fixed here: timeout, retry, "
@@ -194,7 +214,9 @@ def _r4j(run: _Run, flat: list[tuple[tuple[str, ...], Any]], labels: list[str]) 
             merged.update(layer)
         return merged
 
-    order = list(_R4J_MODULES)  # a thread pool after a semaphore bulkhead: the pool wins
+    # a semaphore bulkhead after a thread pool: the semaphore (resilience4j's default type) wins
+    order = ["circuitbreaker", "retry", "threadpoolbulkhead", "bulkhead", "ratelimiter",
+             "timelimiter"]  # fmt: skip
     for (kind, module, name), settings in sorted(
         groups.items(), key=lambda item: order.index(item[0][1])
     ):
@@ -203,8 +225,6 @@ def _r4j(run: _Run, flat: list[tuple[tuple[str, ...], Any]], labels: list[str]) 
             _R4J_MAPPERS[module](op, resolve(module, settings, name))
         elif name == "default":
             _R4J_MAPPERS[module](run.defaults_op(), resolve(module, settings, "default"))
-    for op in [*run.ops.values(), *([run.defaults] if run.defaults else [])]:
-        _per_attempt_timeout(op)
     unused = {
         (module, name) for kind, module, name in groups if kind == "configs" and name != "default"
     }
@@ -214,46 +234,6 @@ def _r4j(run: _Run, flat: list[tuple[tuple[str, ...], Any]], labels: list[str]) 
             for (k, m, _), s in groups.items()
         ):
             run.warn(f"resilience4j.{module}.configs.{name} is used by no instance: skipped")
-
-
-def _waits(backoff: Mapping[str, Any], attempts: int) -> float:
-    """The longest total a backoff waits between `attempts` attempts (jitter only shortens)."""
-    total = 0.0
-    for n in range(1, attempts):
-        if backoff.get("kind") == "constant":
-            total += float(backoff.get("delay", 0.0))
-        elif backoff.get("kind") == "linear":
-            step = float(backoff["initial"]) + float(backoff["step"]) * (n - 1)
-            total += min(step, float(backoff["maximum"]))
-        else:
-            try:
-                wait = float(backoff["initial"]) * float(backoff.get("multiplier", 2.0)) ** (n - 1)
-            except OverflowError:
-                wait = math.inf
-            total += min(wait, float(backoff["maximum"]))
-    return total
-
-
-def _per_attempt_timeout(op: _Op) -> None:
-    """resilience4j's TimeLimiter sits inside the Retry (Spring's aspect order): it bounds each
-    attempt. Ours bounds the whole call, so it becomes attempts x timeout + the waits."""
-    timeout, retry = op.table.get("timeout"), op.table.get("retry")
-    if not isinstance(timeout, float) or not isinstance(retry, dict):
-        return
-    attempts = retry.get("max_attempts")
-    backoff = retry.get("backoff")
-    if not isinstance(attempts, int) or attempts < 2 or not isinstance(backoff, dict):
-        return
-    total = round(timeout * attempts + _waits(backoff, attempts), 6)
-    if not math.isfinite(total) or total > 86400 * 365:
-        return
-    op.table["timeout"] = total
-    op.warn(
-        f"timeout: resilience4j's time limiter bounds each attempt ({timeout:g} s); here the "
-        f"timeout bounds the whole call, so it is {attempts} attempts x {timeout:g} s + the "
-        f"waits = {total:g} s"
-    )
-    _lower(op, ("timeout", ""), 0.8)
 
 
 def _r4j_breaker(op: _Op, s: Settings) -> None:
@@ -294,6 +274,11 @@ def _r4j_breaker(op: _Op, s: Settings) -> None:
     )
     minimum, src_m = get("minimumnumberofcalls", lambda v: _positive(_int(v)), 100,
                          "breaker.minimum_calls")  # fmt: skip
+    if not time_based and minimum > size:
+        # resilience4j decides a count window after min(minimumNumberOfCalls, window size)
+        # calls (CircuitBreakerMetrics); 1.x's ringBufferSizeInClosedState: when the ring is full
+        minimum = size
+        src_m = src_m + src_w
     half_key = (
         "permittednumberofcallsinhalfopenstate"
         if "permittednumberofcallsinhalfopenstate" in s
@@ -471,6 +456,13 @@ def _r4j_retry(op: _Op, s: Settings) -> None:
 
 
 def _r4j_bulkhead(op: _Op, s: Settings) -> None:
+    if "bulkhead" in op.table:  # both kinds for one instance: only one bulkhead here
+        op.warn("a bulkhead and a thread-pool-bulkhead: the semaphore bulkhead's limits are used "
+                "(@Bulkhead's default type); the thread pool's are dropped")  # fmt: skip
+        _lower(op, ("bulkhead", ""), 0.0)
+        for path in [p for p in op.sources if p[0] == "bulkhead"]:
+            del op.sources[path]
+        del op.table["bulkhead"]
     used = {"maxconcurrentcalls", "maxwaitduration"}
     concurrent = 25
     if "maxconcurrentcalls" in s:
@@ -501,11 +493,6 @@ def _r4j_bulkhead(op: _Op, s: Settings) -> None:
 
 
 def _r4j_thread_pool(op: _Op, s: Settings) -> None:
-    if "bulkhead" in op.table:  # both kinds for one instance: only one bulkhead here
-        op.warn("a bulkhead and a thread-pool-bulkhead: the thread pool's limits are used")
-        _lower(op, ("bulkhead", ""), 0.0)
-        for path in [p for p in op.sources if p[0] == "bulkhead"]:
-            del op.sources[path]
     used = {"maxthreadpoolsize", "corethreadpoolsize", "queuecapacity"}
     size, queue = None, 100
     for key in ("maxthreadpoolsize", "corethreadpoolsize"):
@@ -516,6 +503,7 @@ def _r4j_thread_pool(op: _Op, s: Settings) -> None:
                 op.mapped(label, "bulkhead.max_concurrent")
                 op.sources.setdefault(("bulkhead", "max_concurrent"), []).append(label)
         elif key in s:
+            op.sources.setdefault(("bulkhead", "max_concurrent"), []).append(s[key][1])
             op.mapped(s[key][1], "bulkhead.max_concurrent", 0.9,
                       "a thread pool's core size has no equivalent; max_concurrent is its "
                       "maximum size")  # fmt: skip
@@ -529,6 +517,7 @@ def _r4j_thread_pool(op: _Op, s: Settings) -> None:
         if value is not None:
             queue = value
             op.mapped(label, "bulkhead.max_waiting")
+        op.sources.setdefault(("bulkhead", "max_waiting"), []).append(label)
     op.put("bulkhead", "max_concurrent", int(size))
     op.put("bulkhead", "max_waiting", int(queue))
     op.put("bulkhead", "max_wait", False)
@@ -572,8 +561,9 @@ def _r4j_time_limiter(op: _Op, s: Settings) -> None:
         value = op.value(label, raw, lambda v: _positive(_spring_duration(v)))
         if value is not None:
             seconds = value
-            op.mapped(label, "timeout")
-    op.section("timeout", seconds, label)
+            op.mapped(label, "attempt_timeout")
+    # Spring's aspect order puts the TimeLimiter inside the Retry: it bounds each attempt
+    op.section("attempt_timeout", seconds, label)
     _rest(op, s, {"timeoutduration"}, ignored=_R4J_COMMON_IGNORED | {"cancelrunningfuture"})
 
 

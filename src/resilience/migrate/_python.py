@@ -193,7 +193,14 @@ def _ast_terms(node: ast.expr) -> list[_Term]:
         kind = "stop_any" if isinstance(node.op, ast.BitOr) else "stop_all"
         return [(kind, [_ast_terms(node.left) + _ast_terms(node.right)], {})]
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return [("wait_combine", [], {})]
+        return [("wait_combine", [_ast_terms(node.left) + _ast_terms(node.right)], {})]
+    if isinstance(node, ast.Call) and name_of(node.func) in ("wait_chain", "wait_combine"):
+        inner: list[_Term] = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):  # wait_chain(*[wait_fixed(3)] * 3 + [...])
+                raise _Bad("a chain built with * is not literal")
+            inner += _ast_terms(arg)
+        return [(name_of(node.func), [inner], {})]
     if isinstance(node, ast.Call):
         kwargs = {str(k.arg): literal(k.value) for k in node.keywords if k.arg}
         return [(name_of(node.func), [literal(a) for a in node.args], kwargs)]
@@ -252,6 +259,11 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
                     attempts = int(_positive(_int(_arg(args, kwargs, 0, "max_attempt_number", 0))))
                 elif name in ("stop_after_delay", "stop_before_delay"):
                     deadline = _positive(_seconds(_arg(args, kwargs, 0, "max_delay", None)))
+                    if name == "stop_after_delay":  # stop_before_delay is our deadline exactly
+                        quality = min(quality, 0.9)
+                        op.warn(f"{stop_label}: tenacity's stop_after_delay still sleeps and "
+                                "tries once more after a wait that crosses the delay; here no "
+                                "wait starts that would cross the deadline")  # fmt: skip
                 elif name == "stop_never":
                     pass
                 else:
@@ -262,7 +274,7 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
         if terms:
             op.mapped(stop_label, "retry.max_attempts / retry.deadline", quality,
                       "stop_all (&) is read as either limit ending the retries"
-                      if quality < 1 else "")  # fmt: skip
+                      if quality < 0.9 else "")  # fmt: skip
     if attempts is None:
         where = stop_label or "stop (not set)"
         if deadline is None:
@@ -281,7 +293,7 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
         for item in items:
             terms += op.value(label, item, _term) or []
         if len(terms) > 1:
-            terms = [("wait_combine", [], {})]
+            terms = [("wait_combine", [terms], {})]
         if terms:
             backoff = _tenacity_wait(op, label, terms[0], attempts or 3)
     else:
@@ -330,8 +342,103 @@ def _tenacity(run: _Run, data: Mapping[str, Any]) -> None:
     )
 
 
+def _bounds(term: _Term, n: int) -> tuple[float, float]:
+    """(shortest, longest) wait tenacity's `term` gives after the n-th attempt failed."""
+    name, args, kwargs = term
+
+    def num(index: int, key: str, default: float) -> float:
+        return float(_seconds(_arg(args, kwargs, index, key, default)))
+
+    def power(initial: float, base: float) -> float:
+        try:
+            return initial * base ** (n - 1)
+        except OverflowError:
+            return math.inf
+
+    if name == "wait_fixed":
+        w = num(0, "wait", _arg(args, kwargs, 0, "wait_fixed", 0.0))
+        return w, w
+    if name in ("wait_exponential", "wait_random_exponential"):
+        mult, cap = num(0, "multiplier", 1.0), float(_cap(_arg(args, kwargs, 1, "max", math.inf)))
+        base, low = float(_number(_arg(args, kwargs, 2, "exp_base", 2.0))), num(3, "min", 0.0)
+        high = max(max(0.0, low), min(power(mult, base), cap))
+        return (low if name == "wait_random_exponential" else high), high
+    if name == "wait_exponential_jitter":
+        initial, cap = num(0, "initial", 1.0), float(_cap(_arg(args, kwargs, 1, "max", math.inf)))
+        base, jitter = float(_number(_arg(args, kwargs, 2, "exp_base", 2.0))), num(3, "jitter", 1.0)
+        value = power(initial, base)
+        return min(value, cap), min(value + jitter, cap)
+    if name == "wait_incrementing":
+        start, step = num(0, "start", 0.0), num(1, "increment", 100.0)
+        cap = float(_cap(_arg(args, kwargs, 2, "max", math.inf)))
+        value = max(0.0, min(start + step * (n - 1), cap))
+        return value, value
+    if name == "wait_random":
+        return num(0, "min", 0.0), num(1, "max", 1.0)
+    if name == "wait_none":
+        return 0.0, 0.0
+    if name == "wait_combine" and args:
+        parts = [_bounds(t, n) for t in args[0]]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
+    if name == "wait_chain" and args and args[0]:
+        chain = args[0]
+        return _bounds(chain[min(n - 1, len(chain) - 1)], n)
+    raise _Bad(f"no equivalent for {name}")
+
+
+def _fit(op: _Op, label: str, term: _Term, attempts: int) -> dict[str, Any] | None:
+    """A chain or sum of waits as the Backoff that gives the same waits for every retry the
+    attempts allow (exact when one exists), else the closest one (approximate)."""
+    waits = max(min(attempts - 1, 64), 2)
+    try:
+        bounds = [_bounds(term, n) for n in range(1, waits + 1)]
+    except _Bad:
+        op.unmapped(f"{label} ({term[0]})", "a combined or chained wait with parts that have "
+                    "no equivalent: pick a Backoff kind; the preset's backoff applies")  # fmt: skip
+        return None
+    random = any(lo != hi for lo, hi in bounds)
+    seq = [(lo + hi) / 2 for lo, hi in bounds]
+    if any(not math.isfinite(v) for v in seq) or seq[0] < 0:
+        op.unmapped(f"{label} ({term[0]})", "waits without a bound have no equivalent here")
+        return None
+    top = max(seq)
+
+    def same(candidate: list[float]) -> bool:
+        return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(
+            candidate, seq, strict=True))  # fmt: skip
+
+    first = seq[0]
+    backoff: dict[str, Any]
+    step = seq[1] - seq[0]
+    ratio = seq[1] / seq[0] if seq[0] > 0 else 0.0
+    if same([first] * len(seq)):
+        backoff, exact = {"kind": "constant", "delay": first}, True
+    elif step >= 0 and same([min(first + step * i, top) for i in range(len(seq))]):
+        backoff = {"kind": "linear", "initial": first, "step": step, "maximum": top,
+                   "jitter": False}  # fmt: skip
+        exact = True
+    elif ratio >= 1 and same([min(first * ratio**i, top) for i in range(len(seq))]):
+        backoff = {"kind": "exponential", "initial": first, "multiplier": ratio,
+                   "maximum": top, "jitter": False}  # fmt: skip
+        exact = True
+    else:  # the nearest shape: linear from the first wait to the longest
+        grow = (top - first) / max(seq.index(top), 1)
+        backoff = {"kind": "linear", "initial": first, "step": grow, "maximum": top,
+                   "jitter": False}  # fmt: skip
+        exact = False
+    quality = 1.0 if exact and not random else 0.8 if exact else 0.7
+    note = "" if quality == 1.0 else (
+        "the waits' mean is kept; their random spread is not" if exact else
+        "these waits have no exact equivalent: a linear backoff from the first wait to the "
+        "longest")  # fmt: skip
+    op.mapped(label, f"retry.backoff ({backoff['kind']})", quality, note)
+    return backoff
+
+
 def _tenacity_wait(op: _Op, label: str, term: _Term, attempts: int) -> dict[str, Any] | None:
     name, args, kwargs = term
+    if name in ("wait_combine", "wait_chain"):
+        return _fit(op, label, term, attempts)
 
     def num(index: int, key: str, default: float) -> float:
         return _seconds(_arg(args, kwargs, index, key, default))

@@ -25,6 +25,14 @@ class OperationReport:
         mapped: `(legacy key, our setting)` pairs.
         unmapped: the legacy keys that could not be expressed.
         warnings: what differs, what was clamped, what was assumed.
+        library: for code (format "python"): the legacy library ("tenacity", "pybreaker",
+            "stamina", "backoff", "circuitbreaker", "aiobreaker", "purgatory").
+        site: for code: "path:line" of the decorator or constructor call.
+        function: for code: the decorated function's qualified name, or the name the
+            breaker or retrier is assigned to.
+        dynamic: for code: the settings that are not literal in the source, as dotted paths
+            ("retry.max_attempts"); they are not in `overrides` (never guessed).
+        uses: for code: every place that uses this operation ("path:line"), the site first.
     """
 
     name: str
@@ -34,6 +42,11 @@ class OperationReport:
     mapped: list[tuple[str, str]] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    library: str | None = None
+    site: str | None = None
+    function: str | None = None
+    dynamic: list[str] = field(default_factory=list)
+    uses: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +63,8 @@ class MigrationReport:
         unmapped: every legacy key that could not be expressed, in source order.
         ignored: legacy keys without effect on behaviour here (metrics, health indicators).
         warnings: every warning (each operation's, prefixed with its name, and the global ones).
+        profiles: the Spring profiles the source has documents for.
+        profile: the profile(s) read (None: the base documents only).
     """
 
     format: str
@@ -60,6 +75,10 @@ class MigrationReport:
     unmapped: list[str]
     warnings: list[str]
     ignored: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    profile: str | None = None
+    rewrites: dict[str, list[tuple[str, int]]] = field(default_factory=dict, repr=False)
+    """For code: per operation, the (file, line) of each decorator `--rewrite` replaces."""
 
     def to_toml(self) -> str:
         """The config as a `resilience.toml`, with the report as comments.
@@ -89,6 +108,11 @@ class MigrationReport:
             lines.append("")
             if op is not None:
                 lines.append(f"# confidence {op.confidence:.2f}")
+                if op.site:
+                    lines.append(
+                        f"# {op.library} at {_comment(op.site)} ({_comment(op.function or '')})"
+                    )
+                lines += [f"# dynamic (set it by hand): {_comment(d)}" for d in op.dynamic]
                 lines += [f"# {_comment(w)}" for w in op.warnings]
             lines.append(f"[operations.{_toml_key(name)}]")
             lines += _toml_table_lines(table)
@@ -101,8 +125,13 @@ class MigrationReport:
             f"confidence: {self.confidence:.2f}; operations: {len(self.operations)}; "
             f"unmapped: {len(self.unmapped)}",
         ]
+        if self.profiles:
+            out.append(f"profiles in the source: {', '.join(self.profiles)}; read: "
+                       f"{self.profile or 'base documents only'}")  # fmt: skip
         for op in self.operations.values():
-            out.append(f"  {op.name}: confidence {op.confidence:.2f}")
+            where = f" ({op.library} at {op.site})" if op.site else ""
+            out.append(f"  {op.name}: confidence {op.confidence:.2f}{where}")
+            out += [f"    dynamic: {d}" for d in op.dynamic]
         out += [f"unmapped: {k}" for k in self.unmapped]
         out += [f"warning: {w}" for w in self.warnings]
         return "\n".join(out)

@@ -1,0 +1,155 @@
+"""The `resilience` command as a user runs it: a child process importing the tree under test."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import resilience as rs
+from resilience import config
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = str(Path(rs.__file__).resolve().parent.parent)  # the tree under test, not an install
+
+
+def _cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "resilience", *args],
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    out = _cli("--version", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"resilience-primitives {rs.__version__}"
+
+
+def test_validate_without_a_file_reads_the_discovered_config_and_the_environment(
+    tmp_path: Path,
+) -> None:
+    out = _cli("config", "validate", cwd=tmp_path)  # nothing to discover: the presets
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("no config file found (presets): valid (0 operations;")
+    (tmp_path / "resilience.toml").write_text('[operations."payment.charge"]\ntimeout = "10s"\n')
+    out = _cli("config", "validate", cwd=tmp_path, env={"RESILIENCE_ENV": "staging"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("resilience.toml: valid (1 operation;")
+    assert "environment staging from RESILIENCE_ENV" in out.stdout
+    assert out.stderr == ""
+    # an environment variable is validated too, and named in the error
+    bad = {"RESILIENCE__OPERATIONS__PAYMENT_CHARGE__RETRY__MAX_ATTEMPTS": "0"}
+    out = _cli("config", "validate", cwd=tmp_path, env=bad)
+    assert out.returncode == 1
+    assert 'operations."payment.charge".retry.max_attempts: must be >= 1, got 0' in out.stderr
+    assert "(set by RESILIENCE__OPERATIONS__PAYMENT_CHARGE__RETRY__MAX_ATTEMPTS)" in out.stderr
+    # $RESILIENCE_CONFIG is discovered as well
+    (tmp_path / "other.json").write_text('{"operations": {"a": {}, "b": {}}}')
+    out = _cli("config", "validate", cwd=tmp_path, env={"RESILIENCE_CONFIG": "other.json"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("other.json: valid (2 operations;")
+
+
+def test_operations_only_in_the_environment_are_warned_about_and_shown(tmp_path: Path) -> None:
+    (tmp_path / "resilience.toml").write_text('[operations."payments.charge"]\ntimeout = 5\n')
+    env = {"RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT": "1"}
+    out = _cli("config", "validate", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "1 more only in the environment" in out.stdout
+    assert (
+        "warning: RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT: operation 'payment_charge' is "
+        "not declared in resilience.toml"
+    ) in out.stderr
+    assert "did you mean 'payments.charge'?" in out.stderr
+
+    out = _cli("config", "show", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert 'operation "payments.charge"' in out.stdout
+    assert (
+        'operation "payment_charge" (only in the environment: '
+        "RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT)"
+    ) in out.stdout
+    assert "warning: RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT" in out.stderr
+    out = _cli("config", "explain", "payment.charge", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "(not declared: defaults and environment variables apply)" in out.stdout
+    assert "RESILIENCE__OPERATIONS__PAYMENT_CHARGE__TIMEOUT" in out.stdout
+    # no variable, no warning
+    out = _cli("config", "show", cwd=tmp_path)
+    assert out.stderr == ""
+    assert "only in the environment" not in out.stdout
+
+
+def test_explain_documents_the_open_duration_rule(tmp_path: Path) -> None:
+    (tmp_path / "resilience.toml").write_text("[operations.pay]\nbreaker = { open_duration = 2 }\n")
+    # plain-text tables (a shadowed `rich`): one row per line, nothing wrapped
+    (tmp_path / "rich").mkdir()
+    (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('no rich here')\n")
+    env = {"RESILIENCE_ENV": "production", "PYTHONPATH": os.pathsep.join([str(tmp_path), SRC])}
+    out = _cli("config", "explain", "pay", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "open_duration_max" in line)
+    assert row.split()[:2] == ["breaker.open_duration_max", "2"]
+    assert row.endswith(
+        "follows breaker.open_duration (set by file resilience.toml [operations.pay]); "
+        "set breaker.open_duration_max to let it grow"
+    )
+
+
+def test_presets_show_the_open_duration_doubling(tmp_path: Path) -> None:
+    out = _cli("presets", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    flat = " ".join(out.stdout.split())
+    for name, preset in config.PRESETS.items():
+        b = preset.breaker
+        if b is not None and b.open_duration_max is not None:
+            assert f"open {b.open_duration:g} s doubling to {b.open_duration_max:g} s" in flat, name
+    assert "open 5 s doubling" not in flat  # development's breaker does not double
+
+
+def test_demo_refuses_an_unknown_act(tmp_path: Path) -> None:
+    out = _cli("demo", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for act in ("retry", "crdt", "config", "migrate", "metrics"):
+        assert act in out.stdout
+
+
+# --- the CLI page of the docs ----------------------------------------------------------------
+
+
+def _hook() -> object:
+    spec = importlib.util.spec_from_file_location("cli_hook", ROOT / "docs" / "_hooks" / "cli.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_page_is_generated_from_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilience.__main__ import _parser
+
+    hook = _hook()
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert hook.MARKER in page  # type: ignore[attr-defined]
+    monkeypatch.setenv("COLUMNS", "100")
+    text = hook.on_page_markdown(page, page=None)  # type: ignore[attr-defined]
+    assert hook.MARKER not in text  # type: ignore[attr-defined]
+    assert _parser().format_help().rstrip() in text
+    for command in ("demo", "config", "config show", "config validate", "config explain",
+                    "presets", "migrate", "soak"):  # fmt: skip
+        assert f"## resilience {command}\n" in text, command
+    assert "--version" in text
+    assert os.environ["COLUMNS"] == "100"  # put back as it was
