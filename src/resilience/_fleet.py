@@ -15,6 +15,7 @@ local rejection. Workers talk to the coordinator with JSON lines on stdout, noth
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -380,6 +381,7 @@ def fleet_soak(
         "seed": seed,
         "workdir": str(root),
         "processes": processes,
+        "secret": os.urandom(32).hex(),  # the replicas' shared key (HMAC on the wire)
     }
     workers = [_Worker(i, config, root) for i in range(processes)]
     done = {"store": 0, "kill": 0}
@@ -610,6 +612,10 @@ def _growth(samples: list[Any]) -> float:
 # --- the worker ---------------------------------------------------------------------------------
 
 
+def _add(n: int, counter: Any) -> Any:
+    return counter.increment(n)
+
+
 def _rss() -> int:
     try:
         with open("/proc/self/statm") as f:
@@ -685,7 +691,10 @@ def _worker(cfg: dict[str, Any]) -> int:
         if any(a <= now < b for a, b in outages):
             raise ConnectionError("backend down")
 
-    replica = {"counter": GCounter(f"w{wid}")}  # replaced by each merge (merge is pure)
+    # A restarted worker is a new replica (its old count lives on in the others' states): a
+    # G-Counter replica that lost its state must never count under its old id again.
+    rid = f"w{wid}-{inc}"
+    replica: dict[str, Any] = {"counter": GCounter(rid)}  # replaced by each merge (pure)
     stop = root / "stop"
     exit_file = root / "exit"
     stopping = threading.Event()
@@ -751,7 +760,7 @@ def _worker(cfg: dict[str, Any]) -> int:
                 stats["pending"] = pending if stopping.is_set() else None
             time.sleep(0.1)
 
-    def sync_crdt() -> None:
+    def sync_through_store() -> None:
         # Anti-entropy through the store: read every replica's state (our own too: a restarted
         # worker gets its count back), merge, then publish ours.
         names = [f"crdt:w{i}" for i in range(int(cfg["processes"]))]
@@ -762,13 +771,45 @@ def _worker(cfg: dict[str, Any]) -> int:
                     if record is not None:
                         remote = from_dict(record)
                         with lock:
-                            replica["counter"] = replica["counter"].merge(remote)  # type: ignore[arg-type]
+                            replica["counter"] = replica["counter"].merge(remote)
                 with lock:
                     state = replica["counter"].to_dict()
                 store.set(f"crdt:w{wid}", state)
             except Exception:
                 pass  # the store is down or locked: try again on the next round
             time.sleep(0.05 if stopping.is_set() else 0.2)
+
+    def sync_through_streams() -> None:
+        # Redis: the replicas talk through Redis Streams (a delta per round, authenticated),
+        # with digest anti-entropy now and then to repair what a restarted Redis lost.
+        from .crdt import RedisStreamTransport, Replicator
+
+        transport = RedisStreamTransport(spec["url"], "fleet-crdt", rid)
+        rep = Replicator(rid, transport, secret=bytes.fromhex(cfg["secret"]))
+        rep.add("calls", GCounter(rid))
+        shipped = 0
+        last_ae = 0.0
+        while not exit_file.exists():
+            try:
+                with lock:
+                    local = replica["counter"].value  # this incarnation's successes
+                if local > shipped:
+                    rep.update("calls", functools.partial(_add, local - shipped))
+                    shipped = local
+                rep.poll()
+                now = time.monotonic()
+                if now - last_ae > (0.2 if stopping.is_set() else 1.0):
+                    rep.anti_entropy(digest=True)
+                    last_ae = now
+                with lock:
+                    replica["merged"] = rep["calls"]
+            except Exception:
+                pass  # Redis is down: the transport counts it; try again on the next round
+            time.sleep(0.05 if stopping.is_set() else 0.2)
+        transport.close()
+
+    streams = spec["kind"] == "redis"
+    sync_crdt = sync_through_streams if streams else sync_through_store
 
     callers = [threading.Thread(target=caller, daemon=True) for _ in range(int(cfg["threads"]))]
     side = [
@@ -787,7 +828,8 @@ def _worker(cfg: dict[str, Any]) -> int:
         with lock:
             stats["faults"] = chaos.errors
             stats["stopped"] = stopping.is_set()
-            stats["crdt"] = replica["counter"].value if stopping.is_set() else None
+            merged = replica.get("merged", replica["counter"]) if streams else replica["counter"]
+            stats["crdt"] = merged.value if stopping.is_set() else None
             line = {
                 **stats,
                 "rss": _rss(),
