@@ -100,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
     )
+    fleet = soak.add_argument_group(
+        "fleet", "with --processes N > 1 or --store: N worker processes share a store"
+    )
+    fleet.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    fleet.add_argument(
+        "--store",
+        default=None,
+        help="sqlite[:PATH] (a file; locked on schedule) or redis (a redis-server started "
+        "and restarted here) or redis://HOST:PORT/DB (an external one, never killed)",
+    )
+    fleet.add_argument("--outages", type=int, default=2, help="backend outages (default 2)")
+    fleet.add_argument("--store-restarts", type=int, default=1, help="(default 1)")
+    fleet.add_argument("--worker-kills", type=int, default=1, help="SIGKILLs (default 1)")
+    fleet.add_argument("--max-rss-growth", type=float, default=0.05, help="fraction (default 0.05)")
+    fleet.add_argument("--converge-within", type=float, default=2.0, help="seconds (default 2)")
 
     from ._observability import add_arguments as observability_arguments
 

@@ -407,9 +407,27 @@ def soak(
     seed: int | str | bytes | None = 0,
     memory_limit: int = 1_000_000,
     name: str = "soak",
-) -> SoakReport:
+    processes: int = 1,
+    store: str | None = None,
+    outages: int = 2,
+    store_restarts: int = 1,
+    worker_kills: int = 1,
+    max_rss_growth: float = 0.05,
+    converge_within: float = 2.0,
+) -> Any:
     """Run `fn(i)` from `workers` threads for `duration` seconds through a full pipeline
     (Retry > CircuitBreaker > Bulkhead > FaultInjection), then check for leaks.
+
+    With `processes` > 1 or a `store`, it soaks a fleet instead and returns a `FleetReport`
+    (`resilience._fleet`): `processes` worker processes (each with `workers` threads) share
+    one breaker and one rate limit through `store` ("sqlite", "sqlite:PATH", "redis" for a
+    redis-server started here, or a "redis://" URL), each writes to its own outbox drained to
+    a sink and keeps a CRDT replica synced through the store; on a seeded schedule the backend
+    goes down `outages` times, the store is killed and restarted (the file locked, for
+    SQLite) `store_restarts` times and a worker is SIGKILLed and restarted `worker_kills`
+    times. It passes when every outage was recovered from, no acknowledged item was lost, the
+    replicas converged within `converge_within` seconds and RSS grew less than
+    `max_rss_growth`.
 
     After a warm-up (the first fifth of the run) the traced memory is noted; at the end, with
     the workers joined and garbage collected, a growth beyond `memory_limit` bytes, more live
@@ -435,6 +453,13 @@ def soak(
         >>> report.ok, report.calls > 0
         (True, True)
     """
+    if processes != 1 or store is not None:
+        return _fleet_soak(
+            fn=fn, duration=duration, workers=workers, error_rate=error_rate, latency=latency,
+            latency_rate=latency_rate, seed=seed, processes=processes, store=store,
+            outages=outages, store_restarts=store_restarts, worker_kills=worker_kills,
+            max_rss_growth=max_rss_growth, converge_within=converge_within,
+        )  # fmt: skip
     e = Errors()
     if fn is not None and not callable(fn):
         e.append(("fn", f"must be callable, got {type(fn).__name__}"))
@@ -548,6 +573,42 @@ def soak(
     )
 
 
+def _fleet_soak(
+    *, fn: object, duration: float, workers: int, error_rate: float, latency: float | None,
+    latency_rate: float, seed: int | str | bytes | None, processes: int, store: str | None,
+    outages: int, store_restarts: int, worker_kills: int, max_rss_growth: float,
+    converge_within: float,
+) -> Any:  # fmt: skip
+    e = Errors()
+    if fn is not None:
+        e.append(("fn", "a fleet soak runs its own workload in each process: pass fn=None"))
+    e.positive("duration", duration)
+    e.integer("workers", workers, minimum=1)
+    e.integer("processes", processes, minimum=1)
+    for key, value in (("outages", outages), ("store_restarts", store_restarts),
+                       ("worker_kills", worker_kills)):  # fmt: skip
+        e.integer(key, value, minimum=0)
+    e.non_negative("max_rss_growth", max_rss_growth)
+    e.positive("converge_within", converge_within)
+    spec = store if store is not None else "sqlite"
+    if not isinstance(spec, str) or not spec.startswith(("sqlite", "redis")):
+        e.append(("store", f"must be 'sqlite[:PATH]', 'redis' or a redis:// URL, got {store!r}"))
+    if not isinstance(seed, int):
+        e.append(("seed", "a fleet soak takes an integer seed"))
+    e.extend(
+        FaultInjection.validate(error_rate=error_rate, latency=latency, latency_rate=latency_rate)
+    )
+    raise_if(e, "soak")
+    from ._fleet import fleet_soak
+
+    return fleet_soak(
+        duration=duration, processes=processes, store=spec, threads=workers,
+        error_rate=error_rate, latency=latency, latency_rate=latency_rate, seed=int(seed or 0),
+        outages=outages, store_restarts=store_restarts, worker_kills=worker_kills,
+        max_rss_growth=max_rss_growth, converge_within=converge_within,
+    )  # fmt: skip
+
+
 def cli(args: Any) -> int:
     """Run `resilience soak`: print the report; exit 1 when something leaked, 2 on bad
     arguments."""
@@ -562,6 +623,13 @@ def cli(args: Any) -> int:
             latency_rate=args.latency_rate,
             seed=args.seed,
             memory_limit=args.memory_limit,
+            processes=getattr(args, "processes", 1),
+            store=getattr(args, "store", None),
+            outages=getattr(args, "outages", 2),
+            store_restarts=getattr(args, "store_restarts", 1),
+            worker_kills=getattr(args, "worker_kills", 1),
+            max_rss_growth=getattr(args, "max_rss_growth", 0.05),
+            converge_within=getattr(args, "converge_within", 2.0),
         )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
