@@ -652,12 +652,8 @@ def _worker(cfg: dict[str, Any]) -> int:
         half_open_calls=HALF_OPEN_CALLS,
         store=store,
     )
-    try:
-        limiter = RateLimiter(
-            rate=3000, per=1.0, store=store, name=RATE, on_store_error="fail_open"
-        )  # type: ignore[call-arg]
-    except TypeError:
-        limiter = RateLimiter(rate=3000, per=1.0, store=store, name=RATE)
+    # a store outage must not stop the fleet's calls: the limit fails open
+    limiter = RateLimiter(rate=3000, per=1.0, store=store, name=RATE, on_store_error="fail_open")
     chaos = FaultInjection(
         error_rate=cfg["error_rate"],
         latency=cfg["latency"],
