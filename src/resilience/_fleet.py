@@ -678,6 +678,9 @@ def _worker(cfg: dict[str, Any]) -> int:
                 stats["timeline"].append((time.time(), event.to_state))
 
     events.subscribe(on_event)
+    # Where this incarnation starts (a restarted worker adopts the record silently): the
+    # timeline must not end on the killed incarnation's last state.
+    stats["timeline"].append((time.time(), breaker.state.value))
 
     def backend() -> None:
         now = time.time()
