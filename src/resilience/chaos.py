@@ -338,6 +338,11 @@ class SoakReport:
         leaks: what leaked, one line each; empty when nothing did.
         transitions: the breaker's state changes, {(from_state, to_state): count}.
         recoveries: how often the breaker closed again after a trial (half_open -> closed).
+
+    Example:
+        >>> report = soak(duration=0.1, workers=1, error_rate=0.0)
+        >>> report.ok, report.leaks
+        (True, ())
     """
 
     duration: float
