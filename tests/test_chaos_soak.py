@@ -111,6 +111,15 @@ def test_bad_arguments_are_listed_together() -> None:
     assert {loc for loc, _ in info.value.errors} == {"duration", "workers", "error_rate"}
 
 
+def test_too_many_workers_are_refused_before_any_thread_starts() -> None:
+    before = threading.active_count()
+    with pytest.raises(rs.ConfigError) as info:
+        soak(duration=1e9, workers=100_000)
+    assert [loc for loc, _ in info.value.errors] == ["workers"]
+    assert "<= 256" in str(info.value)
+    assert threading.active_count() == before
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])

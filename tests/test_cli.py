@@ -236,3 +236,32 @@ def test_observability_without_a_namespace_writes_bare_metric_names(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     assert "resilience_calls_total" not in (tmp_path / "a.yml").read_text()
     assert "calls_total" in (tmp_path / "a.yml").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_ctrl_c_ends_a_soak_with_one_line_and_status_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "resilience", "soak", "--duration", "60", "--workers", "2"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 3:  # the workers are running
+            assert time.monotonic() < deadline, "the soak's workers never started"
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip() == "resilience soak: interrupted"

@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     soak = sub_parser(commands, "soak", "run a faulty workload for a while and check for leaks")
     soak.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    soak.add_argument("--workers", type=int, default=4, help="threads (default 4)")
+    soak.add_argument("--workers", type=int, default=4, help="threads, 1 to 256 (default 4)")
     soak.add_argument(
         "--error-rate", type=float, default=0.2, help="share of calls that fail (default 0.2)"
     )
@@ -145,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.file is not None:
             parser.error("config validate: give the file once (FILE or --file FILE)")
         args.file = args.file_option
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup ran (finally blocks)
+        print(f"resilience {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 

@@ -401,6 +401,11 @@ def _soak_work(i: int) -> int:
     return len(json.loads(json.dumps({"i": i, "items": list(range(i % 16))})))
 
 
+_MAX_SOAK_WORKERS = 256
+"""More threads than this measure the interpreter's scheduler, not the library (and may not
+start at all): `soak()` refuses them as bad input."""
+
+
 def soak(
     fn: Callable[[int], object] | None = None,
     *,
@@ -423,7 +428,7 @@ def soak(
     Args:
         fn: the call to soak, given a call counter (default: a small JSON round trip).
         duration: seconds to run (> 0). Real time: this is a soak, not a unit test.
-        workers: threads calling at once (>= 1).
+        workers: threads calling at once (1 to 256).
         error_rate, latency, latency_rate, seed: the `FaultInjection` settings.
         memory_limit: bytes of growth tolerated after the warm-up (>= 0).
         name: the operation name of the policies built (events, metrics, health).
@@ -445,6 +450,8 @@ def soak(
         e.append(("fn", f"must be callable, got {type(fn).__name__}"))
     e.positive("duration", duration)
     e.integer("workers", workers, minimum=1)
+    if isinstance(workers, int) and workers > _MAX_SOAK_WORKERS:
+        e.append(("workers", f"must be <= {_MAX_SOAK_WORKERS} (one thread each), got {workers}"))
     e.integer("memory_limit", memory_limit, minimum=0)
     e.extend(
         FaultInjection.validate(
