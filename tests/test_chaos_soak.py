@@ -42,6 +42,32 @@ def test_memory_that_keeps_growing_is_a_leak() -> None:
     assert report.memory_growth > 200_000
 
 
+def test_a_slow_collection_after_the_warm_up_does_not_hide_a_leak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In a big, busy process (a test suite on 2 loaded cores) the collection before the
+    # baseline can take longer than the whole run: the measured part must still get its time.
+    import gc
+    import time
+
+    collect = gc.collect
+    calls = [0]
+
+    def slow_collect(*args: int) -> int:
+        if sys._getframe(1).f_globals.get("__name__") == "resilience.chaos":
+            calls[0] += 1
+        if calls[0] == 2:  # soak's second: it ends the warm-up (the first is before the run)
+            calls[0] += 1
+            time.sleep(0.5)  # longer than the run's duration
+        return collect(*args)
+
+    kept: list[bytes] = []
+    monkeypatch.setattr(gc, "collect", slow_collect)
+    report = soak(lambda i: kept.append(bytes(10_000)), duration=0.3, workers=2, error_rate=0.0)
+    assert not report.ok, report.summary()
+    assert any("memory" in leak for leak in report.leaks)
+
+
 def test_threads_left_running_are_a_leak() -> None:
     release = threading.Event()
     started: list[threading.Thread] = []
@@ -83,6 +109,15 @@ def test_bad_arguments_are_listed_together() -> None:
     with pytest.raises(rs.ConfigError) as info:
         soak(duration=0, workers=0, error_rate=2.0)
     assert {loc for loc, _ in info.value.errors} == {"duration", "workers", "error_rate"}
+
+
+def test_too_many_workers_are_refused_before_any_thread_starts() -> None:
+    before = threading.active_count()
+    with pytest.raises(rs.ConfigError) as info:
+        soak(duration=1e9, workers=100_000)
+    assert [loc for loc, _ in info.value.errors] == ["workers"]
+    assert "<= 256" in str(info.value)
+    assert threading.active_count() == before
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

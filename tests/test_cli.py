@@ -149,7 +149,119 @@ def test_the_cli_page_is_generated_from_the_parser(monkeypatch: pytest.MonkeyPat
     assert hook.MARKER not in text  # type: ignore[attr-defined]
     assert _parser().format_help().rstrip() in text
     for command in ("demo", "config", "config show", "config validate", "config explain",
-                    "presets", "migrate", "soak"):  # fmt: skip
+                    "presets", "migrate", "soak", "observability"):  # fmt: skip
         assert f"## resilience {command}\n" in text, command
     assert "--version" in text
     assert os.environ["COLUMNS"] == "100"  # put back as it was
+
+
+# --- help texts and bad input, as a new user meets them ----------------------------------------
+
+
+def _subcommand_parsers() -> dict[str, object]:
+    import argparse
+
+    from resilience.__main__ import _parser
+
+    out: dict[str, object] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    out[f"{prefix}{name}"] = sub
+                    walk(sub, f"{prefix}{name} ")
+
+    walk(_parser(), "")
+    return out
+
+
+def test_every_subcommand_and_option_has_help_and_a_description() -> None:
+    import argparse
+
+    parsers = _subcommand_parsers()
+    assert set(parsers) >= {"demo", "config show", "config validate", "config explain",
+                            "presets", "migrate", "soak", "observability"}  # fmt: skip
+    for name, parser in parsers.items():
+        assert isinstance(parser, argparse.ArgumentParser)
+        assert parser.description, f"resilience {name} --help has no description"
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"resilience {name}: {action.dest} has no help"
+
+
+def test_the_top_level_help_names_every_command() -> None:
+    from resilience.__main__ import _parser
+
+    description = _parser().description or ""
+    for word in ("demo", "config", "presets", "migrat", "soak", "alert", "dashboard"):
+        assert word in description, word
+
+
+def test_config_validate_takes_the_file_as_an_option_too(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text("[operations.a]\nretry = { max_attempts = 0 }\n")
+    out = _cli("config", "validate", "--file", "mine.toml", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "operations.a.retry.max_attempts" in out.stderr
+    both = _cli("config", "validate", "mine.toml", "-f", "mine.toml", cwd=tmp_path)
+    assert both.returncode == 2
+    assert "give the file once" in both.stderr
+
+
+def test_observability_bad_options_are_listed_not_a_traceback(tmp_path: Path) -> None:
+    out = _cli("observability", "--alerts", "a.yml", "--namespace", "bad name",
+               "--fallback-share", "5", "--breaker-open-minutes", "0", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "3 invalid settings" in out.stderr
+    for field in ("namespace", "fallback_share", "breaker_open_minutes"):
+        assert field in out.stderr
+    assert not (tmp_path / "a.yml").exists()  # nothing half-written
+
+
+def test_observability_unwritable_output_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    out = _cli("observability", "--alerts", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"cannot write {tmp_path}: Is a directory"
+    missing = tmp_path / "no" / "such" / "dashboard.json"
+    out = _cli("observability", "--dashboard", str(missing), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"cannot write {missing}" in out.stderr
+
+
+def test_observability_without_a_namespace_writes_bare_metric_names(tmp_path: Path) -> None:
+    out = _cli("observability", "--alerts", "a.yml", "--namespace", "", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "resilience_calls_total" not in (tmp_path / "a.yml").read_text()
+    assert "calls_total" in (tmp_path / "a.yml").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_ctrl_c_ends_a_soak_with_one_line_and_status_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "resilience", "soak", "--duration", "60", "--workers", "2"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{child.pid}/task")) < 3:  # the workers are running
+            assert time.monotonic() < deadline, "the soak's workers never started"
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip() == "resilience soak: interrupted"

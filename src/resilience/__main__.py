@@ -19,14 +19,22 @@ def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="resilience", description="Resilience primitives: demo and configuration."
+        prog="resilience",
+        description="Resilience primitives: the demo, configuration and presets, migration of "
+        "legacy settings and code, soak tests, alert rules and dashboards.",
     )
     parser.add_argument(
         "--version", action="version", version=f"resilience-primitives {__version__}"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="show the primitives working against a flaky local service")
+    def sub_parser(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse.ArgumentParser:
+        # the one-line help is also the subcommand's own --help description
+        return parent.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+    demo = sub_parser(commands, "demo", "show the primitives working against a flaky local service")
     demo.add_argument(
         "act",
         nargs="?",
@@ -38,27 +46,35 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="shorter phases (for tests)")
     demo.add_argument("--plain", action="store_true", help="no live view; plain text lines")
 
-    config = sub.add_parser("config", help="show, validate or explain the configuration")
+    config = sub_parser(commands, "config", "show, validate or explain the configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = config_sub.add_parser("show", help="print the effective configuration")
-    show.add_argument("--operation", "-o", default=None)
-    show.add_argument("--file", "-f", default=None, help="config file (default: discovered)")
-    validate = config_sub.add_parser(
-        "validate", help="validate a config file (default: the discovered one) and the environment"
+    discovered = "config file (default: $RESILIENCE_CONFIG, ./resilience.toml, ./pyproject.toml)"
+    show = sub_parser(config_sub, "show", "print the effective configuration")
+    show.add_argument(
+        "--operation", "-o", default=None, help="only this operation (default: all of them)"
+    )
+    show.add_argument("--file", "-f", default=None, help=discovered)
+    validate = sub_parser(
+        config_sub,
+        "validate",
+        "validate a config file (default: the discovered one) and the environment",
     )
     validate.add_argument(
         "file",
         nargs="?",
         default=None,
-        help="config file (default: $RESILIENCE_CONFIG, ./resilience.toml, ./pyproject.toml)",
+        help=discovered,
     )
-    explain = config_sub.add_parser("explain", help="where each value of an operation came from")
-    explain.add_argument("operation")
-    explain.add_argument("--file", "-f", default=None)
+    validate.add_argument(
+        "--file", "-f", dest="file_option", metavar="FILE", default=None, help="the same"
+    )
+    explain = sub_parser(config_sub, "explain", "where each value of an operation came from")
+    explain.add_argument("operation", help="operation name (declared or not)")
+    explain.add_argument("--file", "-f", default=None, help=discovered)
 
-    sub.add_parser("presets", help="list the built-in presets")
+    sub_parser(commands, "presets", "list the built-in presets")
 
-    migrate = sub.add_parser("migrate", help="convert legacy resilience settings to a config")
+    migrate = sub_parser(commands, "migrate", "convert legacy resilience settings to a config")
     migrate.add_argument(
         "legacy_file",
         nargs="+",
@@ -90,15 +106,24 @@ def _parser() -> argparse.ArgumentParser:
         help="policies the legacy file did not configure: from the preset, or off",
     )
 
-    soak = sub.add_parser("soak", help="run a faulty workload for a while and check for leaks")
+    soak = sub_parser(commands, "soak", "run a faulty workload for a while and check for leaks")
     soak.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    soak.add_argument("--workers", type=int, default=4, help="threads (default 4)")
-    soak.add_argument("--error-rate", type=float, default=0.2, help="injected (default 0.2)")
-    soak.add_argument("--latency", type=float, default=None, help="injected seconds")
-    soak.add_argument("--latency-rate", type=float, default=0.0, help="(default 0)")
+    soak.add_argument("--workers", type=int, default=4, help="threads, 1 to 256 (default 4)")
+    soak.add_argument(
+        "--error-rate", type=float, default=0.2, help="share of calls that fail (default 0.2)"
+    )
+    soak.add_argument(
+        "--latency", type=float, default=None, help="seconds of injected latency (default none)"
+    )
+    soak.add_argument(
+        "--latency-rate", type=float, default=0.0, help="share of calls delayed (default 0)"
+    )
     soak.add_argument("--seed", type=int, default=0, help="fault seed (default 0)")
     soak.add_argument(
-        "--memory-limit", type=int, default=1_000_000, help="bytes of growth tolerated"
+        "--memory-limit",
+        type=int,
+        default=1_000_000,
+        help="bytes of memory growth tolerated (default 1000000)",
     )
     fleet = soak.add_argument_group(
         "fleet", "with --processes N > 1 or --store: N worker processes share a store"
@@ -119,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     from ._observability import add_arguments as observability_arguments
 
     observability_arguments(
-        sub.add_parser("observability", help="write Prometheus alert rules / a Grafana dashboard")
+        sub_parser(
+            commands, "observability", "write Prometheus alerting rules and/or a Grafana dashboard"
+        )
     )
 
     return parser
@@ -127,7 +154,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "file_option", None) is not None:  # config validate --file FILE
+        if args.file is not None:
+            parser.error("config validate: give the file once (FILE or --file FILE)")
+        args.file = args.file_option
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup ran (finally blocks)
+        print(f"resilience {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 

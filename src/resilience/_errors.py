@@ -159,6 +159,11 @@ class RetryExhausted(ResilienceError):
     Attributes:
         attempts: how many attempts were made.
         last_result: what the last attempt returned.
+
+    Example:
+        >>> e = RetryExhausted(3, {"status": "pending"}, operation="poll")
+        >>> e.attempts, str(e)
+        (3, "'poll' still returned a retryable result after 3 attempts: {'status': 'pending'}")
     """
 
     def __init__(self, attempts: int, last_result: object, *, operation: str | None = None) -> None:
@@ -179,6 +184,11 @@ class TimeoutExceeded(ResilienceError, TimeoutError):
 
     Attributes:
         timeout: the limit, in seconds.
+
+    Example:
+        >>> e = TimeoutExceeded(2.0, operation="search")
+        >>> isinstance(e, TimeoutError), str(e)
+        (True, "'search' did not finish within 2 s")
     """
 
     def __init__(self, timeout: float, *, operation: str | None = None) -> None:
@@ -192,6 +202,13 @@ class BulkheadFull(LocalRejection):
 
     Attributes:
         max_concurrent, max_waiting: the bulkhead's limits.
+
+    Example:
+        >>> e = BulkheadFull(10, 0, operation="reports")
+        >>> isinstance(e, LocalRejection), e.max_concurrent
+        (True, 10)
+        >>> print(e)  # doctest: +ELLIPSIS
+        bulkhead 'reports' is full: 10 calls running and 0 waiting; shed load ...
     """
 
     __slots__ = ("max_concurrent", "max_waiting")
@@ -218,6 +235,11 @@ class RateLimited(LocalRejection):
 
     Attributes:
         retry_after: seconds until a token is available.
+
+    Example:
+        >>> e = RateLimited(0.25, operation="geocode")
+        >>> isinstance(e, LocalRejection), str(e)
+        (True, "rate limit reached for 'geocode'; next token in 0.250 s")
     """
 
     __slots__ = ("retry_after",)
@@ -240,6 +262,11 @@ class AllFallbacksFailed(ResilienceError):
 
     Attributes:
         errors: one exception per step that was tried, in order.
+
+    Example:
+        >>> e = AllFallbacksFailed([ConnectionError("down"), KeyError("cache")], operation="user")
+        >>> [type(x).__name__ for x in e.errors]
+        ['ConnectionError', 'KeyError']
     """
 
     def __init__(self, errors: Sequence[BaseException], *, operation: str | None = None) -> None:
@@ -256,6 +283,11 @@ class AllTiersFailed(ResilienceError):
 
     Attributes:
         errors: tier name -> the exception that tier raised (or its CircuitOpenError).
+
+    Example:
+        >>> e = AllTiersFailed({"dc1": ConnectionError("dc1 down")}, operation="ldap")
+        >>> str(e)
+        "failover 'ldap': every tier failed (dc1: ConnectionError: dc1 down)"
     """
 
     def __init__(self, errors: dict[str, BaseException], *, operation: str | None = None) -> None:
@@ -266,7 +298,12 @@ class AllTiersFailed(ResilienceError):
 
 
 class QueueError(ResilienceError):
-    """The offline queue's file is corrupt, foreign, of a newer schema, or unusable."""
+    """The offline queue's file is corrupt, foreign, of a newer schema, or unusable.
+
+    Example:
+        >>> issubclass(QueueFull, QueueError), issubclass(QueueError, ResilienceError)
+        (True, True)
+    """
 
 
 class QueueFull(QueueError):
@@ -274,6 +311,10 @@ class QueueFull(QueueError):
 
     Attributes:
         max_items: the limit.
+
+    Example:
+        >>> str(QueueFull(1000, operation="outbox"))
+        'queue is full (1000 items); nothing was stored'
     """
 
     def __init__(self, max_items: int, *, operation: str | None = None) -> None:
@@ -284,12 +325,26 @@ class QueueFull(QueueError):
 
 
 class CRDTError(ResilienceError):
-    """CRDT data that cannot be trusted: tampered, foreign, or of a future version."""
+    """CRDT data that cannot be trusted: tampered, foreign, or of a future version.
+
+    Example:
+        >>> from resilience import crdt
+        >>> try:
+        ...     crdt.from_dict({"type": "GCounter", "v": 99})
+        ... except CRDTError as e:
+        ...     print(type(e).__name__)
+        CRDTError
+    """
 
 
 class StoreError(ResilienceError):
     """A state store (`resilience.stores`) failed: its file is foreign, of a newer schema or
-    unusable, or its server cannot be reached. The message never contains a password."""
+    unusable, or its server cannot be reached. The message never contains a password.
+
+    Example:
+        >>> issubclass(StoreError, ResilienceError)
+        True
+    """
 
 
 def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:

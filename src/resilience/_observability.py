@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from .metrics import FAMILIES, Family
+from ._errors import ConfigError
+from .metrics import FAMILIES, Family, _is_name
 
 __all__ = ["alert_rules", "cli", "dashboard"]
 
@@ -50,6 +52,26 @@ def _rule(
     }
 
 
+def _check(namespace: object, **options: object) -> None:
+    """Raise ConfigError listing every bad option (a namespace that would make invalid metric
+    names, a share outside (0, 1], a non-positive duration or rate)."""
+    errors: list[tuple[str, str]] = []
+    if not (namespace == "" or _is_name(namespace, colon=True)):
+        errors.append(("namespace", f"must be a Prometheus metric name prefix, got {namespace!r}"))
+    for key, value in options.items():
+        share = key.endswith("_share")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value < math.inf
+            or (share and value > 1)
+        ):
+            rule = "must be a share in (0, 1]" if share else "must be > 0 and finite"
+            errors.append((key, f"{rule}, got {value!r}"))
+    if errors:
+        raise ConfigError(errors)
+
+
 def alert_rules(
     namespace: str = "resilience",
     *,
@@ -74,6 +96,14 @@ def alert_rules(
         >>> rules[0]["for"]
         '10m'
     """
+    _check(
+        namespace,
+        breaker_open_minutes=breaker_open_minutes,
+        fallback_share=fallback_share,
+        retries_exhausted_per_second=retries_exhausted_per_second,
+        queue_growth_minutes=queue_growth_minutes,
+        rate_limited_share=rate_limited_share,
+    )
     n = namespace
 
     def m(family: str) -> str:
@@ -208,6 +238,7 @@ def dashboard(namespace: str = "resilience") -> dict[str, Any]:
         >>> [v["name"] for v in board["templating"]["list"]]
         ['datasource', 'operation', 'queue', 'client']
     """
+    _check(namespace)
     ds = {"type": "prometheus", "uid": "${datasource}"}
 
     def variable(var: str, family: str, label: str) -> dict[str, Any]:
@@ -282,15 +313,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `resilience observability` options."""
     parser.add_argument("--alerts", metavar="FILE", help="write Prometheus alerting rules (YAML)")
     parser.add_argument("--dashboard", metavar="FILE", help="write a Grafana dashboard (JSON)")
-    parser.add_argument("--namespace", default="resilience", help="metric name prefix")
     parser.add_argument(
-        "--breaker-open-minutes", type=int, default=5, help="alert after this long open"
+        "--namespace",
+        default="resilience",
+        help="the collector's metric name prefix (default resilience; '' for none)",
     )
     parser.add_argument(
-        "--fallback-share", type=float, default=0.1, help="alert above this share of calls"
+        "--breaker-open-minutes",
+        type=int,
+        default=5,
+        help="alert when a breaker stays open this long (default 5)",
     )
     parser.add_argument(
-        "--rate-limited-share", type=float, default=0.1, help="alert above this share of calls"
+        "--fallback-share",
+        type=float,
+        default=0.1,
+        help="alert when fallbacks exceed this share of calls (default 0.1)",
+    )
+    parser.add_argument(
+        "--rate-limited-share",
+        type=float,
+        default=0.1,
+        help="alert when rate limiting refuses this share of calls (default 0.1)",
     )
 
 
@@ -301,17 +345,31 @@ def cli(args: argparse.Namespace) -> int:
     if not args.alerts and not args.dashboard:
         sys.stderr.write("resilience observability: give --alerts FILE and/or --dashboard FILE\n")
         return 2
-    if args.alerts:
+    try:
         rules = alert_rules(
             args.namespace,
             breaker_open_minutes=args.breaker_open_minutes,
             fallback_share=args.fallback_share,
             rate_limited_share=args.rate_limited_share,
         )
-        Path(args.alerts).write_text(_dump_yaml(rules), encoding="utf-8")
-        print(f"wrote {len(rules['groups'][0]['rules'])} alerting rules to {args.alerts}")
-    if args.dashboard:
         board = dashboard(args.namespace)
-        Path(args.dashboard).write_text(json.dumps(board, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote a dashboard of {len(board['panels'])} panels to {args.dashboard}")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    outputs: list[tuple[str, str, str]] = []
+    if args.alerts:
+        n = len(rules["groups"][0]["rules"])
+        outputs.append((args.alerts, _dump_yaml(rules), f"{n} alerting rules"))
+    if args.dashboard:
+        n = len(board["panels"])
+        outputs.append(
+            (args.dashboard, json.dumps(board, indent=2) + "\n", f"a dashboard of {n} panels")
+        )
+    for path, text, what in outputs:
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {what} to {path}")
     return 0

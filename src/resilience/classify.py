@@ -42,7 +42,15 @@ __all__ = [
 
 
 class Verdict(enum.Enum):
-    """What an outcome means for resilience policies."""
+    """What an outcome means for resilience policies.
+
+    Example:
+        >>> from resilience import DEFAULT_CLASSIFIER
+        >>> DEFAULT_CLASSIFIER.classify(ConnectionError()).verdict
+        <Verdict.TRANSIENT: 'transient'>
+        >>> Verdict.RATE_LIMITED.retryable, Verdict.PERMANENT.retryable
+        (True, False)
+    """
 
     SUCCESS = "success"
     TRANSIENT = "transient"

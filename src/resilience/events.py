@@ -125,7 +125,16 @@ def _set(entries: tuple[tuple[Listener, bool], ...]) -> None:
 
 
 def emit(event: Event) -> None:
-    """Deliver `event` to every listener. Callers check `events.enabled` first."""
+    """Deliver `event` to every listener. Callers check `events.enabled` first.
+
+    Example:
+        >>> got = []
+        >>> stop = subscribe(got.append)
+        >>> emit(TierRecovered("ldap", "dc1"))
+        >>> stop()
+        >>> got
+        [TierRecovered(operation='ldap', tier='dc1')]
+    """
     for listener in _listeners:
         try:
             listener(event)
@@ -167,7 +176,13 @@ class _Unraisable:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base of every event: `operation` is the emitting primitive's name."""
+    """Base of every event: `operation` is the emitting primitive's name.
+
+    Example:
+        >>> e = CallCompleted("payments", "success", 0.012)
+        >>> isinstance(e, Event), e.operation
+        (True, 'payments')
+    """
 
     operation: str
 
@@ -226,7 +241,12 @@ def _fast_init(cls: type) -> None:
 @dataclass(frozen=True, slots=True)
 class CallCompleted(Event):
     """A protected call finished. `outcome`: "success", "failure" or "ignored" (a PERMANENT
-    error a breaker does not count); `slow` when it crossed the slow-call threshold."""
+    error a breaker does not count); `slow` when it crossed the slow-call threshold.
+
+    Example:
+        >>> CallCompleted("payments", "success", 0.012).outcome
+        'success'
+    """
 
     outcome: str
     duration: float
@@ -236,7 +256,12 @@ class CallCompleted(Event):
 @dataclass(frozen=True, slots=True)
 class CallRejected(Event):
     """A call was refused without running. `reason`: "circuit_open", "half_open_full",
-    "forced_open", "bulkhead_full", "rate_limited", "retry_budget"."""
+    "forced_open", "bulkhead_full", "rate_limited", "retry_budget".
+
+    Example:
+        >>> CallRejected("payments", "circuit_open", retry_after=12.5).reason
+        'circuit_open'
+    """
 
     reason: str
     retry_after: float | None = None
@@ -244,7 +269,13 @@ class CallRejected(Event):
 
 @dataclass(frozen=True, slots=True)
 class StateTransition(Event):
-    """A circuit breaker changed state (state names are lower-case: "closed", "open", ...)."""
+    """A circuit breaker changed state (state names are lower-case: "closed", "open", ...).
+
+    Example:
+        >>> e = StateTransition("payments", "closed", "open", "6 of 10 calls failed")
+        >>> e.from_state, e.to_state
+        ('closed', 'open')
+    """
 
     from_state: str
     to_state: str
@@ -253,7 +284,12 @@ class StateTransition(Event):
 
 @dataclass(frozen=True, slots=True)
 class RetryAttempted(Event):
-    """Attempt number `attempt` failed retryably; the next starts after `delay` seconds."""
+    """Attempt number `attempt` failed retryably; the next starts after `delay` seconds.
+
+    Example:
+        >>> RetryAttempted("quotes", attempt=1, delay=0.2, verdict="TRANSIENT").delay
+        0.2
+    """
 
     attempt: int
     delay: float
@@ -264,7 +300,12 @@ class RetryAttempted(Event):
 @dataclass(frozen=True, slots=True)
 class RetryGaveUp(Event):
     """A retry loop ended without success. `reason`: "attempts", "deadline", "budget",
-    "permanent"."""
+    "permanent".
+
+    Example:
+        >>> RetryGaveUp("quotes", attempts=3, reason="attempts").reason
+        'attempts'
+    """
 
     attempts: int
     reason: str
@@ -277,6 +318,10 @@ class TimeoutOccurred(Event):
 
     `late=True`: a sync call under a cooperative timeout returned after its budget ran out;
     its result was kept (the work was done), and the overrun is reported here.
+
+    Example:
+        >>> TimeoutOccurred("search", 2.0, late=True).late
+        True
     """
 
     timeout: float
@@ -285,7 +330,12 @@ class TimeoutOccurred(Event):
 
 @dataclass(frozen=True, slots=True)
 class BulkheadEvent(Event):
-    """A bulkhead's occupancy after a change: `running` and `waiting` calls."""
+    """A bulkhead's occupancy after a change: `running` and `waiting` calls.
+
+    Example:
+        >>> BulkheadEvent("reports", running=10, waiting=3).waiting
+        3
+    """
 
     running: int
     waiting: int
@@ -297,7 +347,12 @@ class FallbackServed(Event):
     "CACHE_ONLY") from step `source`, after `failures` earlier steps failed.
 
     The field is not called `level`: logging pipelines (structlog's `add_log_level`) own that
-    key and would overwrite it."""
+    key and would overwrite it.
+
+    Example:
+        >>> FallbackServed("quotes", "CACHE_ONLY", "stale_cache", failures=1).degradation
+        'CACHE_ONLY'
+    """
 
     degradation: str
     source: str
@@ -318,7 +373,12 @@ class FallbackServed(Event):
 
 @dataclass(frozen=True, slots=True)
 class FailoverSwitched(Event):
-    """A failover client's active tier moved from `from_tier` to `to_tier`."""
+    """A failover client's active tier moved from `from_tier` to `to_tier`.
+
+    Example:
+        >>> FailoverSwitched("ldap", "dc1", "dc2", "dc1: ConnectionError").to_tier
+        'dc2'
+    """
 
     from_tier: str
     to_tier: str
@@ -327,14 +387,24 @@ class FailoverSwitched(Event):
 
 @dataclass(frozen=True, slots=True)
 class TierRecovered(Event):
-    """A tier that was down passed its probe or trial call and serves again."""
+    """A tier that was down passed its probe or trial call and serves again.
+
+    Example:
+        >>> TierRecovered("ldap", "dc1").tier
+        'dc1'
+    """
 
     tier: str
 
 
 @dataclass(frozen=True, slots=True)
 class QueueEnqueued(Event):
-    """Items were stored in an offline queue (`operation` is the queue's name)."""
+    """Items were stored in an offline queue (`operation` is the queue's name).
+
+    Example:
+        >>> QueueEnqueued("outbox", count=1, priority="NORMAL").count
+        1
+    """
 
     count: int
     priority: str
@@ -342,14 +412,24 @@ class QueueEnqueued(Event):
 
 @dataclass(frozen=True, slots=True)
 class QueueDelivered(Event):
-    """Items were delivered (acked) from an offline queue."""
+    """Items were delivered (acked) from an offline queue.
+
+    Example:
+        >>> QueueDelivered("outbox", count=5).count
+        5
+    """
 
     count: int
 
 
 @dataclass(frozen=True, slots=True)
 class QueueDeadLettered(Event):
-    """An item moved to the dead letters."""
+    """An item moved to the dead letters.
+
+    Example:
+        >>> QueueDeadLettered("outbox", seq=42, reason="permanent").seq
+        42
+    """
 
     seq: int
     reason: str
@@ -357,14 +437,24 @@ class QueueDeadLettered(Event):
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth(Event):
-    """An offline queue's depth per priority name, e.g. {"CRITICAL": 0, "NORMAL": 12}."""
+    """An offline queue's depth per priority name, e.g. {"CRITICAL": 0, "NORMAL": 12}.
+
+    Example:
+        >>> QueueDepth("outbox", {"CRITICAL": 0, "NORMAL": 12}).depth["NORMAL"]
+        12
+    """
 
     depth: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
 class FaultInjected(Event):
-    """Chaos injected a fault: `kind` is "error" or "latency"."""
+    """Chaos injected a fault: `kind` is "error" or "latency".
+
+    Example:
+        >>> FaultInjected("db", "latency").kind
+        'latency'
+    """
 
     kind: str
     detail: str = ""
@@ -375,7 +465,12 @@ class CRDTMessageDropped(Event):
     """A CRDT Replicator dropped a message from a peer (`operation` is the receiving replica's
     id). `reason`: "unauthenticated" (no or bad HMAC), "replayed", "invalid" (malformed,
     foreign, out of bounds, skewed clock), "oversized", or "overflow" (a causally early delta
-    evicted from a full buffer). `sender` is the claimed sender, "" if unknown."""
+    evicted from a full buffer). `sender` is the claimed sender, "" if unknown.
+
+    Example:
+        >>> CRDTMessageDropped("site-1", "unauthenticated", sender="site-9").reason
+        'unauthenticated'
+    """
 
     reason: str
     sender: str = ""
@@ -383,7 +478,12 @@ class CRDTMessageDropped(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConfigChanged(Event):
-    """The active configuration changed (`operation` is the changed operation, or "*")."""
+    """The active configuration changed (`operation` is the changed operation, or "*").
+
+    Example:
+        >>> ConfigChanged("*", "production").environment
+        'production'
+    """
 
     environment: str
 

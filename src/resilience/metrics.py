@@ -52,7 +52,12 @@ __all__ = [
 
 class Family(NamedTuple):
     """One metric family the collectors emit: `name` without the namespace (and, for
-    counters, with `_total`), its type, label names and help text."""
+    counters, with `_total`), its type, label names and help text.
+
+    Example:
+        >>> FAMILIES[0].name, FAMILIES[0].kind, FAMILIES[0].labels
+        ('calls_total', 'counter', ('operation', 'outcome'))
+    """
 
     name: str
     kind: Literal["counter", "gauge", "histogram"]
@@ -646,7 +651,12 @@ def _le(bound: float) -> str:
 
 
 class BreakerHealth(TypedDict):
-    """One circuit breaker in `health()`."""
+    """One circuit breaker in `health()`.
+
+    Example:
+        >>> sorted(BreakerHealth.__annotations__)
+        ['calls', 'critical', 'failure_rate', 'opened_at', 'remaining', 'state']
+    """
 
     state: str
     failure_rate: float
@@ -658,7 +668,12 @@ class BreakerHealth(TypedDict):
 
 
 class FailoverHealth(TypedDict, total=False):
-    """One failover client in `health()` (`error` only when reading it failed)."""
+    """One failover client in `health()` (`error` only when reading it failed).
+
+    Example:
+        >>> sorted(FailoverHealth.__annotations__)
+        ['active_tier', 'error', 'tiers_down']
+    """
 
     active_tier: str
     tiers_down: list[str]
@@ -666,7 +681,12 @@ class FailoverHealth(TypedDict, total=False):
 
 
 class Health(TypedDict):
-    """What `health()` returns; JSON-serialisable as is."""
+    """What `health()` returns; JSON-serialisable as is.
+
+    Example:
+        >>> sorted(health(prefix="no-such-operation."))
+        ['breakers', 'failovers', 'half_open', 'open', 'status']
+    """
 
     status: Literal["ok", "degraded", "down"]
     breakers: dict[str, BreakerHealth]

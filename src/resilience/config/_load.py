@@ -168,6 +168,11 @@ class Config:
         preset: the environment's default preset.
         source: the file read, or "presets" when none.
         warnings: things that are allowed but worth knowing.
+
+    Example:
+        >>> cfg = load(data={"operations": {"payments": {"preset": "critical"}}}, environ={})
+        >>> cfg.environment, list(cfg.operations), cfg.operation("payments").retry.max_attempts
+        ('development', ['payments'], 5)
     """
 
     __slots__ = (
@@ -648,4 +653,9 @@ def _undeclared_notes(
 
 
 class ChaosInProductionWarning(UserWarning):
-    """A loaded config injects faults (a `chaos` section) in the production environment."""
+    """A loaded config injects faults (a `chaos` section) in the production environment.
+
+    Example:
+        >>> issubclass(ChaosInProductionWarning, UserWarning)
+        True
+    """

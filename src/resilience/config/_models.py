@@ -348,6 +348,11 @@ class BackoffSettings(_Section):
     Kinds and their keys are those of `Backoff.constant(delay)`, `Backoff.linear(initial, step,
     maximum)`, `Backoff.exponential(initial, multiplier, maximum, jitter)` and
     `Backoff.decorrelated(initial, maximum)`; `jitter = false` means no jitter.
+
+    Example:
+        >>> backoff = BackoffSettings.model_validate({"kind": "exponential", "maximum": "2s"})
+        >>> backoff.kind, backoff.maximum
+        ('exponential', 2.0)
     """
 
     kind: Literal["constant", "linear", "exponential", "decorrelated"]
@@ -413,7 +418,12 @@ class BackoffSettings(_Section):
 
 
 class BudgetSettings(_Section):
-    """`budget = { ratio = 0.2, min_per_second = 10 }`: a `RetryBudget`; `false` for none."""
+    """`budget = { ratio = 0.2, min_per_second = 10 }`: a `RetryBudget`; `false` for none.
+
+    Example:
+        >>> BudgetSettings.model_validate({"ratio": 0.1}).ratio
+        0.1
+    """
 
     ratio: float | None = None
     min_per_second: float | None = None
@@ -485,7 +495,12 @@ class RetrySettings(_Section):
 
 
 class WindowSettings(_Section):
-    """`window = { kind = "count", size = 100 }` or `{ kind = "time", seconds = 60 }`."""
+    """`window = { kind = "count", size = 100 }` or `{ kind = "time", seconds = 60 }`.
+
+    Example:
+        >>> WindowSettings.model_validate({"kind": "time", "seconds": 30}).seconds
+        30.0
+    """
 
     kind: Literal["count", "time"] = "count"
     size: int | None = None
@@ -542,6 +557,10 @@ class BreakerSettings(_Section):
     """`breaker = { failure_rate_threshold = 0.5, minimum_calls = 20, window = {...}, ... }`.
 
     `slow_call_threshold = false` / `open_duration_max = false` mean none.
+
+    Example:
+        >>> BreakerSettings.model_validate({"failure_rate_threshold": 0.25}).failure_rate_threshold
+        0.25
     """
 
     failure_rate_threshold: float | None = None
@@ -575,7 +594,12 @@ class BreakerSettings(_Section):
 
 
 class BulkheadSettings(_Section):
-    """`bulkhead = { max_concurrent = 50, max_waiting = 100 }`."""
+    """`bulkhead = { max_concurrent = 50, max_waiting = 100 }`.
+
+    Example:
+        >>> BulkheadSettings.model_validate({"max_concurrent": 8}).max_concurrent
+        8
+    """
 
     max_concurrent: int | None = None
     max_waiting: int | None = None
@@ -597,6 +621,10 @@ class RateLimitSettings(_Section):
     """`rate_limit = { rate = 100, per = 1.0, burst = 20, wait = false, max_wait = 0.5 }`.
 
     `burst = false` / `max_wait = false` mean the policy's "none".
+
+    Example:
+        >>> RateLimitSettings.model_validate({"rate": 5, "per": "1s"}).per
+        1.0
     """
 
     rate: float | None = None
@@ -624,7 +652,12 @@ _LEVELS = ("full", "degraded", "limited", "cache_only")
 
 
 class StaleCacheSettings(_Section):
-    """`stale_cache = { max_age = 300, max_size = 1024 }`: serve the last good answer."""
+    """`stale_cache = { max_age = 300, max_size = 1024 }`: serve the last good answer.
+
+    Example:
+        >>> StaleCacheSettings.model_validate({"max_age": "5m"}).max_age
+        300.0
+    """
 
     max_age: float | None = None
     max_size: int | None = None
@@ -645,6 +678,10 @@ class FallbackSettings(_Section):
 
     Steps tried after the call fails with a retryable error: the stale cache (if set), then
     the default value (if set), served at `level`.
+
+    Example:
+        >>> FallbackSettings.model_validate({"stale_cache": {"max_age": 60}}).stale_cache
+        StaleCacheSettings(max_age=60.0, max_size=None)
     """
 
     stale_cache: StaleCacheSettings | None = None
@@ -684,6 +721,10 @@ class ChaosSettings(_Section):
 
     `FaultInjection` (resilience.chaos) innermost, standing in for a failing dependency.
     Loading a config that enables it in production warns (`ChaosInProductionWarning`).
+
+    Example:
+        >>> ChaosSettings.model_validate({"error_rate": 0.1}).error_rate
+        0.1
     """
 
     error_rate: float | None = None

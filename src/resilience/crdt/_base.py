@@ -411,6 +411,13 @@ class CRDT:
     `merge` is pure (returns the join; inputs unchanged), `==` compares state (not the replica
     id), every mutator returns a delta (a state of the same type that a peer can merge), and
     `to_dict`/`from_dict` give a JSON-safe, versioned, type-tagged form.
+
+    Example:
+        >>> from resilience import crdt
+        >>> a, b = crdt.GCounter("a"), crdt.GCounter("b")
+        >>> delta = a.increment(2)
+        >>> isinstance(a, CRDT), b.merge(delta).value
+        (True, 2)
     """
 
     __slots__ = ("replica",)

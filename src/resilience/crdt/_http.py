@@ -51,6 +51,12 @@ class HttpTransport:
         transport = crdt.HttpTransport(["http://peer:8000/crdt"])
         app = transport.app             # serve it, e.g. `uvicorn module:app`
         rep = crdt.Replicator("here", transport, secret=key)
+
+    Example:
+        >>> transport = HttpTransport(["http://10.0.0.2:8000/crdt"])  # no I/O until sent
+        >>> transport.peers, callable(transport.app)
+        (['http://10.0.0.2:8000/crdt'], True)
+        >>> transport.close()
     """
 
     blocking = True

@@ -53,6 +53,12 @@ class RedisStreamTransport:
         rep.update("stock", lambda m: m.set("sku-1", 5))   # appended to inventory:site-1
         rep.poll()                                         # reads the other sites' streams
         rep.anti_entropy(digest=True)                      # now and then
+
+    Example:
+        >>> transport = RedisStreamTransport("redis://localhost:6379/0", topic="stock", replica="a")
+        >>> transport  # connects on first use
+        RedisStreamTransport(topic='stock', replica='a')
+        >>> transport.close()
     """
 
     blocking = True

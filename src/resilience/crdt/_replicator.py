@@ -48,7 +48,12 @@ class Transport(Protocol):
     may lose, duplicate or reorder), and `receive()` returning the next message or None.
 
     A transport whose calls do network I/O sets a class attribute `blocking = True`; the
-    Replicator's async driver (`arun`) then calls it from a worker thread."""
+    Replicator's async driver (`arun`) then calls it from a worker thread.
+
+    Example:
+        >>> isinstance(MemoryNetwork().transport("a"), Transport)
+        True
+    """
 
     def send(self, data: bytes) -> None: ...
 
@@ -127,7 +132,15 @@ class MemoryNetwork:
 
 
 class MemoryTransport:
-    """One member's end of a MemoryNetwork."""
+    """One member's end of a MemoryNetwork.
+
+    Example:
+        >>> net = MemoryNetwork()
+        >>> a, b = net.transport("a"), net.transport("b")
+        >>> a.send(b"delta")
+        >>> b.receive(), b.receive()
+        (b'delta', None)
+    """
 
     __slots__ = ("_network", "name")
 

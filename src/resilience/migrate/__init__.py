@@ -286,6 +286,11 @@ def cli(args: argparse.Namespace) -> int:
     setting is unmapped. Several files: a base, then overlays merged over it. `--rewrite`
     (Python code) prints a unified diff that puts `@rs.resilient(...)` in place of each
     site's decorator; `--write` applies it. Unreadable or invalid legacy input exits 2.
+
+    Example:
+        >>> from resilience.__main__ import _parser
+        >>> cli(_parser().parse_args(["migrate", "no-such-file.properties"]))  # message on stderr
+        2
     """
     files = args.legacy_file if isinstance(args.legacy_file, list) else [args.legacy_file]
     paths = [Path(f) for f in files]

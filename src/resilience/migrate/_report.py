@@ -33,6 +33,13 @@ class OperationReport:
         dynamic: for code: the settings that are not literal in the source, as dotted paths
             ("retry.max_attempts"); they are not in `overrides` (never guessed).
         uses: for code: every place that uses this operation ("path:line"), the site first.
+
+    Example:
+        >>> from resilience.migrate import migrate
+        >>> key = "resilience4j.circuitbreaker.instances.backendA.failureRateThreshold"
+        >>> op = migrate({key: "50"}, format="resilience4j").operations["backendA"]
+        >>> op.confidence, op.mapped[0][1], op.overrides["breaker"]["failure_rate_threshold"]
+        (1.0, 'breaker.failure_rate_threshold', 0.5)
     """
 
     name: str
@@ -65,6 +72,13 @@ class MigrationReport:
         warnings: every warning (each operation's, prefixed with its name, and the global ones).
         profiles: the Spring profiles the source has documents for.
         profile: the profile(s) read (None: the base documents only).
+
+    Example:
+        >>> from resilience.migrate import migrate
+        >>> key = "hystrix.command.GetUser.circuitBreaker.errorThresholdPercentage"
+        >>> report = migrate({key: "50"}, format="hystrix")
+        >>> report.format, list(report.operations), report.unmapped
+        ('hystrix', ['GetUser'], [])
     """
 
     format: str
