@@ -165,7 +165,7 @@ def test_thread_mode_raises_timeout_exceeded_on_time() -> None:
     with pytest.raises(rs.TimeoutExceeded) as info:
         t.call(stuck)
     elapsed = time.perf_counter() - start
-    assert 0.04 <= elapsed < 1.0
+    assert 0.04 <= elapsed < 3.0  # not the 5 s the call takes; generous for a loaded CI
     assert isinstance(info.value, TimeoutError)  # callers' `except TimeoutError` still work
     assert "'directory'" in str(info.value)
     # documented: the sync call keeps running in its worker after the caller gave up
