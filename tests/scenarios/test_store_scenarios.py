@@ -311,11 +311,12 @@ def test_two_processes_share_one_rate_limit(spec: str) -> None:
     # A rate low enough that each process alone offers several times the shared allowance,
     # even on a loaded machine where a store round trip takes milliseconds (at 200/s, two
     # processes under load made 182 attempts for an allowance of ~100: no contention shown).
-    rate, burst, seconds = 50.0, 5.0, 0.5
+    rate, burst, seconds = 20.0, 2.0, 0.5
     code = """
         limiter = rs.RateLimiter(rate=float(sys.argv[2]), per=1.0, burst=float(sys.argv[3]),
                                  store=store, name="api")
         store.get("warm-up")
+        print("ready", flush=True)
         sys.stdin.readline()  # both start together
         start = time.time()
         admitted = attempts = 0
@@ -345,6 +346,9 @@ def test_two_processes_share_one_rate_limit(spec: str) -> None:
         )
         for _ in range(2)
     ]
+    for p in procs:  # both started and connected (a loaded machine starts them seconds apart)
+        assert p.stdout is not None
+        assert p.stdout.readline() == "ready\n"
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
