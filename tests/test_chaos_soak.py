@@ -36,10 +36,44 @@ def test_memory_that_keeps_growing_is_a_leak() -> None:
     def leaky(i: int) -> None:
         kept.append(bytes(10_000))
 
-    report = soak(leaky, duration=0.3, workers=2, error_rate=0.0, memory_limit=200_000)
+    # by count, not time: 160 calls after the warm-up whatever the machine's load
+    report = soak(leaky, calls=200, workers=2, error_rate=0.0, memory_limit=200_000)
     assert not report.ok
     assert any("memory" in leak for leak in report.leaks)
-    assert report.memory_growth > 200_000
+    assert report.calls == report.successes == len(kept) == 200
+    # what the calls after the warm-up kept, and no more than that plus some slack
+    assert 160 * 10_000 <= report.memory_growth < 160 * 10_000 + 200_000
+
+
+def test_a_timed_soak_measures_after_the_warm_up_even_when_the_baseline_overruns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The baseline's collection overrunning the whole nominal duration (a busy machine, a big
+    heap) must not leave the leak check no time to see anything: the run after the baseline
+    still lasts four fifths of the duration (it used to stop at once: no leak reported)."""
+    import gc
+
+    collect, collections = gc.collect, [0]
+    pause = threading.Event()  # never set: its wait() is a sleep
+
+    def slow_collect(*args: int) -> int:
+        collections[0] += 1
+        if collections[0] == 2:  # the one before the baseline
+            pause.wait(0.3)
+        return collect(*args)
+
+    kept: list[bytes] = []
+
+    def leaky(i: int) -> None:
+        kept.append(bytes(10_000))
+        pause.wait(0.001)  # at most ~1,000 calls a second: bounded memory
+
+    monkeypatch.setattr(gc, "collect", slow_collect)
+    report = soak(leaky, duration=0.2, workers=1, error_rate=0.0, memory_limit=50_000)
+    assert collections[0] >= 2
+    assert report.duration >= 0.3 + 0.2 * 4 / 5
+    assert not report.ok, report.summary()
+    assert any("memory" in leak for leak in report.leaks)
 
 
 def test_a_slow_collection_after_the_warm_up_does_not_hide_a_leak(
@@ -107,8 +141,8 @@ def test_file_descriptors_left_open_are_a_leak(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_listed_together() -> None:
     with pytest.raises(rs.ConfigError) as info:
-        soak(duration=0, workers=0, error_rate=2.0)
-    assert {loc for loc, _ in info.value.errors} == {"duration", "workers", "error_rate"}
+        soak(duration=0, calls=4, workers=0, error_rate=2.0)
+    assert {loc for loc, _ in info.value.errors} == {"duration", "calls", "workers", "error_rate"}
 
 
 def test_too_many_workers_are_refused_before_any_thread_starts() -> None:

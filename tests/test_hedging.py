@@ -48,7 +48,7 @@ async def test_a_slow_tier_is_hedged_and_the_loser_cancelled() -> None:
     with anyio.fail_after(3):
         served = await fo.aexecute(1)
     assert (served.value, served.source) == ("b:1", "b")
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 2.5  # far from the 5 s (or 10 s) of waiting, even loaded
     assert (a.started, a.cancelled, b.cancelled) == (1, 1, 0)
     assert fo.breaker("a").snapshot()["calls"] == 0  # a cancelled call counts nothing
     assert fo.active_tier == "a"  # slowness is not an outage: a still serves first
@@ -78,7 +78,7 @@ async def test_a_failure_moves_on_without_waiting_for_the_hedge() -> None:
         served = await fo.aexecute(3)
     assert served.source == "b"
     assert [type(e) for e in served.errors] == [ConnectionError]
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 2.5  # far from the 5 s (or 10 s) of waiting, even loaded
 
 
 async def test_permanent_errors_and_exhaustion() -> None:
@@ -97,7 +97,7 @@ async def test_three_tiers_hedge_one_after_another() -> None:
     start = time.monotonic()
     with anyio.fail_after(3):
         assert await fo.acall(1) == "c:1"
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 2.5  # far from the 5 s (or 10 s) of waiting, even loaded
     assert (a.cancelled, b.cancelled) == (1, 1)
 
 

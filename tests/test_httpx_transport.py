@@ -527,7 +527,7 @@ def test_the_budget_lowers_request_timeouts(server: HTTPTestServer) -> None:
         start = time.monotonic()
         with rs.deadline(0.3), pytest.raises(httpx.ReadTimeout):
             c.get(server.url)
-        assert time.monotonic() - start < 1.5  # not the client's 5 s
+        assert time.monotonic() - start < 3.0  # not the client's 5 s (generous: loaded CI)
         seen: list[dict[str, float]] = []
 
         def handler(request: httpx.Request) -> httpx.Response:
@@ -550,7 +550,7 @@ def test_the_policy_deadline_lowers_request_timeouts(server: HTTPTestServer) -> 
     with httpx.Client(transport=t, timeout=5.0) as c, pytest.raises(httpx.ReadTimeout):
         start = time.monotonic()
         c.get(server.url)
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 3.0  # not 5 attempts of 5 s (generous: loaded CI)
     assert len(server.requests) == 1
 
 

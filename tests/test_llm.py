@@ -336,8 +336,12 @@ async def test_provider_failover_serves_every_request_within_the_same_call(
         openai.AsyncOpenAI(api_key="sk", base_url=f"http://127.0.0.1:{_closed_port()}/v1"),
         operation="llm.primary",
     )
+    # 200 requests at once on a loaded 2-core machine: the SDK's default 5 s connect timeout
+    # timed some of them out before this process's event loop got to them (APITimeoutError
+    # on both attempts). Timeouts are not what this test is about: a generous one.
     secondary = anthropic_client(
-        anthropic.AsyncAnthropic(api_key="k", base_url=server.url), operation="llm.fast"
+        anthropic.AsyncAnthropic(api_key="k", base_url=server.url, timeout=30.0),
+        operation="llm.fast",
     )
 
     async def via_openai(prompt: str) -> str:

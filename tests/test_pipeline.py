@@ -261,7 +261,7 @@ async def test_a_total_timeout_bounds_the_whole_retry_loop() -> None:
     start = time.perf_counter()
     with pytest.raises(rs.TimeoutExceeded):
         await pipe.acall(down.acall)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0  # not the loop's 100 s; generous for a loaded CI
     assert 2 <= down.calls < 1000
 
 

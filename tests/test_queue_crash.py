@@ -31,9 +31,17 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 
 
 def kill(child: subprocess.Popen[str]) -> list[str]:
-    """SIGKILL the child; return the complete lines it wrote (a torn last line is dropped)."""
+    """SIGKILL the child; return the complete lines it wrote (a torn last line is dropped).
+
+    Read through `child.stdout`, not `communicate()`: communicate reads the raw pipe and
+    skips whatever an earlier `child.stdout.readline()` had already buffered, which lost
+    acked items from the accounting when the parent was slow to read (a loaded machine).
+    """
     child.send_signal(signal.SIGKILL)
-    out, _ = child.communicate()
+    assert child.stdout is not None
+    out = child.stdout.read()  # to EOF: the child is dead, nobody else holds the pipe
+    child.stdout.close()
+    child.communicate()  # reap it, drain stderr
     return [line[:-1] for line in out.splitlines(keepends=True) if line.endswith("\n")]
 
 

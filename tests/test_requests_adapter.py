@@ -107,7 +107,7 @@ def test_the_budget_lowers_timeouts(server: HTTPTestServer) -> None:
         start = time.monotonic()
         with rs.deadline(0.3), pytest.raises(requests.exceptions.ReadTimeout):
             s.get(server.url, timeout=5)
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3.0  # not the 5 s hang; generous for a loaded CI
 
 
 def test_open_breaker_is_a_requests_connection_error(

@@ -410,6 +410,7 @@ def soak(
     fn: Callable[[int], object] | None = None,
     *,
     duration: float = 10.0,
+    calls: int | None = None,
     workers: int = 4,
     error_rate: float = 0.2,
     latency: float | None = None,
@@ -441,11 +442,16 @@ def soak(
 
     After a warm-up (the first fifth of the run) the traced memory is noted; at the end, with
     the workers joined and garbage collected, a growth beyond `memory_limit` bytes, more live
-    threads or more open file descriptors than before the run are reported as leaks.
+    threads or more open file descriptors than before the run are reported as leaks. The run
+    after the warm-up lasts at least four fifths of `duration`, however long the warm-up and
+    the baseline's garbage collection took on a busy machine.
 
     Args:
         fn: the call to soak, given a call counter (default: a small JSON round trip).
         duration: seconds to run (> 0). Real time: this is a soak, not a unit test.
+        calls: run exactly this many calls instead (>= 5; `duration` is then unused): the
+            warm-up is the first fifth of them, and the workers are joined before the
+            baseline, so the result does not depend on the machine's speed or load.
         workers: threads calling at once (1 to 256).
         error_rate, latency, latency_rate, seed: the `FaultInjection` settings.
         memory_limit: bytes of growth tolerated after the warm-up (>= 0).
@@ -474,6 +480,8 @@ def soak(
     if fn is not None and not callable(fn):
         e.append(("fn", f"must be callable, got {type(fn).__name__}"))
     e.positive("duration", duration)
+    if calls is not None:
+        e.integer("calls", calls, minimum=5)
     e.integer("workers", workers, minimum=1)
     if isinstance(workers, int) and workers > _MAX_SOAK_WORKERS:
         e.append(("workers", f"must be <= {_MAX_SOAK_WORKERS} (one thread each), got {workers}"))
@@ -517,13 +525,25 @@ def soak(
                 transitions[key] = transitions.get(key, 0) + 1
 
     stop = threading.Event()
-    counter = iter(range(1 << 62))
+    issued = [0]  # calls handed out so far
+    limit = [calls if calls is not None else 1 << 62]  # hand out calls below this
+
+    def take() -> int | None:
+        with lock:
+            i = issued[0]
+            if i >= limit[0]:
+                return None
+            issued[0] = i + 1
+            return i
 
     def worker() -> None:
         ok = failed = rejected = 0
         while not stop.is_set():
+            i = take()
+            if i is None:
+                break
             try:
-                pipe.call(work, next(counter))
+                pipe.call(work, i)
                 ok += 1
             except (CircuitOpenError, BulkheadFull):
                 rejected += 1
@@ -541,22 +561,38 @@ def soak(
     if not tracing:
         tracemalloc.start()
     unsubscribe = events.subscribe(on_event)
-    try:
+
+    def run_workers() -> list[threading.Thread]:
         pool = [threading.Thread(target=worker, name=f"soak-{i}") for i in range(workers)]
-        start = time.monotonic()
         for t in pool:
             t.start()
-        time.sleep(duration / 5)
-        gc.collect()
-        baseline = tracemalloc.get_traced_memory()[0]
-        # the measured part always gets its four fifths, however long the collection took
-        # (seconds in a big, busy process: a leak would otherwise hide in the warm-up)
-        time.sleep(duration * 4 / 5)
-        stop.set()
-        for t in pool:
-            t.join()
+        return pool
+
+    try:
+        start = time.monotonic()
+        if calls is not None:  # by count: the warm-up's workers are joined, then the rest run
+            limit[0] = calls // 5
+            for t in run_workers():
+                t.join()
+            gc.collect()
+            baseline = tracemalloc.get_traced_memory()[0]
+            limit[0] = calls
+            for t in run_workers():
+                t.join()
+        else:
+            pool = run_workers()
+            time.sleep(duration / 5)
+            gc.collect()
+            baseline = tracemalloc.get_traced_memory()[0]
+            # at least 4/5 of the duration after the baseline: on a busy machine the warm-up's
+            # sleep and the collection can overrun, which left no time to measure a leak in
+            now = time.monotonic()
+            time.sleep(max(start + duration - now, duration * 4 / 5))
+            stop.set()
+            for t in pool:
+                t.join()
+            del pool
         elapsed = time.monotonic() - start
-        del pool
         gc.collect()
         growth = tracemalloc.get_traced_memory()[0] - baseline
     finally:

@@ -491,7 +491,12 @@ class ConfigChanged(Event):
 @dataclass(frozen=True, slots=True)
 class StoreUnavailable(Event):
     """A primitive could not read or write its shared store (`store` is the store's repr,
-    never a password); it goes on with its local state. Emitted once per outage."""
+    never a password); it goes on with its local state. Emitted once per outage.
+
+    Example:
+        >>> StoreUnavailable("payments", "RedisStore('redis://cache/0')", "TimeoutError").error
+        'TimeoutError'
+    """
 
     store: str
     error: str
@@ -499,7 +504,12 @@ class StoreUnavailable(Event):
 
 @dataclass(frozen=True, slots=True)
 class StoreRecovered(Event):
-    """The store of an earlier `StoreUnavailable` answers again, after `downtime` seconds."""
+    """The store of an earlier `StoreUnavailable` answers again, after `downtime` seconds.
+
+    Example:
+        >>> StoreRecovered("payments", "SQLiteStore('state.db')", 12.5).downtime
+        12.5
+    """
 
     store: str
     downtime: float

@@ -62,12 +62,25 @@ MAX_DEPTH = 100
 class InvalidRecord(StoreError, TypeError):
     """A record or key a store cannot hold as given: not JSON-safe, a non-string key, nested
     more than `MAX_DEPTH` deep, a lone surrogate, over `MAX_RECORD_BYTES`. Nothing was
-    stored. Also a `TypeError`, as before."""
+    stored. Also a `TypeError`, as before.
+
+    Example:
+        >>> try:
+        ...     MemoryStore().set("k", {1: "x"})
+        ... except InvalidRecord as e:
+        ...     print(type(e).__name__)
+        InvalidRecord
+    """
 
 
 class CorruptRecord(StoreError):
     """The record at a key is not a JSON object of at most `MAX_RECORD_BYTES` (written by
-    something else, or damaged). A `StoreError`: the store itself answered."""
+    something else, or damaged). A `StoreError`: the store itself answered.
+
+    Example:
+        >>> issubclass(CorruptRecord, StoreError)
+        True
+    """
 
 
 Record = dict[str, Any]

@@ -38,19 +38,6 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-class Outage:
-    """A dependency that is down during every other `period` seconds of real time."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.start = time.monotonic()
-
-    def __call__(self, i: int) -> int:
-        if int((time.monotonic() - self.start) / self.period) % 2 == 1:
-            raise ConnectionError("dependency down")
-        return i
-
-
 class Transitions:
     """Counts breaker transitions of one operation (bounded memory: a Counter of pairs)."""
 
@@ -69,13 +56,53 @@ class Transitions:
         return self.seen["half_open", "closed"]
 
 
+class Outage:
+    """A dependency that goes down and comes back in phases of at least `period` seconds of
+    real time. A phase ends only once the breaker has reacted to it (opened during an outage,
+    closed again after the return, as `watch` saw): on a loaded machine a phase may pass with
+    too few calls for the breaker to react, and the soak would then count fewer outages and
+    recoveries than phases. A breaker that never reacts still fails the test: its phase never
+    ends, so the soak sees fewer than two of them."""
+
+    def __init__(self, period: float, watch: Transitions) -> None:
+        self.period = period
+        self.watch = watch
+        self.down = False
+        self.since = time.monotonic()
+        self.mark = -1  # the phase ends once the watch's count exceeds this (the first: free)
+        self._lock = threading.Lock()
+
+    def _reacted(self) -> int:
+        seen = self.watch.seen
+        if self.down:  # opened (from closed, or a failed trial) since the outage began
+            return seen["closed", "open"] + seen["half_open", "open"]
+        return self.watch.recoveries
+
+    def __call__(self, i: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if now - self.since >= self.period and self._reacted() > self.mark:
+                self.down = not self.down
+                self.since = now
+                self.mark = self._reacted()
+            down = self.down
+        if down:
+            raise ConnectionError("dependency down")
+        return i
+
+
 def _soak_with_outages(duration: float, period: float) -> tuple[SoakReport, Transitions]:
     name = _name("soak")
     watch = Transitions(name)
     unsubscribe = events.subscribe(watch)
     try:
         report = soak(
-            Outage(period), duration=duration, workers=4, error_rate=0.05, seed=3, name=name
+            Outage(period, watch),
+            duration=duration,
+            workers=4,
+            error_rate=0.05,
+            seed=3,
+            name=name,
         )
     finally:
         unsubscribe()
@@ -122,7 +149,7 @@ def test_soak_still_catches_a_leaking_workload() -> None:
     kept: list[bytes] = []
     report = soak(
         lambda i: kept.append(bytes(5_000)),
-        duration=0.3,
+        calls=200,  # by count: the same verdict on a loaded machine
         workers=2,
         error_rate=0.0,
         memory_limit=100_000,
