@@ -186,6 +186,7 @@ async def test_resilient_from_config_sheds_a_burst_of_1000_exactly(anyio_backend
             "operations": {
                 operation: {
                     "timeout": False,
+                    "attempt_timeout": False,  # held at a gate: no real-time limit wanted
                     "breaker": False,
                     "retry": {
                         "max_attempts": 2,
