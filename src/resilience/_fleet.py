@@ -55,10 +55,10 @@ class FleetReport:
         calls, faults: fleet totals.
         outages, recovered: backend outages, and how many of them every live breaker closed
             again after.
-        trial_rounds: fleet-wide trial calls per half-open round, in order, while the store
-            was up (each must be at most `half_open_calls`).
-        trial_calls_during_store_outages: trial calls while the store was down or being
-            re-read (each process decides alone then, as it must).
+        trial_rounds: fleet-wide trial calls per half-open round (rounds named by the shared
+            record), in order; each must be at most `half_open_calls`.
+        trial_calls_during_store_outages: trial calls a process decided alone, while the store
+            was down (as it must then).
         store_restarts, worker_kills: faults of the schedule that were carried out.
         written, delivered, lost, duplicates: outbox items acknowledged by `put`, delivered to
             the sinks, acknowledged but never delivered, delivered more than once.
@@ -108,9 +108,10 @@ class FleetReport:
             f"schedule: {self.outages} backend outage(s), {self.store_restarts} store "
             f"restart(s), {self.worker_kills} worker kill(s)",
             f"recovered: {self.recovered} of {self.outages} outages (every breaker closed again)",
-            f"half-open rounds: {len(self.trial_rounds)}, fleet-wide trial calls per round: "
+            f"half-open rounds: {len(self.trial_rounds)} (largest "
+            f"{max(self.trial_rounds, default=0)} trial calls), fleet-wide trial calls per round: "
             f"{list(self.trial_rounds)[:20]}{' ...' if len(self.trial_rounds) > 20 else ''}"
-            f" (+{self.trial_calls_during_store_outages} while the store was down)",
+            f" (+{self.trial_calls_during_store_outages} decided alone while the store was down)",
             f"outbox: {self.written:,} written, {self.delivered:,} delivered, {self.lost} lost, "
             f"{self.duplicates} duplicate(s)",
             f"replicas converged after the load stopped: {conv}",
@@ -468,7 +469,8 @@ def _report(
 ) -> FleetReport:
     per_worker: list[dict[str, Any]] = []
     unexpected: dict[str, int] = {}
-    trial_times: list[float] = []
+    trial_times: list[float] = []  # round ids of fleet trial calls
+    local_trials = 0
     written = delivered = lost = duplicates = 0
     rss_growth = 0.0
     timelines: list[list[tuple[float, str]]] = []
@@ -483,6 +485,7 @@ def _report(
                 transitions[k] = transitions.get(k, 0) + int(n)
             for k, n in stats.get("unexpected", {}).items():
                 unexpected[k] = unexpected.get(k, 0) + int(n)
+            local_trials += int(stats.get("local_trials", 0))
         for stats in w.samples:  # trial calls and state changes: each line has the new ones
             trial_times += stats.get("trials", [])
             timeline += [(float(t), str(s)) for t, s in stats.get("timeline", [])]
@@ -521,16 +524,13 @@ def _report(
         until = outages[idx + 1][0] if idx + 1 < len(outages) else t0 + duration
         if all(_closed_between(tl, up, until) for tl in timelines):
             recovered += 1
-    # While the store is down (and until the breakers have re-read it) each process goes on
-    # with its local state, as it must: trial permits cannot be reserved fleet-wide then.
-    # Those rounds are reported apart and not held to the fleet-wide bound.
-    broken = [
-        (t0 + f.at, t0 + f.at + f.length + 2 * OPEN_DURATION)
-        for f in plan
-        if f.kind == "store" and done["store"]
-    ]
-    during = [t for t in trial_times if any(a <= t <= b for a, b in broken)]
-    rounds = _rounds(sorted(t for t in trial_times if not any(a <= t <= b for a, b in broken)))
+    # Fleet trial calls carry their round's id (from the shared record); while the store is
+    # down each process decides alone, as it must: those trials are counted apart.
+    per_round: dict[int, int] = {}
+    for round_id in trial_times:
+        per_round[int(round_id)] = per_round.get(int(round_id), 0) + 1
+    rounds = [per_round[k] for k in sorted(per_round)]
+    during = [0] * local_trials
     failures: list[str] = []
     if recovered < len(outages):
         failures.append(f"recovered from {recovered} of {len(outages)} outages")
@@ -586,19 +586,6 @@ def _closed_between(timeline: list[tuple[float, str]], start: float, end: float)
     return state == "closed"
 
 
-def _rounds(times: list[float]) -> list[int]:
-    """Trial calls grouped into half-open rounds: a round's calls come within half an open
-    duration of each other; the next round is at least an open duration later."""
-    rounds: list[int] = []
-    last = -1e18
-    for t in times:
-        if t - last > OPEN_DURATION / 2:
-            rounds.append(0)
-        rounds[-1] += 1
-        last = t
-    return rounds
-
-
 def _growth(samples: list[Any]) -> float:
     values = [float(v) for v in samples if v]
     if len(values) < 6:
@@ -644,7 +631,17 @@ def _worker(cfg: dict[str, Any]) -> int:
         if spec["kind"] == "redis"
         else SQLiteStore(spec["path"], busy_timeout=0.5)
     )
-    breaker = CircuitBreaker(
+    admitted = threading.local()
+
+    class Breaker(CircuitBreaker):
+        # Notes the epoch `_admit` gave each call: a fleet trial call's epoch is <= -3 and
+        # names its half-open round (round = -2 - epoch), the same on every process.
+        def _admit(self) -> int:
+            epoch = super()._admit()
+            admitted.epoch = epoch
+            return epoch
+
+    breaker = Breaker(
         BREAKER,
         minimum_calls=20,
         window=CountWindow(40),
@@ -666,7 +663,7 @@ def _worker(cfg: dict[str, Any]) -> int:
     stats: dict[str, Any] = {
         "id": wid, "incarnation": inc, "calls": 0, "successes": 0, "failures": 0,
         "rejections": 0, "faults": 0, "transitions": {}, "trials": [], "timeline": [],
-        "unexpected": {}, "written": 0, "pending": None, "stopped": False,
+        "unexpected": {}, "written": 0, "pending": None, "stopped": False, "local_trials": 0,
     }  # fmt: skip
     half_open = CircuitState.HALF_OPEN
 
@@ -684,9 +681,14 @@ def _worker(cfg: dict[str, Any]) -> int:
 
     def backend() -> None:
         now = time.time()
-        if breaker._state is half_open:  # admitted as a trial call
+        epoch = getattr(admitted, "epoch", 0)
+        admitted.epoch = 0
+        if epoch <= -3:  # a fleet-wide trial call of round -2 - epoch
             with lock:
-                stats["trials"].append(now)
+                stats["trials"].append(-2 - epoch)
+        elif breaker._state is half_open:  # a trial this process decided alone (store down)
+            with lock:
+                stats["local_trials"] += 1
         if any(a <= now < b for a, b in outages):
             raise ConnectionError("backend down")
 
