@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +153,8 @@ def test_a_store_waits_out_another_process_creating_the_schema(tmp_path: Path) -
     opened: list[Any] = []
     thread = threading.Thread(target=lambda: opened.append(SQLiteStore(path, busy_timeout=20)))
     thread.start()
-    time.sleep(0.3)  # our store is waiting on the other's lock now
+    thread.join(0.3)  # our store is waiting on the other's lock now: it cannot finish
+    assert thread.is_alive()
     assert opened == []
     other.execute("COMMIT")
     other.close()
