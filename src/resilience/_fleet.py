@@ -489,6 +489,8 @@ def _report(
         for stats in w.samples:  # trial calls and state changes: each line has the new ones
             trial_times += stats.get("trials", [])
             timeline += [(float(t), str(s)) for t, s in stats.get("timeline", [])]
+            if "state" in stats and "t" in stats:  # and the state it was in at that moment
+                timeline.append((float(stats["t"]), str(stats["state"])))
         timelines.append(sorted(timeline))
         live = [s for s in w.samples if not s.get("stopped")]
         growth = _growth([s.get("rss", 0) for s in live if s.get("incarnation") == 0])
@@ -833,6 +835,7 @@ def _worker(cfg: dict[str, Any]) -> int:
             stats["crdt"] = merged.value if stopping.is_set() else None
             line = {
                 **stats,
+                "state": breaker._state.value,  # sampled too: adopted states emit no event
                 "rss": _rss(),
                 "fds": _open_fds(),
                 "threads": threading.active_count(),
