@@ -41,7 +41,7 @@ import enum
 import itertools
 import math
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -69,8 +69,9 @@ from .stores import (
     MemoryStore,
     Record,
     Store,
-    _in_background,
+    _defer,
     _in_process,
+    _native_async,
     _on_event_loop,
     _report_recovered,
     _report_unavailable,
@@ -80,6 +81,12 @@ __all__ = ["CircuitBreaker", "CircuitState", "CountWindow", "TimeWindow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_T = TypeVar("_T")
+
+_Steps = Generator[tuple[str, tuple[Any, ...]], Any, _T]
+"""Breaker logic that talks to the store: it yields (operation, args) and is sent each
+result (or thrown its error), so one body serves blocking callers (`_drive`) and event
+loops (`_adrive`)."""
 
 SCHEMA = 1
 """Version of the JSON record a breaker writes to its store."""
@@ -366,7 +373,10 @@ class CircuitBreaker(Decorator):
         self._round_since = 0.0  # ...and when (our monotonic clock) we first saw it
         self._next_sync = -math.inf if self._shared else math.inf
         self._closed_epoch: int | None = None if self._shared else 0
-        self._load()
+        if not (self._offload and _on_event_loop()):
+            self._load()
+        # else: built on an event loop (a config built lazily inside a handler): no blocking
+        # read here; the first admission reads the record (`_next_sync` is due already).
         _registry.register("breaker", name, self)
 
     @staticmethod
@@ -527,7 +537,7 @@ class CircuitBreaker(Decorator):
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 epoch = self._closed_epoch
                 if epoch is None:
-                    epoch = self._admit()
+                    epoch = await self._aadmit() if self._offload else self._admit()
                 t0 = self._mono()
                 try:
                     result = await fn(*args, **kwargs)
@@ -586,10 +596,15 @@ class CircuitBreaker(Decorator):
             if _events.enabled:
                 _events.emit(CallRejected(self.name, "circuit_open", remaining))
             raise CircuitOpenError(self.name, remaining, "open", self._reason)
-        if self._shared:  # the record decides OPEN -> HALF_OPEN and hands out trial permits
-            shared = self._admit_shared(now)
+        if self._shared and self._store_due(now):
+            # the record decides OPEN -> HALF_OPEN and hands out trial permits
+            shared = self._drive(self._admit_shared(now))
             if shared is not None:
                 return shared
+        return self._admit_local(now)
+
+    def _admit_local(self, now: float) -> int:
+        """Admission by the local state alone (under the lock)."""
         moved = False
         rejected: str | None = None
         remaining = 0.0
@@ -781,19 +796,36 @@ class CircuitBreaker(Decorator):
     def _flush(self) -> None:
         """After the lock is released: deliver transition events, write the latest record."""
         if self._offload and self._pending and _on_event_loop():
-            # On an event loop, the store write (and the events, to keep their order) go to
-            # the writer thread: the loop never waits for store I/O, nor for a thread doing it.
-            _in_background(self._flush)
+            # On an event loop the events go out now and the write is handed over (to the
+            # loop's writer task, or the writer thread): the loop never waits for store I/O.
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if pending:
+                self._emit(pending)
+                record = pending[-1][3]
+                _defer(
+                    self._store,
+                    lambda: self._adrive(self._write(record)),
+                    lambda: self._write_now(record),
+                    rerun=True,  # a write is safe to repeat: versions and CAS guard it
+                )
             return
         with self._flush_lock:  # keeps events and writes in transition order
             with self._lock:
                 pending, self._pending = self._pending, []
             if not pending:
                 return
-            if _events.enabled:
-                for old, new, reason, _ in pending:
-                    _events.emit(StateTransition(self.name, old.value, new.value, reason))
-            self._write(pending[-1][3])
+            self._emit(pending)
+            self._drive(self._write(pending[-1][3]))
+
+    def _write_now(self, record: Record) -> None:
+        with self._flush_lock:
+            self._drive(self._write(record))
+
+    def _emit(self, pending: list[tuple[CircuitState, CircuitState, str, Record]]) -> None:
+        if _events.enabled:
+            for old, new, reason, _ in pending:
+                _events.emit(StateTransition(self.name, old.value, new.value, reason))
 
     # --- the store --------------------------------------------------------------------------
     #
@@ -806,15 +838,66 @@ class CircuitBreaker(Decorator):
     # record (or republishes its own into an empty store) when it answers again.
 
     async def _aadmit(self) -> int:
-        """`_admit` for `acall`: when it must talk to the store, it does so on a worker
-        thread (asyncio and trio alike), so a slow store never stalls the event loop. A
-        cancellation waits for the thread (a trial permit taken is then given back by
-        `acall`'s own cancellation handling)."""
-        if not self._store_due(self._mono()):
+        """`_admit` for async callers: when it must talk to the store, it awaits the store's
+        own async operations on the loop (RedisStore on asyncio: redis.asyncio), or runs
+        `_admit` on a worker thread (trio, SQLite), so a slow store never stalls the loop.
+        A cancellation waits for the thread; on asyncio the store exchange goes on in its
+        own task and a trial permit it took for a caller that is gone is given back."""
+        now = self._mono()
+        if not self._store_due(now):
             return self._admit()
-        import anyio.to_thread
+        if not _native_async(self._store):
+            import anyio.to_thread
 
-        return await anyio.to_thread.run_sync(self._admit)
+            return await anyio.to_thread.run_sync(self._admit)
+        import asyncio
+
+        exchange = asyncio.get_running_loop().create_task(self._adrive(self._admit_shared(now)))
+        try:
+            shared = await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            exchange.add_done_callback(self._orphaned)
+            raise
+        if shared is not None:
+            return shared
+        return self._admit_local(now)
+
+    def _orphaned(self, exchange: Any) -> None:
+        """An admission whose caller was cancelled finished: give its trial permit back."""
+        if not exchange.cancelled() and exchange.exception() is None:
+            epoch = exchange.result()
+            if epoch is not None:
+                self._release(epoch)
+
+    def _drive(self, steps: _Steps[_T]) -> _T:
+        """Run store steps (a generator yielding (operation, args)) with blocking calls."""
+        store: Any = self._store
+        try:
+            op, args = next(steps)
+            while True:
+                try:
+                    result = getattr(store, op)(*args)
+                except Exception as exc:
+                    op, args = steps.throw(exc)
+                else:
+                    op, args = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _adrive(self, steps: _Steps[_T]) -> _T:
+        """`_drive` on an event loop, awaiting the store's async operations (`aget`, ...)."""
+        store: Any = self._store
+        try:
+            op, args = next(steps)
+            while True:
+                try:
+                    result = await getattr(store, "a" + op)(*args)
+                except Exception as exc:
+                    op, args = steps.throw(exc)
+                else:
+                    op, args = steps.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     def _store_due(self, now: float) -> bool:
         """Whether admission at `now` reads the shared store."""
@@ -825,7 +908,7 @@ class CircuitBreaker(Decorator):
         state = self._state
         return state is _HALF_OPEN or (state is _OPEN and now >= self._open_until)
 
-    def _admit_shared(self, now: float) -> int | None:
+    def _admit_shared(self, now: float) -> _Steps[int | None]:
         """Admission against a shared store: a trial epoch, a rejection, or None (decide
         locally: CLOSED, OPEN with time left, manual states, or the store is unavailable)."""
         state = self._state
@@ -838,16 +921,16 @@ class CircuitBreaker(Decorator):
                 if now < self._next_sync:
                     return None
                 self._next_sync = now + _SYNC_INTERVAL
-        found, record = self._read()
+        found, record = yield from self._read()
         if not found:
             return None
-        return self._settle(record, self._mono())
+        return (yield from self._settle(record, self._mono()))
 
-    def _read(self) -> tuple[bool, object]:
+    def _read(self) -> _Steps[tuple[bool, object]]:
         """(True, the record or None or _CORRUPT) or (False, None) when the store failed.
         The next re-read is due one interval after the read *returned*."""
         try:
-            record: object = self._store.get(self._key)
+            record: object = yield ("get", (self._key,))
         except CorruptRecord:
             record = _CORRUPT
         except Exception as exc:
@@ -862,7 +945,7 @@ class CircuitBreaker(Decorator):
                 self._seen = None
         return True, record
 
-    def _settle(self, record: object, now: float) -> int | None:
+    def _settle(self, record: object, now: float) -> _Steps[int | None]:
         """Act on what the store holds: adopt it, take a trial permit, or republish."""
         for _ in range(_CAS_TRIES):
             view = _parse(record)
@@ -871,7 +954,7 @@ class CircuitBreaker(Decorator):
                     mine = self._record_dict() if self._version > 0 or record is not None else None
                 if mine is None:
                     return None
-                done, record = self._publish(record, mine)
+                done, record = yield from self._publish(record, mine)
                 if done is None:
                     return None
                 if done:
@@ -880,7 +963,10 @@ class CircuitBreaker(Decorator):
                     return None
                 continue
             with self._lock:
-                if record != self._seen:
+                # A round of ours the store has not got yet (the write is on its way, or
+                # `state` moved us on): the record decides OPEN -> HALF_OPEN, so take it.
+                ahead = self._state is _HALF_OPEN and view["state"] != _HALF_OPEN.value
+                if ahead or record != self._seen:
                     self._adopt(view, record, now, event=True)
                 state = self._state
                 wall = self._wall()
@@ -903,7 +989,7 @@ class CircuitBreaker(Decorator):
                 if state is _HALF_OPEN:
                     self._reject("half_open_full", 0.0, _HALF_OPEN)
                 return None
-            done, record = self._publish(record, new)
+            done, record = yield from self._publish(record, new)
             if done is None:
                 return None
             if done:
@@ -919,22 +1005,21 @@ class CircuitBreaker(Decorator):
             _events.emit(CallRejected(self.name, reason, remaining))
         raise CircuitOpenError(self.name, remaining, state.value, self._reason)
 
-    def _publish(self, expected: object, new: Record) -> tuple[bool | None, object]:
+    def _publish(self, expected: object, new: Record) -> _Steps[tuple[bool | None, object]]:
         """Compare-and-set `expected` -> `new`: (True, new), (False, what is there now), or
         (None, None) when the store failed. A record that is not JSON is overwritten."""
         try:
             if expected is _CORRUPT:
-                self._store.set(self._key, new)
+                yield ("set", (self._key, new))
                 done = True
             else:
-                done = self._store.compare_and_set(
-                    self._key, expected if isinstance(expected, dict) else None, new
-                )
+                want = expected if isinstance(expected, dict) else None
+                done = yield ("compare_and_set", (self._key, want, new))
             if done:
                 self._store_back()
                 return True, new
             try:
-                return False, self._store.get(self._key)
+                return False, (yield ("get", (self._key,)))
             except CorruptRecord:
                 return False, _CORRUPT
         except Exception as exc:
@@ -948,19 +1033,24 @@ class CircuitBreaker(Decorator):
             outcome = "failure" if code & FAILURE else "success"
             _events.emit(CallCompleted(self.name, outcome, now - t0, bool(code & SLOW)))
         if self._offload and _on_event_loop():
-            _in_background(lambda: self._count_trial(round_, code))
+            _defer(
+                self._store,
+                lambda: self._adrive(self._count_trial(round_, code)),
+                lambda: self._drive(self._count_trial(round_, code)),
+                rerun=False,  # counting a trial twice could close the breaker early
+            )
         else:
-            self._count_trial(round_, code)
+            self._drive(self._count_trial(round_, code))
 
-    def _count_trial(self, round_: int, code: int | None) -> None:
-        found, record = self._read()
+    def _count_trial(self, round_: int, code: int | None) -> _Steps[None]:
+        found, record = yield from self._read()
         if found:
             for _ in range(_CAS_TRIES):
                 view = _parse(record)
                 if view is None or view["state"] != "half_open" or view["round"] != round_:
                     return  # the round is over (or the store lost it): nothing to count
                 new = self._after_trial(view, code)
-                done, record = self._publish(record, new)
+                done, record = yield from self._publish(record, new)
                 if done is None:
                     break
                 if done:
@@ -1015,20 +1105,20 @@ class CircuitBreaker(Decorator):
             "reason": reason,
         }
 
-    def _write(self, record: Record) -> None:
+    def _write(self, record: Record) -> _Steps[None]:
         if record["version"] <= self._written:
             return
         if self._shared:
             if self._store_down is not None and self._mono() < self._next_sync:
                 return  # the outage goes on: the next successful read republishes
-            done, current = self._publish(self._seen, record)
+            done, current = yield from self._publish(self._seen, record)
             if done is None:
                 return
             if not done:
                 # Lost the race: whoever won stands (we never undo another's transition),
                 # unless the store holds nothing usable, in which case ours goes in.
                 if _parse(current) is None:
-                    done, current = self._publish(current, record)
+                    done, current = yield from self._publish(current, record)
                 if not done:
                     view = _parse(current)
                     if view is not None:
@@ -1038,7 +1128,7 @@ class CircuitBreaker(Decorator):
                     return
         else:
             try:
-                self._store.set(self._key, record)
+                yield ("set", (self._key, record))
             except Exception as exc:  # a store outage must not fail the protected call
                 self._store_failed(exc)
                 return

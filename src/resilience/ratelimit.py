@@ -30,7 +30,14 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError, RateLimited
 from ._policy import Decorator
 from ._validate import Errors, raise_if
-from .stores import MemoryStore, Store, _in_process, _report_recovered, _report_unavailable
+from .stores import (
+    MemoryStore,
+    Store,
+    _in_process,
+    _native_async,
+    _report_recovered,
+    _report_unavailable,
+)
 
 __all__ = ["RateLimiter"]
 
@@ -187,7 +194,7 @@ class RateLimiter(Decorator):
         if self._down is not None and self._mono() < self._probe_at:
             return self._unavailable()
         now = self._now
-        try:
+        try:  # spelt out, not `**self._bucket(tokens)`: this is the hot path
             wait = self.store.take_tokens(
                 self._key,
                 capacity=self.burst,
@@ -199,6 +206,38 @@ class RateLimiter(Decorator):
             raise
         except Exception as exc:
             return self._failed(exc)
+        return self._taken(wait)
+
+    async def _atake(self, tokens: float) -> float:
+        """`_take` without blocking the event loop: a store round trip must not stall other
+        tasks. RedisStore on asyncio is awaited on the loop (redis.asyncio); other stores
+        run `_take` on a worker thread. A store that is down is not asked."""
+        if self._down is not None and self._mono() < self._probe_at:
+            return self._unavailable()
+        if not _native_async(self.store):
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self._take, tokens)
+        try:
+            wait = await self.store.atake_tokens(  # type: ignore[attr-defined]
+                self._key, **self._bucket(tokens)
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            return self._failed(exc)
+        return self._taken(float(wait))
+
+    def _bucket(self, tokens: float) -> dict[str, Any]:
+        now = self._now
+        return {
+            "capacity": self.burst,
+            "refill_per_second": self._refill,
+            "now": None if now is None else now(),
+            "tokens": tokens,
+        }
+
+    def _taken(self, wait: float) -> float:
         if self._down is not None:
             self._recovered()
         return wait
@@ -260,15 +299,6 @@ class RateLimiter(Decorator):
             if self._too_far(retry_after):
                 raise self._refuse(retry_after)
             await self.clock.asleep(max(retry_after, _MIN_SLEEP))
-
-    async def _atake(self, tokens: float) -> float:
-        """`_take` off the event loop: a store round trip must not stall other tasks (a
-        worker thread on trio and asyncio; a store that is down is not even asked)."""
-        if self._down is not None and self._mono() < self._probe_at:
-            return self._unavailable()
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self._take, tokens)
 
     # -- shells ----------------------------------------------------------------------------
 

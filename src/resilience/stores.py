@@ -25,7 +25,9 @@ import os
 import threading
 import time
 import typing
-from collections.abc import Callable, Mapping
+import weakref
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from . import events
@@ -651,12 +653,17 @@ class RedisStore:
             ValueError,
         )
         self.prefix = prefix
+        # Event loops' own clients (redis.asyncio), made on first async use in each loop
+        self._native: weakref.WeakKeyDictionary[Any, _Native] = weakref.WeakKeyDictionary()
+        self._afactory: Callable[[], Any] | None
         if isinstance(url_or_client, str):
             self._where, self._secrets = _redact_url(url_or_client)
+            url = url_or_client
+            options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            options.update(_driver_options())
+            self._afactory = lambda: _redis_asyncio().Redis.from_url(url, **options)
             try:
-                self._client: Any = redis.Redis.from_url(
-                    url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout
-                )
+                self._client: Any = redis.Redis.from_url(url_or_client, **options)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(
                     [
@@ -676,6 +683,7 @@ class RedisStore:
             self._secrets = tuple(s for s in (kwargs.get("password"),) if isinstance(s, str) and s)
             where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
             self._where = f"redis client {where}/{kwargs.get('db', 0)}"
+            self._afactory = _async_twin(url_or_client)
         self._cas = self._client.register_script(_CAS_LUA)
         self._take = self._client.register_script(_TAKE_LUA)
 
@@ -709,11 +717,9 @@ class RedisStore:
         self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
     ) -> bool:
         _check_key(key)
-        raw = _encode(value)
-        want = "" if expected is None else _canonical(expected)
-        absent = "1" if expected is None else "0"
+        args = _cas_args(expected, value)
         try:
-            done = self._cas(keys=[self.prefix + key], args=[want, raw, absent])
+            done = self._cas(keys=[self.prefix + key], args=args)
         except self._failures as exc:
             self._fail(exc, key)
         return bool(int(done))
@@ -734,19 +740,128 @@ class RedisStore:
         now: float | None,
         tokens: float = 1.0,
     ) -> float:
-        _check_key(key)
-        _check_tokens(key, tokens)
-        _check_bucket(key, capacity, refill_per_second, now)
-        args = [repr(float(capacity)), repr(float(refill_per_second)),
-                "" if now is None else repr(float(now)), repr(float(tokens))]  # fmt: skip
+        args = self._take_args(key, capacity, refill_per_second, now, tokens)
         try:
             wait = self._take(keys=[self._bucket_key(key)], args=args)
         except self._failures as exc:
             self._fail(exc, key)
         return float(wait)
 
+    @staticmethod
+    def _take_args(
+        key: str, capacity: float, rate: float, now: float | None, tokens: float
+    ) -> list[str]:
+        _check_key(key)
+        _check_tokens(key, tokens)
+        _check_bucket(key, capacity, rate, now)
+        return [repr(float(capacity)), repr(float(rate)),
+                "" if now is None else repr(float(now)), repr(float(tokens))]  # fmt: skip
+
     def _bucket_key(self, key: str) -> str:
         return f"{self.prefix}tokens:{key}"
+
+    # --- the same on an event loop -------------------------------------------------------
+    #
+    # On asyncio each loop gets its own redis.asyncio client (connections belong to a loop),
+    # closed when the loop shuts down; elsewhere (trio, or a client we cannot mirror) the
+    # blocking operation runs on a worker thread. Either way the loop thread never blocks.
+
+    def _loop_native(self) -> bool:
+        """Whether the running event loop talks to Redis itself (asyncio with redis.asyncio)."""
+        return self._afactory is not None and _async_library() == "asyncio"
+
+    async def _aclient(self) -> _Native | None:
+        if not self._loop_native():
+            return None
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        native = self._native.get(loop)
+        if native is None:
+            assert self._afactory is not None
+            try:
+                client = self._afactory()
+            except self._failures:
+                self._afactory = None  # cannot mirror this client: worker threads it is
+                return None
+            native = self._native[loop] = _Native(client, lambda: self._native.pop(loop, None))
+            await native.closer.__anext__()  # closes the client as the loop shuts down
+        return native
+
+    async def aget(self, key: str) -> Record | None:
+        """`get` for async callers: never blocks the event loop."""
+        native = await self._aclient()
+        if native is None:
+            return await _to_thread(self.get, key)
+        _check_key(key)
+        try:
+            raw = await native.client.get(self.prefix + key)
+        except self._failures as exc:
+            self._fail(exc, key)
+        return None if raw is None else _decode(raw, key)
+
+    async def aset(self, key: str, value: Mapping[str, Any]) -> None:
+        """`set` for async callers: never blocks the event loop."""
+        native = await self._aclient()
+        if native is None:
+            return await _to_thread(self.set, key, value)
+        _check_key(key)
+        raw = _encode(value)
+        try:
+            await native.client.set(self.prefix + key, raw)
+        except self._failures as exc:
+            self._fail(exc, key)
+
+    async def acompare_and_set(
+        self, key: str, expected: Mapping[str, Any] | None, value: Mapping[str, Any]
+    ) -> bool:
+        """`compare_and_set` for async callers: never blocks the event loop."""
+        native = await self._aclient()
+        if native is None:
+            return await _to_thread(self.compare_and_set, key, expected, value)
+        _check_key(key)
+        args = _cas_args(expected, value)
+        try:
+            done = await native.cas(keys=[self.prefix + key], args=args)
+        except self._failures as exc:
+            self._fail(exc, key)
+        return bool(int(done))
+
+    async def atake_tokens(
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: float | None,
+        tokens: float = 1.0,
+    ) -> float:
+        """`take_tokens` for async callers: never blocks the event loop."""
+        native = await self._aclient()
+        if native is None:
+            return await _to_thread(
+                self.take_tokens,
+                key,
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now=now,
+                tokens=tokens,
+            )
+        args = self._take_args(key, capacity, refill_per_second, now, tokens)
+        try:
+            wait = await native.take(keys=[self._bucket_key(key)], args=args)
+        except self._failures as exc:
+            self._fail(exc, key)
+        return float(wait)
+
+    async def aclose(self) -> None:
+        """Close the connections of the running loop's client, and the blocking client's."""
+        import asyncio
+
+        native = self._native.get(asyncio.get_running_loop())
+        if native is not None:
+            await native.closer.aclose()
+        self.close()
 
     # --- the rest -----------------------------------------------------------------------
 
@@ -776,6 +891,115 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+
+
+def _cas_args(expected: Mapping[str, Any] | None, value: Mapping[str, Any]) -> list[str]:
+    raw = _encode(value)
+    if expected is None:
+        return ["", raw, "1"]
+    return [_canonical(expected), raw, "0"]
+
+
+_DRIVER: dict[str, Any] | None = None
+
+
+def _driver_options() -> dict[str, Any]:
+    """What tells redis-py who we are, worked out once. Left to itself, redis-py 6+ reads
+    its own version from the installed package's metadata for every connection it opens:
+    a few milliseconds on the event loop each time a pool grows."""
+    global _DRIVER
+    if _DRIVER is None:
+        try:
+            from redis.driver_info import DriverInfo  # redis-py >= 7
+
+            _DRIVER = {"driver_info": DriverInfo()}
+        except ImportError:  # redis-py 5 and 6: the version is a plain argument
+            from redis.utils import get_lib_version
+
+            _DRIVER = {"lib_version": get_lib_version()}  # type: ignore[no-untyped-call]
+    return _DRIVER
+
+
+def _redis_asyncio() -> Any:
+    import redis.asyncio
+
+    return redis.asyncio
+
+
+class _Native:
+    """One event loop's redis.asyncio client, its scripts, and the async generator whose
+    finalisation (at the loop's `shutdown_asyncgens`, which asyncio.run does) closes it."""
+
+    def __init__(self, client: Any, forget: Callable[[], object]) -> None:
+        self.client = client
+        self.cas = client.register_script(_CAS_LUA)
+        self.take = client.register_script(_TAKE_LUA)
+        self.closer = _close_at_shutdown(client, forget)
+
+
+async def _close_at_shutdown(client: Any, forget: Callable[[], object]) -> AsyncGenerator[None]:
+    try:
+        yield
+    finally:
+        forget()  # the entry refers to the loop (its connections do): drop it, or it stays
+        try:
+            await client.aclose()
+        except Exception:  # pragma: no cover - the loop is going away anyway
+            pass
+
+
+def _async_twin(client: Any) -> Callable[[], Any] | None:
+    """A factory of redis.asyncio clients that reach the same server as the blocking
+    `client` a user passed (same connection settings), or None when it cannot be mirrored
+    (then async callers use a worker thread)."""
+    try:
+        import inspect
+
+        aio = _redis_asyncio()
+        pool = client.connection_pool
+        kind = {
+            "Connection": aio.Connection,
+            "SSLConnection": aio.SSLConnection,
+            "UnixDomainSocketConnection": aio.UnixDomainSocketConnection,
+        }[pool.connection_class.__name__]
+        accepted: set[str] = set()
+        for cls in kind.__mro__:
+            init = cls.__dict__.get("__init__")
+            if init is not None:
+                accepted.update(inspect.signature(init).parameters)
+        # the blocking client's retry and callbacks are objects of the blocking API
+        skip = {"self", "retry", "redis_connect_func", "connection_pool", "event_dispatcher"}
+        kwargs = {
+            k: v for k, v in pool.connection_kwargs.items() if k in accepted and k not in skip
+        }
+    except Exception:
+        return None
+    return lambda: aio.Redis(connection_pool=aio.ConnectionPool(connection_class=kind, **kwargs))
+
+
+async def _to_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    import functools
+
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def _async_library() -> str | None:
+    """ "asyncio" or "trio" on a thread running that event loop, else None."""
+    try:
+        import sniffio
+
+        return sniffio.current_async_library()
+    except Exception:
+        return None
+
+
+def _native_async(store: object) -> bool:
+    """Whether `store` does its I/O on the running event loop itself (RedisStore on
+    asyncio): its `a`-prefixed operations are then awaited right there."""
+    native = getattr(store, "_loop_native", None)
+    return native is not None and bool(native())
 
 
 def _report_unavailable(kind: str, name: str | None, store: object, exc: BaseException) -> None:
@@ -820,13 +1044,7 @@ _MAX_TEXT = 500
 
 def _on_event_loop() -> bool:
     """True on a thread that runs an async event loop (asyncio or trio): no store I/O here."""
-    try:
-        import sniffio
-
-        sniffio.current_async_library()
-    except Exception:
-        return False
-    return True
+    return _async_library() is not None
 
 
 def _in_process(store: object) -> bool:
@@ -871,6 +1089,67 @@ _background = _Background()
 def _in_background(fn: Callable[[], object]) -> None:
     """Run `fn()` on the store-writer daemon thread (FIFO), not on the caller's thread."""
     _background.submit(fn)
+
+
+class _LoopWriter:
+    """What `_Background` is for threads, on an asyncio loop for natively async stores: one
+    task per loop runs the jobs handed over, in order, without a thread. When the loop shuts
+    down with jobs left (asyncio.run cancels every task), they go to the writer thread in
+    their blocking form; so does the job it was running when `rerun` says that is safe (a
+    write whose outcome is unknown is safe to repeat; counting a trial call is not)."""
+
+    def __init__(self) -> None:
+        self._queues: weakref.WeakKeyDictionary[Any, deque[_Job]] = weakref.WeakKeyDictionary()
+        self._tasks: set[Any] = set()
+
+    def submit(self, job: _Job) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = deque()
+        queue.append(job)
+        if len(queue) == 1:  # nobody is draining it
+            task = loop.create_task(self._drain(queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, queue: deque[_Job]) -> None:
+        import asyncio
+
+        while queue:
+            run, _, rerun = queue[0]
+            try:
+                await run()
+            except asyncio.CancelledError:
+                if not rerun:
+                    queue.popleft()
+                while queue:  # the loop is shutting down: finish on the writer thread
+                    _in_background(queue.popleft()[1])
+                raise
+            except Exception:  # pragma: no cover - the callers report their own failures
+                pass
+            queue.popleft()
+
+
+_Job = tuple[Callable[[], Awaitable[object]], Callable[[], object], bool]
+_loop_writer = _LoopWriter()
+
+
+def _defer(
+    store: object,
+    run: Callable[[], Awaitable[object]],
+    blocking: Callable[[], object],
+    *,
+    rerun: bool,
+) -> None:
+    """Hand store work over from an event loop thread: to the loop's writer task when the
+    store is natively async there (`run`), else to the writer thread (`blocking`)."""
+    if _native_async(store):
+        _loop_writer.submit((run, blocking, rerun))
+    else:
+        _in_background(blocking)
 
 
 def _describe(store: object) -> str:
