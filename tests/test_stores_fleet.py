@@ -121,10 +121,13 @@ def test_a_process_that_sees_half_open_does_not_start_its_own_round(
         assert after["trials"] == 2
         assert after["passed"] == 1
         assert b.state is rs.CircuitState.HALF_OPEN
+        assert b.snapshot()["trial_calls"] == 2  # the fleet's count, not b's own (1)
+        assert a.snapshot()["trial_calls"] == 1  # a last saw the record with its own permit
         return "ok"
 
     a.call(trial)
     assert record(tmp_path)["state"] == "half_open"  # 2 of 3 passed
+    assert a.snapshot()["trial_calls"] == 2
     a.call(ok)
     assert record(tmp_path)["state"] == "closed"
 

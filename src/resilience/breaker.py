@@ -1231,7 +1231,8 @@ class CircuitBreaker(Decorator):
         slow_call_rate, calls, failures, slow_calls (the CLOSED window; kept while open, emptied
         when the breaker closes), minimum_calls, opened_at (wall-clock time it last opened, or
         None while closed), open_duration (the current one), remaining (seconds until trial
-        calls; inf when forced open), half_open_calls, trial_calls (in flight or done).
+        calls; inf when forced open), half_open_calls, trial_calls (in flight or done; with a
+        shared store, fleet-wide, as of the record this process last read or wrote).
 
         Example:
             >>> CircuitBreaker("s").snapshot()["state"]
@@ -1261,9 +1262,20 @@ class CircuitBreaker(Decorator):
                 "open_duration": self._duration,
                 "remaining": remaining,
                 "half_open_calls": self._half_n,
-                "trial_calls": self._half_used if state is _HALF_OPEN else 0,
+                "trial_calls": self._trial_calls() if state is _HALF_OPEN else 0,
                 "reason": self._reason,
             }
+
+    def _trial_calls(self) -> int:
+        """Trial calls of this round (lock held): with a shared store, the fleet's, as the
+        record last seen counts them (permits live there, not here)."""
+        if not self._shared:
+            return self._half_used
+        seen = self._seen
+        if seen is None or seen.get("state") != _HALF_OPEN.value:
+            return 0
+        trials = seen.get("trials")
+        return trials if type(trials) is int else 0
 
     def force_open(self) -> None:
         """Reject every call (state FORCED_OPEN, `remaining` = inf) until `reset()`."""
