@@ -13,6 +13,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import os
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -239,15 +240,18 @@ def build_store(url: str | None) -> Any:
     a private `MemoryStore`). Built on first use and then shared by URL."""
     if url is None or url == "memory":
         return None
+    scheme, _, rest = url.partition("://")
+    sqlite = scheme.lower() == "sqlite"
+    # a relative file is the one in the working directory of the first build, for good
+    key = f"sqlite:///{os.path.abspath(rest[1:])}" if sqlite else url
     with _STORES_LOCK:
-        store = _STORES.get(url)
+        store = _STORES.get(key)
         if store is None:
-            scheme, _, rest = url.partition("://")
-            if scheme.lower() == "sqlite":
-                store = _policy("stores", "SQLiteStore")(rest[1:])
+            if sqlite:
+                store = _policy("stores", "SQLiteStore")(key.partition(":///")[2])
             else:
                 store = _policy("stores", "RedisStore")(url)
-            _STORES[url] = store
+            _STORES[key] = store
         return store
 
 
