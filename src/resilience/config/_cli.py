@@ -13,7 +13,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ._load import Config, load
-from ._models import OperationPolicy
+from ._models import OperationPolicy, redact_table
 from ._presets import PRESETS
 
 __all__ = ["run"]
@@ -64,7 +64,7 @@ def _flat(table: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _show_policy(title: str, policy: OperationPolicy) -> None:
-    _table(title, ["setting", "value"], _flat(policy.table()))
+    _table(title, ["setting", "value"], _flat(redact_table(policy.table())))
 
 
 def _errors(exc: ConfigError) -> int:

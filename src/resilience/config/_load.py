@@ -25,7 +25,7 @@ from . import _presets
 from ._checks import storm_problems
 from ._detect import detect_environment, normalize_environment
 from ._merge import copy_table, follow_open_duration, format_location, merge_into
-from ._models import OperationPolicy, problems_of, unknown_key
+from ._models import OperationPolicy, problems_of, safe_url, scrub_messages, unknown_key
 
 __all__ = ["ChaosInProductionWarning", "Config", "load", "parse_env_value"]
 
@@ -280,6 +280,8 @@ class Config:
         (`..._RETRY__MAX_ATTEMPTS=2` over `..._RETRY='{max_attempts=5}'`), whatever the
         variables' names.
 
+        A password in a `store` URL is shown as `***`.
+
         Example:
             >>> from resilience import config
             >>> cfg = config.load(environ={"RESILIENCE_ENV": "testing",
@@ -304,13 +306,19 @@ class Config:
                 origin = next(
                     (origins[p[:i]] for i in range(len(p), 0, -1) if p[:i] in origins), "?"
                 )
-                rows.append((format_location(p), value, origin))
+                rows.append(
+                    (format_location(p), safe_url(value) if key == "store" else value, origin)
+                )
 
         walk(merged, ())
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        """The effective configuration in the file layout (every operation fully merged)."""
+        """The effective configuration in the file layout (every operation fully merged).
+
+        `store` URLs are as written, passwords included (so the result loads back); show it
+        to people through `config show`, which hides them.
+        """
         return {
             "environment": self.environment,
             "defaults": self._default.table(),
@@ -446,7 +454,7 @@ class Config:
             found = problems_of(exc)
         else:
             found = storm_problems(policy, self.environment)
-        found = [p for p in found if p not in skip]
+        found = [p for p in scrub_messages(found, merged) if p not in skip]
         if found:
             origins: dict[tuple[str, ...], str] = {}
             self._merge(name, table, entries, origins, table_origin)

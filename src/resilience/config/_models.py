@@ -13,6 +13,8 @@ import difflib
 import functools
 import importlib
 import inspect
+import os
+import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +40,9 @@ __all__ = [
     "TimeoutSettings",
     "WindowSettings",
     "problems_of",
+    "redact_table",
+    "safe_url",
+    "store_problem",
 ]
 
 Path = tuple[str, ...]
@@ -109,6 +114,147 @@ def _percent_hint(value: Any) -> str:
     return ""
 
 
+# --- store URLs ---------------------------------------------------------------------------
+
+_STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss", "unix")
+_STORE_FORMS = (
+    'accepted: "memory", "sqlite:///relative.db", "sqlite:////absolute/path.db", '
+    '"redis://[user:password@]host:port/db", "rediss://...", "unix:///path/redis.sock"'
+)
+
+
+def safe_url(value: object) -> object:
+    """A store URL with its password written `***` (anything else unchanged).
+
+    Example:
+        >>> safe_url("redis://:s3cret@cache:6379/0")
+        'redis://:***@cache:6379/0'
+    """
+    if not isinstance(value, str) or value == "memory":
+        return value
+    if "://" not in value:  # not a URL: shown only when nothing in it can be a password
+        return value if "@" not in value else "<hidden>"
+    # lazily: config never imports what is built from it until it is needed
+    redact: Callable[[str], tuple[str, tuple[str, ...]]] = _policy("stores", "_redact_url")
+    safe, secrets = redact(value)
+    return safe if secrets else value  # as written when it holds no secret
+
+
+def redact_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a file-layout table with every `store` URL's password written `***`."""
+    return {
+        k: (redact_table(v) if isinstance(v, Mapping) else (safe_url(v) if k == "store" else v))
+        for k, v in table.items()
+    }
+
+
+def store_problem(value: object) -> str | None:
+    """What is wrong with a `store` setting; None when it is usable. Nothing is connected to.
+
+    Example:
+        >>> store_problem("sqlite:///state.db") is None
+        True
+        >>> print(store_problem("reddis://:pw@cache:6379"))
+        unknown store scheme 'reddis' in 'reddis://:***@cache:6379'; did you mean 'redis'? ...
+    """
+    if not isinstance(value, str):
+        return f"must be a store URL string, got {type(value).__name__}; {_STORE_FORMS}"
+    if value == "memory":
+        return None
+    from urllib.parse import urlsplit
+
+    shown = safe_url(value)
+    scheme, sep, rest = value.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _STORE_SCHEMES or scheme == "memory":
+        word = scheme if sep else value.lower()
+        close = difflib.get_close_matches(word, _STORE_SCHEMES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = f"unknown store scheme {scheme!r} in" if sep else "not a store URL:"
+        return f"{what} {shown!r}; {hint}{_STORE_FORMS}"
+    if scheme == "sqlite":
+        if not rest.startswith("/") or not rest[1:].strip():
+            return (
+                f"{shown!r} names no file; write sqlite:///relative.db or "
+                "sqlite:////absolute/path.db"
+            )
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        return f"not a usable store URL {shown!r}: {_scrub_url(str(exc), value)}"
+    if scheme == "unix":
+        return None if parts.path.strip("/") else f"{shown!r} names no socket path"
+    if not parts.hostname:
+        return f"{shown!r} names no host; {_STORE_FORMS}"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return f"{shown!r}: the database after the host must be a number (/0), got {db!r}"
+    return None
+
+
+def _scrub_url(text: str, url: str) -> str:
+    redact: Callable[[str], tuple[str, tuple[str, ...]]] = _policy("stores", "_redact_url")
+    scrub: Callable[[str, tuple[str, ...]], str] = _policy("stores", "_scrub")
+    return scrub(text, redact(url)[1])
+
+
+def scrub_messages(messages: list[Problem], table: Any) -> list[Problem]:
+    """`messages` with the password of any URL found in `table`'s strings written `***`.
+
+    A backstop for messages that echo a value as written (`breaker = "redis://:pw@h"` is
+    "must be a table, got str ..."); the store checks never show a password themselves.
+    """
+    urls: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and "://" in value:
+            urls.append(value)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(table)
+    if not urls:
+        return messages
+    out = []
+    for path, message in messages:
+        for url in urls:
+            message = _scrub_url(message, url)
+        out.append((path, message))
+    return out
+
+
+# One store per distinct URL per process: every operation configured with the same URL shares
+# one client (one connection pool, one SQLite connection).
+_STORES: dict[str, Any] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def build_store(url: str | None) -> Any:
+    """The store object for a checked `store` URL; None for "memory" (the policy's default:
+    a private `MemoryStore`). Built on first use and then shared by URL."""
+    if url is None or url == "memory":
+        return None
+    scheme, _, rest = url.partition("://")
+    sqlite = scheme.lower() == "sqlite"
+    # a relative file is the one in the working directory of the first build, for good
+    key = f"sqlite:///{os.path.abspath(rest[1:])}" if sqlite else url
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            if sqlite:
+                store = _policy("stores", "SQLiteStore")(key.partition(":///")[2])
+            else:
+                store = _policy("stores", "RedisStore")(url)
+            _STORES[key] = store
+        return store
+
+
 def _raise(problems: list[Problem]) -> None:
     if problems:
         raise PydanticCustomError(
@@ -141,6 +287,16 @@ class _Section(BaseModel):
     _durations: ClassVar[frozenset[str]] = frozenset()
     # keys holding a fraction (0.5 = 50%): a percentage gets a "did you mean" hint
     _rates: ClassVar[frozenset[str]] = frozenset()
+    # keys holding a store URL: checked here (never connected to), built by `build`; a
+    # password in one is never shown (repr, errors, `config show`)
+    _urls: ClassVar[frozenset[str]] = frozenset()
+    # keys with a few accepted words: a near miss gets a "did you mean" hint
+    _choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __repr_args__(self) -> Any:
+        urls = self._urls
+        for key, value in super().__repr_args__():
+            yield key, (safe_url(value) if key in urls else value)
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]] | None:
@@ -215,12 +371,25 @@ class _Section(BaseModel):
                 found = [("", f"rejected by the policy: {type(exc).__name__}: {exc}")]
             bad = {p[0] for p, _ in out if len(p) == 1}  # reported already: not twice
             out += [
-                (_split(arg), msg + (_percent_hint(data.get(arg)) if arg in cls._rates else ""))
+                (_split(arg), msg + cls._hint(arg, data.get(arg)))
                 for arg, msg in found
                 if arg not in bad
             ]
+        out += [
+            ((k,), problem)
+            for k in cls._urls
+            if k in data and (problem := store_problem(data[k])) is not None
+        ]
         out += cls._own_problems(dict(data))
         return out
+
+    @classmethod
+    def _hint(cls, key: str, value: Any) -> str:
+        """A "did you mean" for a rejected value: a rate as a percentage, a near miss."""
+        if key in cls._rates:
+            return _percent_hint(value)
+        close = difflib.get_close_matches(str(value), cls._choices.get(key, ()), n=1, cutoff=0.6)
+        return f" (did you mean {close[0]!r}?)" if close else ""
 
     @classmethod
     def _as_argument(cls, data: Mapping[str, Any]) -> Any:
@@ -556,7 +725,10 @@ class WindowSettings(_Section):
 class BreakerSettings(_Section):
     """`breaker = { failure_rate_threshold = 0.5, minimum_calls = 20, window = {...}, ... }`.
 
-    `slow_call_threshold = false` / `open_duration_max = false` mean none.
+    `slow_call_threshold = false` / `open_duration_max = false` mean none. `store` is where
+    the breaker's state lives: "memory" (default: this process alone), "sqlite:///path.db",
+    "redis://[user:password@]host:port/db", "rediss://..." or "unix://..." (one record per
+    operation name, shared by every process using the same store).
 
     Example:
         >>> BreakerSettings.model_validate({"failure_rate_threshold": 0.25}).failure_rate_threshold
@@ -571,8 +743,11 @@ class BreakerSettings(_Section):
     open_duration: float | None = None
     open_duration_max: float | None = None
     half_open_calls: int | None = None
+    store: str | None = None
 
     _nullable = frozenset({"slow_call_threshold", "open_duration_max"})
+    _config_only = frozenset({"store"})
+    _urls = frozenset({"store"})
     _tables = {"window": WindowSettings}
     _durations = frozenset({"slow_call_threshold", "open_duration", "open_duration_max"})
     _rates = frozenset({"failure_rate_threshold", "slow_call_rate_threshold"})
@@ -586,8 +761,10 @@ class BreakerSettings(_Section):
         return {"name": "operation"}
 
     def build(self, name: str, clock: Any = None) -> Any:
-        """A `CircuitBreaker` named `name`."""
-        return _policy("breaker", "CircuitBreaker")(name, clock=clock, **self.arguments())
+        """A `CircuitBreaker` named `name` (on the `store` URL's store, shared by URL)."""
+        return _policy("breaker", "CircuitBreaker")(
+            name, clock=clock, store=build_store(self.store), **self.arguments()
+        )
 
 
 # --- bulkhead, rate limiter --------------------------------------------------------------
@@ -620,7 +797,10 @@ class BulkheadSettings(_Section):
 class RateLimitSettings(_Section):
     """`rate_limit = { rate = 100, per = 1.0, burst = 20, wait = false, max_wait = 0.5 }`.
 
-    `burst = false` / `max_wait = false` mean the policy's "none".
+    `burst = false` / `max_wait = false` mean the policy's "none". `store` is where the bucket
+    lives (the URLs of `BreakerSettings.store`: limiters of one operation on one shared store
+    share one limit); `on_store_error` ("fail_closed", the default, or "fail_open") is what
+    calls get while that store fails.
 
     Example:
         >>> RateLimitSettings.model_validate({"rate": 5, "per": "1s"}).per
@@ -632,17 +812,24 @@ class RateLimitSettings(_Section):
     burst: float | None = None
     wait: bool | None = None
     max_wait: float | None = None
+    store: str | None = None
+    on_store_error: str | None = None
 
     _nullable = frozenset({"burst", "max_wait"})
     _durations = frozenset({"per", "max_wait"})
+    _config_only = frozenset({"store"})
+    _urls = frozenset({"store"})
+    _choices = {"on_store_error": ("fail_closed", "fail_open")}
 
     @classmethod
     def _validate_fn(cls) -> Callable[..., list[tuple[str, str]]]:
         return _policy("ratelimit", "RateLimiter").validate  # type: ignore[no-any-return]
 
     def build(self, name: str, clock: Any = None) -> Any:
-        """A `RateLimiter` for operation `name`."""
-        return _policy("ratelimit", "RateLimiter")(name=name, clock=clock, **self.arguments())
+        """A `RateLimiter` for operation `name` (on the `store` URL's store, shared by URL)."""
+        return _policy("ratelimit", "RateLimiter")(
+            name=name, clock=clock, store=build_store(self.store), **self.arguments()
+        )
 
 
 # --- fallback --------------------------------------------------------------------------------
@@ -762,6 +949,8 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "chaos": ChaosSettings,
 }
 
+_STORE_SECTIONS = ("breaker", "rate_limit")
+
 _PRESET_NAMES: Callable[[], tuple[str, ...]] = lambda: ()  # noqa: E731 - set by _presets
 
 
@@ -771,7 +960,9 @@ class OperationPolicy(BaseModel):
     Sections: `timeout` (the whole call), `retry`, `attempt_timeout` (each attempt), `rate_limit`,
     `breaker`, `bulkhead`, `chaos`, `fallback`; each
     section's keys are its policy's keyword arguments. `preset` names the preset it was built
-    on. In a file, `false` turns a section off.
+    on. In a file, `false` turns a section off. `store` (a store URL, as `breaker.store`) is
+    the store of the `breaker` and `rate_limit` sections that do not name their own; set in
+    `[defaults]` it applies to every operation.
 
     Example:
         >>> from resilience import config
@@ -784,6 +975,7 @@ class OperationPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     preset: str | None = None
+    store: str | None = None
     timeout: TimeoutSettings | None = None
     retry: RetrySettings | None = None
     attempt_timeout: TimeoutSettings | None = None
@@ -797,10 +989,28 @@ class OperationPolicy(BaseModel):
     @classmethod
     def _off(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            return {
+            data = {
                 k: (None if v is False and k in _SECTION_MODELS else v) for k, v in data.items()
             }
+            store = data.get("store")
+            if store is not None and store_problem(store) is None:
+                for section in _STORE_SECTIONS:  # a section's own `store` wins
+                    table = data.get(section)
+                    if isinstance(table, Mapping) and "store" not in table:
+                        data[section] = {**table, "store": store}
         return data
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _known_store(cls, value: Any) -> Any:
+        problem = None if value is None else store_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, (safe_url(value) if key == "store" else value)
 
     @field_validator("preset")
     @classmethod
@@ -829,6 +1039,8 @@ class OperationPolicy(BaseModel):
         out: dict[str, Any] = {}
         if self.preset is not None:
             out["preset"] = self.preset
+        if self.store is not None:
+            out["store"] = self.store
         for s in SECTIONS:
             v = getattr(self, s)
             out[s] = False if v is None else v.table()
@@ -877,6 +1089,5 @@ def validate_table(data: Any, location: Path = ()) -> OperationPolicy:
     try:
         return OperationPolicy.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            [(format_location((*location, *p)), m) for p, m in problems_of(exc)]
-        ) from None
+        found = scrub_messages(problems_of(exc), data)
+        raise ConfigError([(format_location((*location, *p)), m) for p, m in found]) from None
