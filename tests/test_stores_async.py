@@ -340,3 +340,69 @@ async def test_trio_uses_a_worker_thread_and_never_the_loop_thread(
     await until(lambda: (record(url, "db") or {}).get("state") == "open")
     assert used
     assert loop_thread not in used
+
+
+# --- one breaker, used from threads and from a loop at once -------------------------------
+
+
+def test_threads_and_a_loop_share_one_breaker_on_redis(url: str) -> None:
+    """Sync callers on threads and async callers on an asyncio loop use one breaker while the
+    backend flaps: every caller sees only its function's error or CircuitOpenError, and once
+    the backend is up for good the record (and the breaker) settle CLOSED."""
+    import asyncio
+
+    store = RedisStore(url)
+    br = rs.CircuitBreaker("db", store=store, half_open_calls=2, **KW)
+    healthy = threading.Event()
+    stop = threading.Event()
+    unexpected: list[BaseException] = []
+
+    def backend() -> str:
+        if not healthy.is_set() and (time.monotonic() * 5) % 2 < 1:
+            raise ConnectionError("down")
+        return "ok"
+
+    async def abackend() -> str:
+        await asyncio.sleep(0)
+        return backend()
+
+    def sync_caller() -> None:
+        while not stop.is_set():
+            try:
+                br.call(backend)
+            except (ConnectionError, rs.CircuitOpenError):
+                pass
+            except BaseException as exc:  # pragma: no cover - what the test is looking for
+                unexpected.append(exc)
+            time.sleep(0.002)
+
+    async def async_callers() -> None:
+        async def one() -> None:
+            while not stop.is_set():
+                try:
+                    await br.acall(abackend)
+                except (ConnectionError, rs.CircuitOpenError):
+                    pass
+                except Exception as exc:  # pragma: no cover
+                    unexpected.append(exc)
+                await asyncio.sleep(0.002)
+
+        await asyncio.gather(*(one() for _ in range(3)))
+
+    threads = [threading.Thread(target=sync_caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    loop_thread = threading.Thread(target=lambda: asyncio.run(async_callers()))
+    loop_thread.start()
+    try:
+        # flapping (down 200 ms, up 200 ms) until the fleet record has moved six times
+        wait_for(lambda: (record(url, "db") or {}).get("version", 0) >= 6, timeout=20)
+        healthy.set()
+        wait_for(lambda: (record(url, "db") or {}).get("state") == "closed", timeout=10)
+        wait_for(lambda: br.state is rs.CircuitState.CLOSED, timeout=5)
+    finally:
+        stop.set()
+        for t in [*threads, loop_thread]:
+            t.join(10)
+    assert unexpected == []
+    store.close()

@@ -219,6 +219,8 @@ class CircuitBreaker(Decorator):
             open across a restart with a persistent store. With a shared store
             (`store.shared`), the record is re-read at most once a second and before
             OPEN -> HALF_OPEN, and writes use compare-and-set (a lost race adopts the winner).
+            A breaker on a shared store built on an event loop's thread reads the record at
+            its first call, not here (no blocking read on the loop).
         clock: time source (`resilience.testing.VirtualClock` in tests).
 
     Raises:
