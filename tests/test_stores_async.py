@@ -406,3 +406,36 @@ def test_threads_and_a_loop_share_one_breaker_on_redis(url: str) -> None:
             t.join(10)
     assert unexpected == []
     store.close()
+
+
+def test_an_async_apps_redis_asyncio_client_is_accepted(url: str) -> None:
+    """`RedisStore(redis.asyncio.Redis(...))`, as an async app holds it: the blocking side is
+    mirrored from it, and every loop gets its own redis.asyncio client."""
+    import asyncio
+
+    import redis.asyncio
+
+    server = redis.Redis.from_url(url)
+    user_client = redis.asyncio.Redis(
+        host=server.connection_pool.connection_kwargs["host"],
+        port=server.connection_pool.connection_kwargs["port"],
+        db=0,
+        decode_responses=True,
+    )
+    store = RedisStore(user_client, prefix="app:")
+    assert store.compare_and_set("k", None, {"v": 1})  # the blocking side works
+    assert store.get("k") == {"v": 1}
+    br = rs.CircuitBreaker("db", store=store, **KW)
+
+    async def main() -> None:
+        assert store._loop_native()
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await br.acall(down)
+        assert await store.aget("k") == {"v": 1}
+        await user_client.aclose()  # the app's own client: the store does not depend on it
+
+    asyncio.run(main())
+    wait_for(lambda: (store.get("breaker:db") or {}).get("state") == "open")
+    store.close()
+    server.close()

@@ -597,8 +597,11 @@ class RedisStore:
 
     Args:
         url_or_client: a URL (`redis://[[user]:password@]host[:port][/db]`, `rediss://...`,
-            `unix://...`) or a ready `redis.Redis` client (its decoding setting does not
-            matter).
+            `unix://...`) or a ready `redis.Redis` or `redis.asyncio.Redis` client (its
+            decoding setting does not matter). From a client, the other kind is built with
+            the same connection settings: a `redis.asyncio` client for each asyncio event
+            loop, or the blocking client an async app's client lacks (the client you pass
+            is used as it is or mirrored, never reconfigured).
         prefix: put before every key, so several applications can share one server.
         timeout: seconds for connecting and for each command (URL only; a client you pass
             keeps its own settings).
@@ -676,14 +679,25 @@ class RedisStore:
                     operation="RedisStore",
                 ) from None
         else:
-            self._client = url_or_client
             kwargs = getattr(
                 getattr(url_or_client, "connection_pool", None), "connection_kwargs", {}
             )
             self._secrets = tuple(s for s in (kwargs.get("password"),) if isinstance(s, str) and s)
             where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
             self._where = f"redis client {where}/{kwargs.get('db', 0)}"
-            self._afactory = _async_twin(url_or_client)
+            if isinstance(url_or_client, _redis_asyncio().Redis):
+                # An async app's client: its connections belong to one loop and its methods
+                # are coroutines, so both kinds of client are built from its settings.
+                blocking = _twin(url_or_client, redis)
+                if blocking is None:
+                    raise ConfigError(
+                        [("url_or_client", "cannot mirror this redis.asyncio client; pass a URL")],
+                        operation="RedisStore",
+                    )
+                self._client = blocking()
+            else:
+                self._client = url_or_client
+            self._afactory = _twin(url_or_client, _redis_asyncio())
         self._cas = self._client.register_script(_CAS_LUA)
         self._take = self._client.register_script(_TAKE_LUA)
 
@@ -948,33 +962,32 @@ async def _close_at_shutdown(client: Any, forget: Callable[[], object]) -> Async
             pass
 
 
-def _async_twin(client: Any) -> Callable[[], Any] | None:
-    """A factory of redis.asyncio clients that reach the same server as the blocking
-    `client` a user passed (same connection settings), or None when it cannot be mirrored
-    (then async callers use a worker thread)."""
+def _twin(client: Any, api: Any) -> Callable[[], Any] | None:
+    """A factory of clients of `api` (the `redis` module, or `redis.asyncio`) that reach the
+    same server as the `client` a user passed, with the same connection settings; None when
+    it cannot be mirrored (then async callers use a worker thread)."""
     try:
         import inspect
 
-        aio = _redis_asyncio()
         pool = client.connection_pool
         kind = {
-            "Connection": aio.Connection,
-            "SSLConnection": aio.SSLConnection,
-            "UnixDomainSocketConnection": aio.UnixDomainSocketConnection,
+            "Connection": api.Connection,
+            "SSLConnection": api.SSLConnection,
+            "UnixDomainSocketConnection": api.UnixDomainSocketConnection,
         }[pool.connection_class.__name__]
         accepted: set[str] = set()
         for cls in kind.__mro__:
             init = cls.__dict__.get("__init__")
             if init is not None:
                 accepted.update(inspect.signature(init).parameters)
-        # the blocking client's retry and callbacks are objects of the blocking API
+        # the other client's retry and callbacks are objects of the other API
         skip = {"self", "retry", "redis_connect_func", "connection_pool", "event_dispatcher"}
         kwargs = {
             k: v for k, v in pool.connection_kwargs.items() if k in accepted and k not in skip
         }
     except Exception:
         return None
-    return lambda: aio.Redis(connection_pool=aio.ConnectionPool(connection_class=kind, **kwargs))
+    return lambda: api.Redis(connection_pool=api.ConnectionPool(connection_class=kind, **kwargs))
 
 
 async def _to_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
