@@ -201,6 +201,39 @@ def test_a_call_on_time_is_a_good_trial(clock: VirtualClock) -> None:
     assert breaker.state is rs.CircuitState.CLOSED
 
 
+@pytest.mark.parametrize("form", ["call", "decorator"])
+def test_late_calls_open_a_closed_breaker_by_slow_rate(clock: VirtualClock, form: str) -> None:
+    """CLOSED, a count window, a `slow_call_threshold` longer than the Timeout inside: a call
+    that came back late (2 s against 1 s) is slow although faster than the threshold, so the
+    breaker's lock-free success path must notice the late mark. Without one, the window also
+    shows the late calls (but only a threshold lets slowness open a CLOSED breaker)."""
+    breaker = rs.CircuitBreaker(
+        f"late-{form}",
+        window=rs.CountWindow(4),
+        minimum_calls=4,
+        slow_call_threshold=10.0,
+        slow_call_rate_threshold=0.5,
+        clock=clock,
+    )
+    timeout = rs.Timeout(1.0, clock=clock)
+
+    def late() -> str:
+        return timeout.call(lambda: (clock.advance(2.0), "late")[1])
+
+    def on_time() -> str:
+        return timeout.call(lambda: "fast")
+
+    run = breaker.call if form == "call" else lambda fn: breaker(fn)()
+    assert [run(on_time), run(on_time), run(late), run(late)] == ["fast", "fast", "late", "late"]
+    assert breaker.state is rs.CircuitState.OPEN  # 2 of 4 slow: the slow-call rate opened it
+    assert "slow" in breaker.snapshot()["reason"]
+    plain = rs.CircuitBreaker(f"late-plain-{form}", window=rs.CountWindow(8), clock=clock)
+    run = plain.call if form == "call" else lambda fn: plain(fn)()
+    run(on_time)
+    run(late)
+    assert plain.snapshot()["slow_calls"] == 1
+
+
 # --- presets: never a thread hop ----------------------------------------------------------
 
 

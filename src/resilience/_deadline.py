@@ -132,8 +132,15 @@ def overran(since: float, clock: Clock) -> bool:
     return late is not None and late.clock is clock and late.expires - late.seconds >= since
 
 
+late_marks = 0
+"""How many times `mark_late` ran, in any thread: a breaker's lock-free success path reads it
+before and after the call, and takes the full path (which asks `overran`) when it moved."""
+
+
 def mark_late(budget: _Budget) -> None:
     """A sync call returned after `budget` ran out (seen by an enclosing breaker)."""
+    global late_marks
+    late_marks += 1
     _late.set(budget)
 
 

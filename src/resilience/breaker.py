@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _registry
+from . import _deadline, _registry
 from . import events as _events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import overran
@@ -454,6 +454,7 @@ class CircuitBreaker(Decorator):
         epoch = self._closed_epoch
         if epoch is None:
             epoch = self._admit()
+        marks = _deadline.late_marks
         t0 = self._mono()
         try:
             result = fn(*args, **kwargs)
@@ -466,7 +467,11 @@ class CircuitBreaker(Decorator):
         if type(result) is COROUTINE:
             self._refuse(epoch, result, fn)
         now = self._mono()
-        if now - t0 < self._fast_s and epoch == self._closed_epoch:
+        if (
+            now - t0 < self._fast_s
+            and epoch == self._closed_epoch
+            and marks == _deadline.late_marks
+        ):
             # A plain success while CLOSED: take a sequence number, lock-free.
             if self._next_seq() == self._decide_at:
                 self._decide(epoch, now)
@@ -564,6 +569,7 @@ class CircuitBreaker(Decorator):
             epoch = self._closed_epoch
             if epoch is None:
                 epoch = self._admit()
+            marks = _deadline.late_marks
             t0 = self._mono()
             try:
                 result = fn(*args, **kwargs)
@@ -576,7 +582,12 @@ class CircuitBreaker(Decorator):
             if type(result) is COROUTINE:
                 self._refuse(epoch, result, fn)
             now = self._mono()
-            if now - t0 < self._fast_s and epoch == self._closed_epoch and not _events.enabled:
+            if (
+                now - t0 < self._fast_s
+                and epoch == self._closed_epoch
+                and marks == _deadline.late_marks
+                and not _events.enabled
+            ):
                 if self._next_seq() == self._decide_at:
                     self._decide(epoch, now)
             else:
