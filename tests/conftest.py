@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -24,3 +26,14 @@ def clock():  # type: ignore[no-untyped-def]
     from resilience.testing import VirtualClock
 
     return VirtualClock()
+
+
+@pytest.fixture
+def seen() -> Iterator[list[Any]]:
+    """Every event emitted while the test runs, in order."""
+    from resilience import events
+
+    got: list[Any] = []
+    stop = events.subscribe(got.append)
+    yield got
+    stop()

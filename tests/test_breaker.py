@@ -48,14 +48,6 @@ def make(clock: VirtualClock, **kw: Any) -> CircuitBreaker:
     return CircuitBreaker(kw.pop("name", "svc"), clock=clock, **kw)
 
 
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
-
-
 # --- CLOSED -> OPEN ------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +42,6 @@ def problems(data: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(config.ConfigError) as info:
         config.load(data=data, environ={})
     return dict(info.value.errors)
-
-
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
 
 
 # --- validation --------------------------------------------------------------------------------

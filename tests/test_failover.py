@@ -38,14 +38,6 @@ class Backend:
         self.error = None
 
 
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
-
-
 def only(kind: type[events.Event], got: list[events.Event]) -> list[Any]:
     return [e for e in got if isinstance(e, kind)]
 

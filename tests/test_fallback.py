@@ -16,14 +16,6 @@ from resilience.fallback import Default, DegradationLevel, FallbackChain, StaleC
 from resilience.testing import VirtualClock
 
 
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
-
-
 class Service:
     """A dependency that can be switched up and down; records calls."""
 

@@ -60,14 +60,6 @@ def Retry(*args: Any, **kwargs: Any) -> rs.Retry:
     return rs.Retry(*args, engine=ENGINE, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
-
-
 def test_transient_failures_are_retried_with_the_backoffs_waits(clock: VirtualClock) -> None:
     fn = Flaky(ConnectionError("reset"), TimeoutError("slow"))
     rt = Retry(max_attempts=3, backoff=rs.Backoff.linear(1.0, 1.0, 10.0), clock=clock)

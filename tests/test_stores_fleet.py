@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,6 @@ def fail(br: rs.CircuitBreaker, n: int) -> None:
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
-
-
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
 
 
 def fleet(path: Path, clock: VirtualClock, n: int, **kw: Any) -> list[rs.CircuitBreaker]:

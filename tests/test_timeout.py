@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -20,14 +19,6 @@ from resilience import events
 from resilience.testing import VirtualClock
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-@pytest.fixture
-def seen() -> Iterator[list[Any]]:
-    got: list[Any] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
 
 
 # --- cooperative (the default) -----------------------------------------------------------

@@ -25,14 +25,6 @@ from _servers import Hang, HTTPTestServer, Reply
 L = rs.DegradationLevel
 
 
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
-
-
 class Database:
     def __init__(self, name: str) -> None:
         self.name = name

@@ -7,7 +7,6 @@ in < 5 s" is measured, not assumed.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,14 +14,6 @@ import pytest
 import resilience as rs
 from resilience import events
 from resilience.testing import VirtualClock
-
-
-@pytest.fixture
-def seen() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    stop = events.subscribe(got.append)
-    yield got
-    stop()
 
 
 class DirectoryServer:
