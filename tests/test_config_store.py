@@ -385,8 +385,9 @@ def test_config_show_and_explain_hide_the_password(tmp_path: Path) -> None:
         f'rate_limit = {{ rate = 5, store = "rediss://app:{SECRET}@cache:6380/1" }}\n',
         encoding="utf-8",
     )
-    for args in (["config", "show"], ["config", "explain", "pay"], ["config", "validate"]):
-        out = subprocess.run(
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "resilience", *args],
             cwd=tmp_path,
             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
@@ -395,6 +396,9 @@ def test_config_show_and_explain_hide_the_password(tmp_path: Path) -> None:
             timeout=60,
             check=False,
         )
+
+    for args in (["config", "show"], ["config", "explain", "pay"], ["config", "validate"]):
+        out = cli(*args)
         assert out.returncode == 0, out.stderr
         assert SECRET not in out.stdout + out.stderr, args
         if args[1] != "validate":
@@ -403,15 +407,7 @@ def test_config_show_and_explain_hide_the_password(tmp_path: Path) -> None:
     (tmp_path / "resilience.toml").write_text(
         f'[defaults]\nstore = "reddis://:{SECRET}@cache:6379/0"\n', encoding="utf-8"
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "resilience", "config", "validate"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = cli("config", "validate")
     assert out.returncode == 1
     assert "defaults.store" in out.stderr
     assert "did you mean 'redis'?" in out.stderr
