@@ -200,9 +200,12 @@ def test_a_host_an_hour_ahead_starves_nobody(store_spec: str) -> None:
     elapsed = max(r["elapsed"] for r in results)
     total = normal["granted"] + ahead["granted"]
     assert total <= 4 + 40 * (elapsed + 0.2)  # one limit for both
-    # Neither is starved (without the store's clock, the host behind got nothing for an hour)
-    assert normal["granted"] >= 0.25 * total, results
-    assert ahead["granted"] >= 0.25 * total, results
+    # Neither is starved: each got tokens beyond the burst of 4, i.e. refills. (Without the
+    # store's clock the host behind got 2 of 63 and nothing more for an hour.) Not an equal
+    # share: two processes polling for scarce tokens on a loaded 2-core machine are not fair
+    # to each other (one CI run: 55 and 8), and that is the scheduler's doing, not skew.
+    assert normal["granted"] >= 6, results
+    assert ahead["granted"] >= 6, results
     # ...and retry_after is honest: one token's time (1/40 s), not an hour
     assert max(r["max_wait"] for r in results) <= 1 / 40 + 1e-3, results
 
