@@ -212,24 +212,43 @@ async def test_trial_permits_are_exact_across_breakers_on_one_loop(
     await until(lambda: (record(url, "db") or {}).get("state") == "closed")
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_cancelled_caller_gives_its_trial_permit_back(
-    anyio_backend: str, own_server: RedisServer
-) -> None:
-    store = RedisStore(own_server.url, timeout=5.0)
+async def cancelled_admission(server: RedisServer) -> None:
+    store = RedisStore(server.url, timeout=5.0)
     br = rs.CircuitBreaker("db", store=store, half_open_calls=1, **KW)
     for _ in range(2):
         with pytest.raises(ConnectionError):
             await br.acall(down)
     await anyio.sleep(0.35)
-    with Paused(own_server, 0.4):
+    # The permit goes back from the exchange task's done-callback, on the loop thread with no
+    # task current: still no blocking call there (the blocking client is gone to prove it).
+    blocking, store._client = store._client, None
+    with Paused(server, 0.4):
         with anyio.move_on_after(0.1) as scope:  # gone while its admission is in flight
             await br.acall(up)
         assert scope.cancelled_caught
     # the admission finished after the server woke: the permit it took went back
-    await until(lambda: (record(own_server.url, "db") or {}).get("trials") == 0)
+    await until(lambda: (record(server.url, "db") or {}).get("trials") == 0)
     assert await br.acall(up) == "ok"  # so the round's single trial is still there
-    await until(lambda: (record(own_server.url, "db") or {}).get("state") == "closed")
+    await until(lambda: (record(server.url, "db") or {}).get("state") == "closed")
+    store._client = blocking
+    store.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_cancelled_caller_gives_its_trial_permit_back(
+    anyio_backend: str, own_server: RedisServer
+) -> None:
+    await cancelled_admission(own_server)
+
+
+def test_a_cancelled_caller_gives_its_permit_back_under_plain_asyncio_run(
+    own_server: RedisServer,
+) -> None:
+    """The same without anyio's runner (which marks every callback's context as asyncio's
+    for sniffio): a plain `asyncio.run`, as an application runs it."""
+    import asyncio
+
+    asyncio.run(cancelled_admission(own_server))
 
 
 def test_a_write_pending_when_the_loop_shuts_down_is_not_lost(url: str) -> None:

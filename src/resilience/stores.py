@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import threading
 import time
 import typing
@@ -999,13 +1000,22 @@ async def _to_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
 
 
 def _async_library() -> str | None:
-    """ "asyncio" or "trio" on a thread running that event loop, else None."""
+    """The event loop running on this thread ("asyncio" or "trio"), or None. (sniffio alone
+    misses asyncio callbacks, such as a task's done-callback: no task is current there.)"""
     try:
         import sniffio
 
         return sniffio.current_async_library()
     except Exception:
+        pass
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
         return None
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return "asyncio"
 
 
 def _native_async(store: object) -> bool:
