@@ -531,6 +531,7 @@ def test_producers_at_the_limit_and_a_draining_consumer_lose_nothing(tmp_path: P
     refused = 0
     delivered: list[tuple[int, int]] = []
     done = threading.Event()
+    full = threading.Event()  # the limit was reached (the consumer starts only then)
 
     def producer(p: int) -> None:
         nonlocal refused
@@ -540,6 +541,7 @@ def test_producers_at_the_limit_and_a_draining_consumer_lose_nothing(tmp_path: P
             except rs.QueueFull:
                 with lock:
                     refused += 1
+                full.set()
                 time.sleep(0)  # let the consumer in
                 continue
             with lock:
@@ -549,6 +551,7 @@ def test_producers_at_the_limit_and_a_draining_consumer_lose_nothing(tmp_path: P
         def send(item: rs.queue.Item) -> None:
             delivered.append(tuple(item.payload))
 
+        full.wait(30)  # else a quick consumer may keep up and the limit is never tested
         while not done.is_set() or len(q):
             q.drain(send, batch=16)
             time.sleep(0.001)
