@@ -26,6 +26,7 @@ import redis
 import resilience as rs
 from redis_server import RedisServer, redis_server, redis_url, start_server  # noqa: F401
 from resilience.stores import RedisStore
+from resilience.testing import VirtualClock
 
 pytestmark = pytest.mark.redis
 
@@ -114,7 +115,8 @@ async def test_a_paused_redis_never_stalls_the_loop_and_no_thread_is_used(
     anyio_backend: str, own_server: RedisServer
 ) -> None:
     store = RedisStore(own_server.url, timeout=5.0)
-    br = rs.CircuitBreaker("db", store=store, **KW)
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("db", store=store, clock=clock, **KW)
     limiter = rs.RateLimiter(rate=1000, store=store, name="api")
     assert await br.acall(up) == "ok"  # connect and load the scripts before counting threads
     assert await limiter.acall(up) == "ok"
@@ -131,7 +133,7 @@ async def test_a_paused_redis_never_stalls_the_loop_and_no_thread_is_used(
                 results.append(await br.acall(fn))
             except (ConnectionError, rs.CircuitOpenError) as exc:
                 results.append(type(exc).__name__)
-        await anyio.sleep(0.35)  # open_duration is up: the trial's admission reads the store
+        clock.advance(0.35)  # open_duration is up: the trial's admission reads the store
         results.append(await br.acall(up))
         results.append(await limiter.acall(up))
 
@@ -155,11 +157,12 @@ async def test_a_round_of_ours_the_store_has_not_got_yet_defers_to_the_record(
     """`state` moves an OPEN breaker whose time is up to HALF_OPEN locally; on a loop its write
     is handed over. The next admission reads the OPEN record first: it must take the record's
     word and start the round there (it used to raise KeyError: 'round')."""
-    br = rs.CircuitBreaker("db", store=RedisStore(url), **KW)
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("db", store=RedisStore(url), clock=clock, **KW)
     for _ in range(2):
         with pytest.raises(ConnectionError):
             await br.acall(down)
-    await anyio.sleep(0.35)
+    clock.advance(0.35)
     assert br.state is rs.CircuitState.HALF_OPEN  # local; the write is queued, not done
     assert await br.acall(up) == "ok"
     await until(lambda: (record(url, "db") or {}).get("state") == "half_open")
@@ -172,8 +175,10 @@ async def test_trial_permits_are_exact_across_breakers_on_one_loop(
 ) -> None:
     """Three breakers (three processes' worth: each its own store and client) admit exactly
     `half_open_calls` trial calls in the round, awaited concurrently on one loop."""
+    clock = VirtualClock()
     breakers = [
-        rs.CircuitBreaker("db", store=RedisStore(url), half_open_calls=2, **KW) for _ in range(3)
+        rs.CircuitBreaker("db", store=RedisStore(url), half_open_calls=2, clock=clock, **KW)
+        for _ in range(3)
     ]
     for _ in range(2):
         with pytest.raises(ConnectionError):
@@ -182,7 +187,7 @@ async def test_trial_permits_are_exact_across_breakers_on_one_loop(
     for br in breakers[1:]:  # each learns of it (a breaker that believes CLOSED re-reads the
         with pytest.raises(rs.CircuitOpenError):  # record only once a second)
             await br.acall(up)
-    await anyio.sleep(0.35)
+    clock.advance(0.35)
     ran: list[int] = []
     gate = anyio.Event()
 
@@ -214,11 +219,12 @@ async def test_trial_permits_are_exact_across_breakers_on_one_loop(
 
 async def cancelled_admission(server: RedisServer) -> None:
     store = RedisStore(server.url, timeout=5.0)
-    br = rs.CircuitBreaker("db", store=store, half_open_calls=1, **KW)
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("db", store=store, half_open_calls=1, clock=clock, **KW)
     for _ in range(2):
         with pytest.raises(ConnectionError):
             await br.acall(down)
-    await anyio.sleep(0.35)
+    clock.advance(0.35)
     # The permit goes back from the exchange task's done-callback, on the loop thread with no
     # task current: still no blocking call there (the blocking client is gone to prove it).
     blocking, store._client = store._client, None

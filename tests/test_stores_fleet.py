@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -475,7 +475,8 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
     import anyio
 
     store = SlowStore(0.4)
-    br = rs.CircuitBreaker("db", minimum_calls=2, open_duration=0.2, store=store)
+    clock = VirtualClock()
+    br = rs.CircuitBreaker("db", minimum_calls=2, open_duration=0.2, store=store, clock=clock)
     limiter = rs.RateLimiter(rate=1000, store=store, name="api")
     store.threads.clear()
     loop_thread = threading.current_thread().name
@@ -493,6 +494,10 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
     async def down() -> None:
         raise ConnectionError("down")
 
+    async def landed(test: Callable[[dict[str, Any]], bool]) -> None:
+        while not test(store.inner.get("breaker:db") or {}):
+            await anyio.sleep(0.01)
+
     async def up() -> str:
         return "ok"
 
@@ -504,10 +509,11 @@ async def test_acall_does_its_store_io_off_the_event_loop(anyio_backend: str) ->
                 await br.acall(down)  # 1 of 2 failed, it opens: the write goes to the writer
             with pytest.raises(rs.CircuitOpenError):
                 await br.acall(up)
-            await anyio.sleep(0.5)
+            await landed(lambda r: r.get("state") == "open")  # written by the writer thread
+            clock.advance(0.5)
             assert await br.acall(up) == "ok"  # a trial call: permit and outcome in the store
             assert await limiter.acall(up) == "ok"  # one take_tokens round trip
-            await anyio.sleep(0.5)
+            await landed(lambda r: r.get("passed") == 1)  # the outcome, counted off the loop
             done = True
     assert loop_thread not in store.threads  # not one store call on the loop's thread
     assert len(store.threads) >= 1
