@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["ForeignFile", "busy_retry", "foreign_tables", "header_problem"]
+__all__ = ["ForeignFile", "busy_retry", "foreign_tables", "header_problem", "make_ours"]
 
 T = TypeVar("T")
 
@@ -101,3 +101,34 @@ def foreign_tables(db: sqlite3.Connection, path: str, kind: str) -> None:
             f"{path!r} is not a {kind} file: it holds other tables ({', '.join(names)}) and "
             "no application id; it was left untouched"
         )
+
+
+def make_ours(
+    db: sqlite3.Connection,
+    path: str,
+    kind: str,
+    check: Callable[[], None],
+    schema: Iterable[str],
+    synchronous: str,
+) -> None:
+    """Give a new file our schema, or check an existing one (`check` raises if it is not
+    ours), then switch to WAL. Nothing is written, not even the switch to WAL, before the
+    file is known to be ours or has been made ours: a refused file is left byte for byte as
+    it was. Several processes may do this at once: the schema goes in inside one immediate
+    transaction, after checking again (another may have created it meanwhile)."""
+    check()
+    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            check()
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                foreign_tables(db, path, kind)
+                for statement in schema:
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")

@@ -58,7 +58,7 @@ from . import events
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import cannot_hold
 from ._errors import QueueError, QueueFull
-from ._sqlite import busy_retry, foreign_tables, header_problem
+from ._sqlite import busy_retry, header_problem, make_ours
 from ._validate import Errors, raise_if
 from .classify import DEFAULT_CLASSIFIER, Classifier
 from .stores import MAX_DEPTH, _json_problem, _key_problem
@@ -516,25 +516,9 @@ class OfflineQueue:
             ) from exc
 
     def _set_up(self, db: sqlite3.Connection, path: str) -> None:
-        # Nothing is written (not even the switch to WAL) before the file is known to be ours
-        # or has been made ours: a refused file is left byte for byte as it was.
-        self._check_header(db, path)
-        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # Another process may have created it since we looked: check again.
-                self._check_header(db, path)
-                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    foreign_tables(db, path, "queue")
-                    for statement in _split_sql(_SCHEMA):
-                        db.execute(statement)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        make_ours(
+            db, path, "queue", lambda: self._check_header(db, path), _split_sql(_SCHEMA), "FULL"
+        )
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -318,26 +318,9 @@ class SQLiteStore:
         return db
 
     def _initialise(self, db: sqlite3.Connection) -> None:
-        # Nothing is written (not even the switch to WAL) before the file is known to be ours
-        # or has been made ours: a refused file is left byte for byte as it was.
-        self._check_header(db)  # again: it may have changed since we looked
-        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._check_header(db)  # another process may have created it meanwhile
-                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    from ._sqlite import foreign_tables
+        from ._sqlite import make_ours
 
-                    foreign_tables(db, self.path, "store")
-                    for statement in _SQLITE_SCHEMA:
-                        db.execute(statement)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        make_ours(db, self.path, "store", lambda: self._check_header(db), _SQLITE_SCHEMA, "NORMAL")
 
     def _create_or_check(self) -> None:
         """Create a new file with mode 0600 (SQLite gives its -wal and -shm files the same
