@@ -180,10 +180,16 @@ def test_a_store_that_cannot_get_the_lock_in_time_says_so(tmp_path: Path) -> Non
 # --- Redis: fork, keys() failing, passwords in the query string --------------------------------
 
 
-@pytest.mark.redis
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_gets_its_own_redis_connection(redis_url: str) -> None:  # noqa: F811
-    store = RedisStore(redis_url)
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_forked_child_opens_its_own_connection(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store: SQLiteStore | RedisStore
+    if kind == "sqlite":
+        store = SQLiteStore(tmp_path / "state.db")
+    else:
+        store = RedisStore(request.getfixturevalue("redis_url"))
     store.set("k", {"v": 1})
     pid = os.fork()
     if pid == 0:  # the child: use the inherited object

@@ -506,23 +506,6 @@ def test_a_corrupt_record_is_a_store_error(tmp_path: Path) -> None:
         store.get("l")
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "state.db")
-    store.set("k", {"v": 1})
-    pid = os.fork()
-    if pid == 0:  # the child: use the inherited object
-        code = 1
-        try:
-            ok = store.compare_and_set("k", {"v": 1}, {"v": 2})
-            code = 0 if ok and store.get("k") == {"v": 2} else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert store.get("k") == {"v": 2}  # and the parent's connection still works
-
-
 def test_import_resilience_and_a_breaker_do_not_load_sqlite3_or_redis(tmp_path: Path) -> None:
     out = run_child(
         """
