@@ -37,3 +37,12 @@ def seen() -> Iterator[list[Any]]:
     stop = events.subscribe(got.append)
     yield got
     stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """How a child process builds the shared store: `SQLiteStore(path)` or `RedisStore(url)`
+    (a module using the redis case imports `redis_server, redis_url` from redis_server)."""
+    if request.param == "sqlite":
+        return f"SQLiteStore({str(tmp_path / 'state.db')!r})"
+    return f"RedisStore({request.getfixturevalue('redis_url')!r})"

@@ -163,13 +163,6 @@ print(json.dumps({"granted": granted, "max_wait": max(waits, default=0.0),
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"SQLiteStore({str(tmp_path / 'limits.db')!r})"
-    return f"RedisStore({request.getfixturevalue('redis_url')!r})"
-
-
 def test_a_host_an_hour_ahead_starves_nobody(store_spec: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])

@@ -65,12 +65,10 @@ def process(code: str, spec: str, *args: object) -> Any:
     return json.loads(out.stdout)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def spec(store_spec: str) -> str:
     """How a process builds the store: `SQLiteStore("state.db")` or `RedisStore(url)`."""
-    if request.param == "sqlite":
-        return f"SQLiteStore({str(tmp_path / 'state.db')!r})"
-    return f"RedisStore({request.getfixturevalue('redis_url')!r})"
+    return store_spec
 
 
 def build(spec: str) -> Store:
